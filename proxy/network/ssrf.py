@@ -1,0 +1,304 @@
+"""The outbound-request boundary: which URLs the proxy may fetch (server-side request forgery guard).
+
+A file link on an upstream page may point anywhere, including at the proxy's own network. The proxy
+fetches a URL only when its scheme is http(s) and either
+
+* its origin (scheme, host, port) is the route's upstream origin or one the config allows, or
+* the route allows public hosts and the host resolves *only* to public addresses.
+
+"Public" is decided on what the name resolves to, never on its spelling: numeric IPv4 spellings
+(``2130706433``, ``0x7f.1``, ``017700000001``) are parsed as the addresses they are, IPv6 forms that
+embed an IPv4 address (mapped, 6to4, NAT64) are judged by that address, and one private answer
+among public ones blocks the name. Redirects are checked by calling ``check_url`` again per hop.
+
+Known limit: the check and the later connection resolve the name separately, so a DNS answer that
+changes in between (rebinding) is not caught here; the fetcher may pin the checked address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+__all__ = [
+    "BlockedURL",
+    "FetchPolicy",
+    "InvalidUpstreamURL",
+    "Resolver",
+    "check_url",
+    "ip_literal",
+    "is_public_address",
+    "origin_of",
+    "redact_url",
+    "validate_upstream_url",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# host → IP strings; may be a coroutine function. Injected by tests so no test needs DNS.
+Resolver = Callable[[str], Sequence[str] | Awaitable[Sequence[str]]]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Seconds allowed for one name resolution: a stuck resolver must not hold a request forever.
+_RESOLVE_TIMEOUT = 10.0
+# A host made of digits, hex and dots is an IPv4 spelling to the C library, never a DNS name.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?$", re.IGNORECASE)
+_HOST_CHARS = re.compile(r"^[a-z0-9._-]+$")
+# Anything here in an authority means two parsers may disagree about the host: refuse it.
+_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+# Special-purpose ranges (IANA registries) that are never a public file host. Listed here rather than
+# trusting ``is_global`` alone because its tables differ between Python releases; embedded IPv4
+# forms (mapped, 6to4, NAT64 64:ff9b::/96) are unwrapped and judged as IPv4 before this list is used.
+_NON_PUBLIC = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
+        "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+
+
+class InvalidUpstreamURL(ValueError):
+    """A configured URL is not an absolute http(s) URL with a host."""
+
+
+class BlockedURL(Exception):
+    """The proxy refuses to fetch this URL; ``str()`` names the URL (credentials hidden) and why."""
+
+    def __init__(self, url: str, why: str) -> None:
+        self.url = redact_url(url)
+        self.why = why
+        super().__init__(f"refusing to fetch {self.url!r}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Where one route may fetch from. Origins are normalized on construction (see ``origin_of``)."""
+
+    upstream_origin: str  # "https://upstream.example:443"; any URL of that origin is accepted too
+    allowed_origins: frozenset[str] = frozenset()
+    allow_public_hosts: bool = True
+
+    def __post_init__(self) -> None:
+        # Normalizing here means "https://Upstream.example/simple/" and its origin compare equal.
+        object.__setattr__(self, "upstream_origin", origin_of(self.upstream_origin))
+        object.__setattr__(self, "allowed_origins", frozenset(map(_allowed_origin, self.allowed_origins)))
+
+    @classmethod
+    def for_upstream(
+        cls, upstream_url: str, extra_file_hosts: Iterable[str] = (), *, allow_public_hosts: bool = True
+    ) -> FetchPolicy:
+        """The policy of a route; ``extra_file_hosts`` are origins or bare host names (https)."""
+        return cls(origin_of(upstream_url), frozenset(extra_file_hosts), allow_public_hosts)
+
+    def names_origin(self, origin: str) -> bool:
+        """True when ``origin`` (normalized) is the upstream's or an explicitly allowed one."""
+        return origin == self.upstream_origin or origin in self.allowed_origins
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` with the default port explicit, host lower-case IDNA, IPs canonical.
+
+    Raises ``InvalidUpstreamURL`` for anything that is not an absolute http(s) URL with a host.
+    """
+    parts = _split(url)
+    return _format_origin(parts.scheme.lower(), _canonical_host(parts, url), _port(parts, url))
+
+
+async def check_url(url: str, policy: FetchPolicy, *, resolver: Resolver | None = None) -> None:
+    """Return if the proxy may fetch ``url`` under ``policy``; raise ``BlockedURL`` otherwise.
+
+    Call it for the first request and again for every redirect target.
+    """
+    try:
+        origin = origin_of(url)
+    except InvalidUpstreamURL as exc:
+        raise BlockedURL(url, str(exc)) from exc
+    if policy.names_origin(origin):
+        return
+    if not policy.allow_public_hosts:
+        raise BlockedURL(url, "host is neither the upstream nor an allowed file host")
+    host = _canonical_host(_split(url), url)
+    literal = ip_literal(host)
+    addresses = [literal] if literal is not None else await _resolve(url, host, resolver)
+    for address in addresses:
+        if not is_public_address(address):
+            raise BlockedURL(url, f"host resolves to non-public address {str(address)!r}")
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True only for globally routable unicast addresses (judging embedded IPv4 by itself)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
+    if address in _METADATA or any(address in net for net in _NON_PUBLIC):
+        return False
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells, in any form the C resolver accepts; ``None`` for a DNS name.
+
+    Raises ``ValueError`` for a numeric-looking host that is no valid address (``256.1.1.1``).
+    """
+    if ":" in host:
+        return ipaddress.IPv6Address(host.strip("[]"))  # raises ValueError itself
+    if not _NUMERIC_HOST.match(host):
+        return None
+    return _parse_ipv4_spelling(host.removesuffix("."), host)
+
+
+def validate_upstream_url(url: str) -> str:
+    """A configured upstream URL, stripped of surrounding whitespace, if it is absolute http(s).
+
+    Credentials and path are kept; raises ``InvalidUpstreamURL`` naming the problem.
+    """
+    text = url.strip()
+    origin_of(text)  # raises for a bad scheme, host or port
+    return text
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any userinfo replaced by ``***`` so tokens never reach a log or an error."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def _split(url: str) -> SplitResult:
+    if _AMBIGUOUS.search(url):
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} contains whitespace, control or backslash characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} is not a URL: {exc}") from exc
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} is not an http(s) URL")
+    if not parts.hostname:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} has no host")
+    return parts
+
+
+def _canonical_host(parts: SplitResult, url: str) -> str:
+    host = parts.hostname or ""
+    try:
+        literal = ip_literal(host)
+    except ValueError as exc:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} has an invalid IP address host: {exc}") from exc
+    if literal is not None:
+        return f"[{literal.compressed}]" if literal.version == 6 else literal.compressed
+    # One trailing dot names the same DNS host; the origin must not depend on it.
+    name = host.removesuffix(".")
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} has an invalid host name: {exc}") from exc
+    if not _HOST_CHARS.match(ascii_name.lower()):
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} has an invalid host name")
+    return ascii_name.lower()
+
+
+def _port(parts: SplitResult, url: str) -> int:
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidUpstreamURL(f"{redact_url(url)!r} has an invalid port") from exc
+    return port if port is not None else _DEFAULT_PORTS[parts.scheme.lower()]
+
+
+def _format_origin(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{host}:{port}"
+
+
+def _allowed_origin(text: str) -> str:
+    # Config may name a file host bare ("files.example"); https is the only sane default for that.
+    stripped = text.strip()
+    return origin_of(stripped if "://" in stripped else f"https://{stripped}")
+
+
+def _parse_ipv4_spelling(text: str, host: str) -> ipaddress.IPv4Address:
+    # inet_aton rules: 1-4 parts, each decimal, 0x-hex or 0-octal; the last part fills the rest.
+    parts = text.split(".")
+    if len(parts) > 4:
+        raise ValueError(f"{host!r} has too many parts for an IPv4 address")
+    numbers = [_ipv4_part(p, host) for p in parts]
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        raise ValueError(f"{host!r} is out of range for an IPv4 address")
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def _ipv4_part(part: str, host: str) -> int:
+    lowered = part.lower()
+    try:
+        if lowered.startswith("0x"):
+            return int(lowered[2:] or "0", 16)
+        if len(lowered) > 1 and lowered.startswith("0"):
+            return int(lowered, 8)
+        return int(lowered, 10)
+    except ValueError as exc:
+        raise ValueError(f"{host!r} is not a valid IPv4 spelling") from exc
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+async def _resolve(url: str, host: str, resolver: Resolver | None) -> list[IPAddress]:
+    try:
+        async with asyncio.timeout(_RESOLVE_TIMEOUT):
+            texts = await _lookup(host, resolver)
+    except (OSError, TimeoutError) as exc:
+        raise BlockedURL(url, f"host does not resolve: {exc}") from exc
+    addresses: list[IPAddress] = []
+    for text in texts:
+        try:
+            # A scope id ("fe80::1%eth0") does not change what kind of address it is.
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError as exc:
+            raise BlockedURL(url, f"resolver returned {text!r}, not an address") from exc
+        addresses.append(address)
+    if not addresses:
+        raise BlockedURL(url, "host resolves to no address")
+    return addresses
+
+
+async def _lookup(host: str, resolver: Resolver | None) -> Sequence[str]:
+    if resolver is not None:
+        answer = resolver(host)
+        return await answer if inspect.isawaitable(answer) else answer
+    # The event loop's getaddrinfo runs in its executor: resolution never blocks the loop.
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
