@@ -1,0 +1,9 @@
+"""The meld engine: one consistent, faithful ``Requires-Dist`` for every wheel of a release.
+
+Pure library (no I/O, no HTTP). The server groups a project's wheels by release and calls
+:func:`meld_release`; the served ``.metadata`` of each wheel is ``result.outputs[filename]``.
+"""
+
+from .engine import AddedRequirement, MeldReport, MeldResult, WheelInput, meld_release
+
+__all__ = ["AddedRequirement", "MeldReport", "MeldResult", "WheelInput", "meld_release"]

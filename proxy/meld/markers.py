@@ -1,0 +1,200 @@
+"""PEP 508 markers on the cell grid: evaluating a requirement's own marker, and writing the shortest
+marker that separates the cells of the wheels that declared a requirement from those that did not.
+
+The synthesised marker only uses the four grid dimensions (``sys_platform``, ``platform_machine``,
+``python_version``, ``implementation_name``). Dimension subsets are tried smallest first; a subset
+works when the two cell sets, projected onto it, are disjoint (cells nobody covers are don't-care).
+Each working subset is rendered in a positive form (OR of the declaring groups) and, where no Python
+clause is involved, a negative form (AND of "not this group"); the shortest text wins.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Collection, Iterable, Sequence
+from itertools import combinations
+
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+from .environments import OTHER, Cell, Universe, marker_environments
+
+__all__ = ["UnseparableCells", "mentioned_extras", "possibly_true", "separating_marker"]
+
+_NAMES = ("sys_platform", "platform_machine", "python_version", "implementation_name")
+_PYTHON = 2
+# Variables a cell does not pin down. Kernel strings are unknowable: a marker on them is "possibly
+# true" everywhere, which only ever costs a longer marker, never fidelity.
+_UNMODELLED = ("platform_release", "platform_version")
+# Variables finer than a cell's Python minor: evaluated at many patch levels of the minor.
+_PATCH_LEVEL = ("python_full_version", "implementation_version")
+_EXTRA = re.compile(
+    r'extra (?:===|==|!=|~=|<=|>=|<|>|not in|in) "([^"]*)"|"([^"]*)" (?:==|!=|not in|in) extra'
+)
+
+
+class UnseparableCells(ValueError):
+    """The same cell is asked to be both true and false (a bug in the caller's bookkeeping)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _marker(text: str) -> Marker:
+    return Marker(text)
+
+
+# One (marker, cell, extras) triple is asked about by every sibling of every meld of a release:
+# evaluate it once. The key is the marker's text because hashing a Marker re-renders it each time.
+@functools.lru_cache(maxsize=262144)
+def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
+    """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
+
+    Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
+    """
+    if any(name in marker_text for name in _UNMODELLED):
+        return True
+    try:
+        marker = _marker(marker_text)
+    except InvalidMarker:
+        return True
+    environments = marker_environments(cell)
+    if not any(name in marker_text for name in _PATCH_LEVEL):
+        environments = environments[:1]
+    for environment in environments:
+        for extra in ("", *extras):
+            try:
+                if marker.evaluate({**environment, "extra": extra}):
+                    return True
+            except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
+                return True
+    return False
+
+
+def mentioned_extras(marker_text: str) -> frozenset[str]:
+    """Extras compared against in a marker's canonical text (which always double-quotes values).
+
+    Needed because ``extra`` is never assumed false: a marker may name an extra no wheel provides.
+    """
+    return frozenset(a or b for a, b in _EXTRA.findall(marker_text))
+
+
+def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell], universe: Universe) -> str:
+    """The shortest marker text true on every cell of ``true_cells`` and false on ``false_cells``."""
+    if not true_cells or not false_cells:
+        raise UnseparableCells("need cells on both sides")
+    if not set(true_cells).isdisjoint(false_cells):
+        raise UnseparableCells(f"cells on both sides: {sorted(set(true_cells) & set(false_cells))!r}")
+    for size in range(1, len(_NAMES) + 1):
+        candidates: list[str] = []
+        for dims in combinations(range(len(_NAMES)), size):
+            positive = {tuple(cell[d] for d in dims) for cell in true_cells}
+            negative = {tuple(cell[d] for d in dims) for cell in false_cells}
+            if positive.isdisjoint(negative):
+                candidates.extend(_renderings(dims, positive, negative, universe))
+        if candidates:
+            # min() keeps the first of equal lengths: sys_platform before platform_machine, and so on.
+            return min(candidates, key=len)
+    raise UnseparableCells("cells are not separable")  # unreachable: full cells are disjoint
+
+
+def _renderings(
+    dims: Sequence[int],
+    positive: set[tuple[object, ...]],
+    negative: set[tuple[object, ...]],
+    universe: Universe,
+) -> Iterable[str]:
+    yield _positive_form(dims, positive, negative, universe)
+    if _PYTHON not in dims:
+        yield _and(
+            _or(_compare(dims[i], value, "!=", universe) for i, value in enumerate(group))
+            for group in sorted(negative, key=repr)
+        )
+
+
+def _positive_form(
+    dims: Sequence[int],
+    positive: set[tuple[object, ...]],
+    negative: set[tuple[object, ...]],
+    universe: Universe,
+) -> str:
+    if _PYTHON not in dims:
+        return _or(
+            _and(_compare(dims[i], value, "==", universe) for i, value in enumerate(group))
+            for group in sorted(positive, key=repr)
+        )
+    where = dims.index(_PYTHON)
+    # Group by the non-Python dimensions; each group gets the Python ranges its cells need.
+    wanted: dict[tuple[object, ...], set[tuple[int, int]]] = {}
+    forbidden: dict[tuple[object, ...], set[tuple[int, int]]] = {}
+    for target, groups in ((wanted, positive), (forbidden, negative)):
+        for group in groups:
+            rest = group[:where] + group[where + 1 :]
+            target.setdefault(rest, set()).add(group[where])  # type: ignore[arg-type]
+    others = [d for d in dims if d != _PYTHON]
+    terms = []
+    for rest in sorted(wanted, key=repr):
+        parts = [_compare(d, value, "==", universe) for d, value in zip(others, rest, strict=True)]
+        python = _python_clause(wanted[rest], forbidden.get(rest, set()), universe.pythons)
+        terms.append(_and([*parts, python] if python else parts))
+    return _or(terms)
+
+
+def _python_clause(
+    wanted: set[tuple[int, int]], forbidden: set[tuple[int, int]], pythons: Sequence[tuple[int, int]]
+) -> str:
+    """Python minors as ranges: maximal runs of the universe free of forbidden minors, holding a wanted one.
+
+    Runs reach over don't-care minors so "all Python versions of a platform" needs no clause at all.
+    """
+    runs: list[str] = []
+    start = 0
+    while start < len(pythons):
+        end = start
+        while end < len(pythons) and pythons[end] not in forbidden:
+            end += 1
+        segment = pythons[start:end]
+        if any(python in wanted for python in segment):
+            runs.append(_python_range(segment, pythons, end))
+        start = end + 1
+    if runs == [""]:
+        return ""
+    return _or(runs)
+
+
+def _python_range(segment: Sequence[tuple[int, int]], pythons: Sequence[tuple[int, int]], end: int) -> str:
+    low, high = segment[0], segment[-1]
+    at_bottom, at_top = low == pythons[0], high == pythons[-1]
+    if at_bottom and at_top:
+        return ""
+    if low == high:
+        return f'python_version == "{_dotted(low)}"'
+    if at_top:
+        return f'python_version >= "{_dotted(low)}"'
+    upper = f'python_version < "{_dotted(pythons[end])}"'
+    if at_bottom:
+        return upper
+    return f'python_version >= "{_dotted(low)}" and {upper}'
+
+
+def _dotted(python: tuple[int, int]) -> str:
+    return f"{python[0]}.{python[1]}"
+
+
+def _compare(dim: int, value: object, op: str, universe: Universe) -> str:
+    name = _NAMES[dim]
+    if value != OTHER:
+        return f'{name} {op} "{value}"'
+    # OTHER stands for every value the release does not name: spell it out through the named ones.
+    named = [v for v in universe.values(dim) if v != OTHER]
+    if op == "==":
+        return _and(f'{name} != "{v}"' for v in named)
+    return _or(f'{name} == "{v}"' for v in named)
+
+
+def _and(parts: Iterable[str]) -> str:
+    items = [p for p in parts if p]
+    return " and ".join(f"({p})" if " or " in p and len(items) > 1 else p for p in items)
+
+
+def _or(parts: Iterable[str]) -> str:
+    items = [p for p in parts if p]
+    return " or ".join(f"({p})" if " and " in p and " or " in p and len(items) > 1 else p for p in items)
