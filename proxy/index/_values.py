@@ -1,0 +1,150 @@
+"""Field-level normalizers shared by the HTML and JSON page parsers (PEP 503/592/658/700/714).
+
+Both parsers funnel every attribute through these, so one page reads the same whichever wire
+format it came in, and a parse -> render -> parse round trip is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.message import Message
+from urllib.parse import urldefrag, urljoin
+
+__all__ = [
+    "core_metadata_value",
+    "decode_body",
+    "hashes_from_fragment",
+    "hashes_from_pairs",
+    "is_plain_filename",
+    "media_type",
+    "plus_in_path",
+    "resolve_url",
+    "upload_time_value",
+    "yanked_value",
+]
+
+# Names hashlib always has: the only ones an installer can verify, so the only ones worth keeping.
+_HASH_NAMES = frozenset(hashlib.algorithms_guaranteed)
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def media_type(content_type: str) -> tuple[str, str | None]:
+    """Split a ``Content-Type`` header into its lower-case media type and its charset (if any)."""
+    message = Message()
+    message["content-type"] = content_type or "application/octet-stream"
+    charset = message.get_param("charset")
+    return message.get_content_type(), charset if isinstance(charset, str) else None
+
+
+def decode_body(body: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, else UTF-8; bad bytes become U+FFFD instead of an error."""
+    text: str | None = None
+    # An unknown charset name is upstream's mistake, not a reason to fail the page.
+    with contextlib.suppress(LookupError):
+        text = body.decode(charset or "utf-8", errors="replace")
+    if text is None:
+        text = body.decode("utf-8", errors="replace")
+    # A byte-order mark would make json.loads refuse an otherwise good page.
+    return text.removeprefix("\ufeff")
+
+
+def hashes_from_pairs(pairs: Iterable[tuple[object, object]]) -> dict[str, str]:
+    """Keep the ``(name, hex)`` pairs an installer can verify; names and digests lower-cased."""
+    hashes: dict[str, str] = {}
+    for name, value in pairs:
+        if isinstance(name, str) and isinstance(value, str) and _HEX.fullmatch(value):
+            name = name.strip().lower()
+            if name in _HASH_NAMES:
+                hashes[name] = value.lower()
+    return hashes
+
+
+def hashes_from_fragment(fragment: str) -> dict[str, str]:
+    """``sha256=abc...`` (PEP 503 URL fragment; ``&``-joined pairs tolerated) -> ``{"sha256": "abc..."}``."""
+    return hashes_from_pairs(pair.partition("=")[::2] for pair in fragment.split("&") if "=" in pair)
+
+
+def core_metadata_value(raw: object) -> bool | dict[str, str]:
+    """A PEP 658/714 advertisement (HTML attribute text or JSON value) -> ``False``/``True``/hashes.
+
+    ``True`` / ``"true"`` -> True; ``{"sha256": ...}`` / ``"sha256=..."`` -> hashes; ``False`` or
+    absent -> False. A present but unreadable value still says "a .metadata file exists", so True.
+    """
+    if raw is None or raw is False:
+        return False
+    if raw is True:
+        return True
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.lower() == "false":
+            return False
+        return hashes_from_fragment(text) or True
+    if isinstance(raw, Mapping):
+        return hashes_from_pairs(raw.items()) or True
+    return True
+
+
+def yanked_value(raw: object) -> bool | str:
+    """PEP 592 / 691 yanked -> False, True, or a non-empty reason (an empty reason says nothing more)."""
+    if isinstance(raw, str):
+        return raw if raw.strip() else True
+    return raw is True
+
+
+def upload_time_value(raw: object) -> str | None:
+    """Any ISO 8601 date-time (or Unix epoch seconds) -> PEP 700 ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+
+    A time without an offset is taken as UTC (PyTorch's ``data-upload-time`` may lack one);
+    anything unreadable gives None rather than a value ``exclude-newer`` would choke on.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    text = raw.strip()
+    try:
+        if _EPOCH.fullmatch(text):
+            moment = datetime.fromtimestamp(float(text), tz=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    if moment.year < 1000:
+        return None  # Not a real upload time, and strftime would not pad it to four digits.
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.strftime(pattern)
+
+
+_EPOCH = re.compile(r"\d{9,11}(\.\d+)?")
+
+
+def plus_in_path(url: str) -> str:
+    """Write ``+`` as ``%2B`` before any query: S3-style file hosts (PyTorch's) read ``+`` as a space."""
+    if "+" not in url:
+        return url
+    cut = len(url)
+    for mark in ("?", "#"):
+        at = url.find(mark)
+        if at != -1:
+            cut = min(cut, at)
+    return url[:cut].replace("+", "%2B") + url[cut:]
+
+
+def resolve_url(base: str, href: str) -> tuple[str, str]:
+    """``href`` made absolute against ``base`` -> (URL without fragment, fragment)."""
+    if (
+        href.startswith(("https://", "http://"))
+        and "#" not in href
+        and "/." not in href
+        and href.isprintable()
+    ):
+        return href, ""  # Already absolute and clean (most JSON pages): urljoin would change nothing.
+    return urldefrag(urljoin(base, href))
+
+
+def is_plain_filename(name: str) -> bool:
+    """True when ``name`` is one safe path segment: the proxy later uses it as a URL and cache name."""
+    return bool(name) and name not in {".", ".."} and not any(c in name for c in "/\\\x00")

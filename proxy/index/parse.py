@@ -1,0 +1,58 @@
+"""Parse an upstream simple-index page, HTML (PEP 503) or JSON (PEP 691), chosen by its content type.
+
+The entry points the server calls. The ``Content-Type`` picks the parser and the charset; a
+versioned PyPI media type of another major version is refused (PEP 691); an unknown or missing
+type is sniffed from the body, since static file hosts often label pages ``application/octet-stream``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._values import decode_body, media_type
+from .errors import PageParseError
+from .model import ProjectList, ProjectPage
+from .parse_html import parse_html_project_list, parse_html_project_page
+from .parse_json import parse_json_project_list, parse_json_project_page
+
+__all__ = ["PageParseError", "parse_project_list", "parse_project_page"]
+
+_PYPI_TYPE = re.compile(r"application/vnd\.pypi\.simple\.(v(?P<major>\d+)|latest)\+(?P<format>json|html)")
+_JSON_TYPES = frozenset({"application/json"})
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def _is_json(body: str, kind: str, page_url: str) -> bool:
+    versioned = _PYPI_TYPE.fullmatch(kind)
+    if versioned:
+        major = versioned["major"]
+        if major is not None and int(major) != 1:
+            raise PageParseError(f"unsupported page type {kind!r} from {page_url!r}")
+        return versioned["format"] == "json"
+    if kind in _JSON_TYPES:
+        return True
+    if kind in _HTML_TYPES:
+        return False
+    return body.lstrip()[:1] in {"{", "["}
+
+
+def _decode(body: bytes, content_type: str, page_url: str) -> tuple[str, bool]:
+    kind, charset = media_type(content_type)
+    text = decode_body(body, charset)
+    return text, _is_json(text, kind, page_url)
+
+
+def parse_project_page(body: bytes, content_type: str, page_url: str) -> ProjectPage:
+    """Parse a project detail page fetched from ``page_url`` (relative links resolve against it)."""
+    text, is_json = _decode(body, content_type, page_url)
+    if is_json:
+        return parse_json_project_page(text, page_url)
+    return parse_html_project_page(text, page_url)
+
+
+def parse_project_list(body: bytes, content_type: str, page_url: str) -> ProjectList:
+    """Parse the root project list fetched from ``page_url``."""
+    text, is_json = _decode(body, content_type, page_url)
+    if is_json:
+        return parse_json_project_list(text, page_url)
+    return parse_html_project_list(text, page_url)
