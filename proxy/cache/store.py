@@ -1,0 +1,184 @@
+"""The on-disk cache: one directory per project page, atomic writes, locks across processes.
+
+Layout under the cache root (``v1`` so a future layout can live beside it)::
+
+    v1/<route>/<path…>/page.json                   upstream's page (project or list) + validators
+    v1/<route>/<path…>/files/<file>                verified distribution files (+ <file>.sha256)
+    v1/<route>/<path…>/metadata/<file>.metadata    original core metadata (immutable)
+    v1/<route>/<path…>/meld/<key>.json             one release's meld, keyed by its sibling set
+    tmp/                                                 partial writes; emptied at start
+    locks/                                               flock files; a killed holder frees its lock
+
+Every path component comes from ``_safe_component``, so no name a client sends can leave the root.
+Every write is temp file + fsync + rename: a reader sees the old entry or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from proxy.errors import BadRequest
+
+__all__ = ["CacheStore", "ProjectKey"]
+
+# A path component we are willing to create: what index paths, project names and file names use.
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
+
+
+def _safe_component(value: str) -> str:
+    if not _COMPONENT_RE.match(value) or ".." in value:
+        raise BadRequest(f"not a valid path component: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectKey:
+    """Which page: the route's name and the path segments below it (empty for the route's root).
+
+    A project page is the last segment of its path (``("nightly", "cu126", "torch")``); a project
+    list has no files, so it never collides with a project's ``files/`` directory.
+    """
+
+    route: str
+    path: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for part in (self.route, *self.path):
+            _safe_component(part)
+
+    @property
+    def project(self) -> str:
+        return self.path[-1] if self.path else ""
+
+    @property
+    def label(self) -> str:
+        return "/".join((self.route, *self.path))
+
+
+class CacheStore:
+    """Owns the cache root; every read and write of the cache goes through it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._data = root / "v1"
+        self._tmp = root / "tmp"
+        self._locks_dir = root / "locks"
+        # In-process half of the lock: flock is per open file description, so two tasks of one
+        # process need their own exclusion before they reach it.
+        self._task_locks: dict[str, list] = {}  # name -> [lock, users]
+
+    def prepare(self) -> None:
+        """Create the layout and drop leftovers of writes a killed process never finished."""
+        for folder in (self._data, self._tmp, self._locks_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
+
+    # -- layout -------------------------------------------------------------------------------
+    def project_dir(self, key: ProjectKey) -> Path:
+        return self._data.joinpath(key.route, *key.path)
+
+    def page_path(self, key: ProjectKey) -> Path:
+        return self.project_dir(key) / "page.json"
+
+    def file_path(self, key: ProjectKey, filename: str) -> Path:
+        return self.project_dir(key) / "files" / _safe_component(filename)
+
+    def metadata_path(self, key: ProjectKey, filename: str) -> Path:
+        return self.project_dir(key) / "metadata" / (_safe_component(filename) + ".metadata")
+
+    def meld_path(self, key: ProjectKey, release_key: str) -> Path:
+        return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")
+
+    # -- reads and writes ---------------------------------------------------------------------
+    @staticmethod
+    def read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_atomic(self, path: Path, data: bytes) -> None:
+        """Temp file in the same file system, fsync, rename: blocking, call it in a thread."""
+        with self.open_temp() as (tmp_path, fh):
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+            self.commit(tmp_path, path)
+
+    @contextlib.contextmanager
+    def open_temp(self) -> Iterator[tuple[Path, IO[bytes]]]:
+        """A temp file under ``tmp/``; removed on exit unless ``commit`` moved it into place."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="part-")
+        tmp_path = Path(name)
+        try:
+            with os.fdopen(fd, "w+b") as fh:
+                yield tmp_path, fh
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+
+    @staticmethod
+    def commit(tmp_path: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_path, final)
+        # The rename is durable only once the directory entry is on disk too.
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    # -- locks --------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        """Exclusive across the tasks of this process and across worker processes sharing the root.
+
+        flock is released by the kernel when its holder dies, so a ``kill -9`` never wedges a key.
+        """
+        entry = self._task_locks.setdefault(name, [asyncio.Lock(), 0])
+        entry[1] += 1  # users of this key, so the entry is dropped only when nobody waits on it
+        try:
+            async with entry[0]:
+                self._locks_dir.mkdir(parents=True, exist_ok=True)
+                lock_file = self._locks_dir / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        # Another process holds it: wait in a thread, never on the event loop.
+                        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                    yield
+                finally:
+                    os.close(fd)  # closing the descriptor releases the flock
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._task_locks.pop(name, None)
+
+    # -- size -----------------------------------------------------------------------------------
+    def size_on_disk(self) -> int:
+        total = 0
+        for dirpath, _dirnames, filenames in os.walk(self._data):
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total

@@ -1,0 +1,75 @@
+"""The one exception tree of wheelmeld, mapped to HTTP answers at one boundary (``proxy.server.app``).
+
+``WheelmeldError``               base; ``status`` and a one-line ``reason`` the client sees
+ ├── ``ConfigError``             bad configuration: the CLI prints it and exits 2 (never an HTTP answer)
+ ├── ``BadRequest``              400: a project or file name that is not one
+ ├── ``NotFound``                404: no such route, project or file
+ ├── ``MethodNotAllowed``        405: anything but GET/HEAD
+ ├── ``NotAcceptableError``      406: no content type the client accepts
+ ├── ``UpstreamError``           502: the upstream failed, refused, or sent something unusable
+ │    └── ``BlockedFetch``       502: a link points where the proxy may not fetch (SSRF boundary)
+ └── ``OfflineMiss``             503: ``--offline`` and the cache does not hold the answer
+
+Helpers raise the pure modules' own errors (``PageParseError``, ``RemoteZipError``, ``BlockedURL``);
+the service layer wraps them ``from`` the cause into one of these, so the server maps exactly one tree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "BlockedFetch",
+    "ConfigError",
+    "MethodNotAllowed",
+    "NotAcceptableError",
+    "NotFound",
+    "OfflineMiss",
+    "UpstreamError",
+    "WheelmeldError",
+]
+
+
+class WheelmeldError(Exception):
+    """Base of every error wheelmeld answers with; ``str(err)`` is the one-line reason."""
+
+    status: int = 500
+
+    def __init__(self, reason: str) -> None:
+        # One line, always: a reason is shown in a response body, a log line and a header.
+        super().__init__(" ".join(reason.split()))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class ConfigError(WheelmeldError):
+    status = 500
+
+
+class BadRequest(WheelmeldError):
+    status = 400
+
+
+class NotFound(WheelmeldError):
+    status = 404
+
+
+class MethodNotAllowed(WheelmeldError):
+    status = 405
+
+
+class NotAcceptableError(WheelmeldError):
+    status = 406
+
+
+class UpstreamError(WheelmeldError):
+    status = 502
+
+
+class BlockedFetch(UpstreamError):
+    status = 502
+
+
+class OfflineMiss(WheelmeldError):
+    status = 503

@@ -1,0 +1,266 @@
+"""The ASGI app: ``create_app(config)`` builds it; its lifespan owns the HTTP client and the cache.
+
+Request paths mirror upstream paths under each route's prefix. Below a prefix, a path ending in
+``/`` is a page (a project page or a project list, whichever upstream has there); otherwise its last
+segment is a file of the page above it: ``<page>/<file>`` is the distribution file and
+``<page>/<file>.metadata`` its served core metadata. Files are always looked up by name in the cached
+page, so a client can only ever make the proxy fetch a URL that an upstream page listed.
+
+Errors from every layer arrive here as ``WheelmeldError`` and leave as a status and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.config import Config, RouteConfig
+from proxy.errors import BadRequest, MethodNotAllowed, NotAcceptableError, NotFound, WheelmeldError
+from proxy.index.errors import NotAcceptable
+from proxy.index.model import DistFile, ProjectPage
+from proxy.index.negotiate import choose_content_type
+from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.server.files import FileService, read_sidecar_hash
+from proxy.server.metadata import MetadataService
+from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
+from proxy.server.pages import PageEntry, PageService
+from proxy.server.status import render_status
+from proxy.server.upstream import Upstream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("wheelmeld")
+
+_DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg", ".exe", ".msi", ".rpm", ".metadata")
+_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+class _State:
+    """Everything the handlers share; built in the lifespan, gone after it."""
+
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self.config = config
+        self.store = CacheStore(config.cache_dir)
+        self.metrics = metrics
+        self.meld_log = MeldLog()
+        self.upstreams = {r.prefix: Upstream(r, metrics, config.upstream_timeout) for r in config.routes}
+        self.pages = PageService(self.store, offline=config.offline)
+        self.metadata = MetadataService(
+            self.store, self.metrics, self.meld_log,
+            offline=config.offline, concurrency=config.upstream_concurrency,
+        )  # fmt: skip
+        self.files = FileService(self.store, self.metrics, offline=config.offline)
+        self.started = time.time()
+
+
+def _error_response(exc: WheelmeldError) -> Response:
+    return PlainTextResponse(exc.reason + "\n", status_code=exc.status, headers={"Cache-Control": "no-store"})
+
+
+def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
+    """Segments below the route's prefix, and whether the path ended in '/'."""
+    rest = path[len(route.prefix) :]
+    segments = tuple(s for s in rest.split("/") if s)
+    if any(s in (".", "..") for s in segments):
+        raise BadRequest(f"path segments '.' and '..' are not allowed: {path!r}")
+    return segments, rest.endswith("/")
+
+
+def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> ProjectPage:
+    """Upstream's page as we serve it: links to us, metadata hashes of what *we* serve."""
+    assert entry.page is not None
+    files_dir = state.store.project_dir(entry.key) / "files"
+    groups = entry.release_groups()
+    rewritten = []
+    for dist in entry.page.files:
+        hashes = dist.hashes
+        if not hashes.get("sha256"):
+            # Upstream gave no hash (PyTorch nightlies): once we hold the verified file, we know it.
+            known = read_sidecar_hash(files_dir / dist.filename)
+            if known:
+                hashes = {**hashes, "sha256": known}
+        if dist.filename.endswith(".whl"):
+            siblings = groups.get(dist.filename, ())
+            digest = state.metadata.advertised_hash(entry.key, siblings, dist, upstream.route.meld)
+            core: bool | dict[str, str] = {"sha256": digest} if digest else True
+        else:
+            core = False
+        rewritten.append(replace(dist, url=quote(dist.filename), hashes=hashes, core_metadata=core))
+    return replace(entry.page, files=tuple(rewritten))
+
+
+def _render(state: _State, entry: PageEntry, upstream: Upstream, content_type: str) -> bytes:
+    # Ready bytes per content type; any change to the page or to a meld (new hashes) re-renders.
+    cache_key = f"{content_type}|{state.metadata.generation}|{state.files.generation}"
+    body = entry.rendered.get(cache_key)
+    if body is None:
+        if len(entry.rendered) > 4:
+            entry.rendered.clear()
+        if entry.kind == "list":
+            assert entry.listing is not None
+            json_out = content_type == _JSON
+            body = render_list_json(entry.listing) if json_out else render_list_html(entry.listing)
+        else:
+            page = _served_page(state, entry, upstream)
+            body = render_project_json(page) if content_type == _JSON else render_project_html(page)
+        entry.rendered[cache_key] = body
+    return body
+
+
+async def _page(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+    key = ProjectKey(upstream.route.name, segments)
+    try:
+        content_type = choose_content_type(request.headers.get("accept"), request.query_params.get("format"))
+    except NotAcceptable as exc:
+        raise NotAcceptableError(str(exc)) from exc
+    canonical = canonicalize_name(segments[-1]) if segments else None
+    try:
+        entry = await state.pages.get(key, upstream)
+    except NotFound:
+        if canonical is not None and canonical != segments[-1]:
+            return _redirect_to(request, upstream.route.prefix, (*segments[:-1], canonical))
+        raise
+    if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
+        return _redirect_to(request, upstream.route.prefix, (*segments[:-1], canonical))
+    request_note(request.scope, cache="stale" if entry.stale_reason else "hit")
+    headers = {
+        "Vary": "Accept",
+        "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
+        "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
+    }
+    if entry.stale_reason:
+        headers["X-Wheelmeld-Stale"] = entry.stale_reason
+        headers["Warning"] = '110 wheelmeld "Response is stale"'
+    body = _render(state, entry, upstream, content_type)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(body))
+        return Response(b"", headers=headers, media_type=content_type)
+    return Response(body, headers=headers, media_type=content_type)
+
+
+def _redirect_to(request: Request, prefix: str, segments: tuple[str, ...]) -> Response:
+    target = prefix + "/" + "/".join(quote(s) for s in segments) + "/"
+    if request.url.query:
+        target += "?" + request.url.query
+    return RedirectResponse(target, status_code=301)
+
+
+async def _file(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+    *page_path, name = segments
+    key = ProjectKey(upstream.route.name, tuple(page_path))
+    entry = await state.pages.get(key, upstream)
+    files = entry.files_by_name()
+    wants_metadata = name.endswith(".metadata") and name[: -len(".metadata")] in files
+    dist: DistFile | None = files.get(name[: -len(".metadata")] if wants_metadata else name)
+    if dist is None:
+        raise NotFound(f"/{key.label}/ lists no file {name!r}")
+    if wants_metadata:
+        assert entry.page is not None
+        served = await state.metadata.serve(
+            key, entry.release_groups().get(dist.filename, ()), dist, upstream
+        )
+        headers = {
+            "ETag": f'"{served.sha256}"',
+            "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
+            "X-Wheelmeld-Meld": served.meld_state,
+        }
+        if served.conflicts:
+            headers["X-Wheelmeld-Conflicts"] = f"{len(served.conflicts)}: {served.conflicts[0]}"[:500]
+        body = b"" if request.method == "HEAD" else served.body
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(served.body))
+        return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
+    cached = state.store.file_path(key, dist.filename).exists()
+    request_note(request.scope, cache="hit" if cached else "miss")
+    return await state.files.respond(key, dist, upstream, request.method)
+
+
+async def _dispatch(request: Request) -> Response:
+    state: _State = request.app.state.wheelmeld
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{request.method} is not allowed; this index is read-only")
+    path = request.url.path
+    route = state.config.route_for(path)
+    if route is None:
+        raise NotFound(f"no route serves {path!r}")
+    request_note(request.scope, route=route.prefix)
+    upstream = state.upstreams[route.prefix]
+    segments, trailing = _split(route, path)
+    if trailing or not segments:
+        if not trailing:
+            return RedirectResponse(route.prefix + "/", status_code=301)
+        return await _page(request, state, upstream, segments)
+    if not segments[-1].lower().endswith(_DIST_SUFFIXES):
+        return _redirect_to(request, route.prefix, segments)  # a page asked without its '/'
+    if len(segments) < 2:
+        raise NotFound(f"a file must be asked for below its project page: {path!r}")
+    return await _file(request, state, upstream, segments)
+
+
+async def _guarded(request: Request) -> Response:
+    try:
+        return await _dispatch(request)
+    except WheelmeldError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.reason)
+        return _error_response(exc)
+    except Exception as exc:
+        # A bug of ours: the traceback goes to the log, the client gets one line.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error_response(WheelmeldError(f"internal error ({type(exc).__name__}); see the proxy's log"))
+
+
+async def _healthz(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def _metrics(request: Request) -> Response:
+    state: _State = request.app.state.wheelmeld
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _status(request: Request) -> Response:
+    state: _State = request.app.state.wheelmeld
+    return Response(render_status(state.config, state.metrics, state.meld_log), media_type="text/html")
+
+
+def create_app(config: Config) -> Starlette:
+    """The wheelmeld ASGI app; nothing is opened until its lifespan starts."""
+
+    # The app's own counters outlive a lifespan so the access-log middleware can hold them.
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = _State(config, metrics)
+        state.store.prepare()
+        app.state.wheelmeld = state
+        try:
+            yield
+        finally:
+            for upstream in state.upstreams.values():
+                await upstream.client.aclose()
+
+    all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", _metrics, methods=["GET"]),
+            Route("/", _status, methods=["GET", "HEAD"]),
+            Route("/{path:path}", _guarded, methods=all_methods),
+        ],
+        middleware=[Middleware(AccessLog, metrics=metrics, fmt=config.log_format)],
+        lifespan=lifespan,
+    )

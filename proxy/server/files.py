@@ -1,0 +1,189 @@
+"""Distribution files: served from the cache, or streamed from upstream while they are cached.
+
+One download per file, whatever the number of clients: the first request starts a ``Download`` that
+runs on its own (a client hanging up does not stop it), writes a temp file and commits it only after
+its sha256 matched upstream's. Every client — the first and any late joiner — reads that temp file
+from byte 0 as it grows, so nobody waits for the whole file. A wrong hash or a truncated body aborts
+every reader's response (their Content-Length then tells their installer) and leaves nothing cached.
+Across worker processes the download holds the file's flock; a second process waits for it and
+then serves the committed file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
+from proxy.index.model import DistFile
+from proxy.server.observability import Metrics
+from proxy.server.upstream import Upstream
+
+__all__ = ["FileService", "read_sidecar_hash"]
+
+_CHUNK = 256 * 1024
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def read_sidecar_hash(path: Path) -> str | None:
+    try:
+        return path.with_name(path.name + ".sha256").read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass(slots=True)
+class _Download:
+    final: Path
+    total: int | None = None
+    written: int = 0
+    reading_path: Path | None = None  # the temp file while downloading, the final path once committed
+    done: bool = False
+    error: str | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def advance(self, **changes: object) -> None:
+        async with self.progress:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.progress.notify_all()
+
+
+def _write_and_hash(fh: object, digest: hashlib._Hash, chunk: bytes) -> None:
+    fh.write(chunk)  # type: ignore[attr-defined]
+    fh.flush()  # readers open the file by path: they must see what the counter says is there
+    digest.update(chunk)
+
+
+class FileService:
+    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._offline = offline
+        self._downloads: dict[Path, _Download] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Bumped when a file is committed: pages then advertise its hash where upstream gave none.
+        self.generation = 0
+
+    async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
+        final = self._store.file_path(key, dist.filename)
+        if final.exists():
+            return self._cached_response(final, dist)
+        if self._offline:
+            raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
+        download = self._downloads.get(final)
+        if download is None:
+            download = _Download(final=final)
+            self._downloads[final] = download
+            task = asyncio.create_task(self._run(download, dist, upstream))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await download.started.wait()
+        if download.error is not None and download.reading_path is None:
+            raise UpstreamError(download.error)
+        if download.done and download.error is None and final.exists():
+            return self._cached_response(final, dist)
+        headers = {"Cache-Control": _IMMUTABLE}
+        if download.total is not None:
+            headers["Content-Length"] = str(download.total)
+        if method == "HEAD":
+            return Response(b"", headers=headers, media_type="application/octet-stream")
+        return StreamingResponse(
+            self._follow(download), headers=headers, media_type="application/octet-stream"
+        )
+
+    def _cached_response(self, path: Path, dist: DistFile) -> Response:
+        digest = dist.hashes.get("sha256") or read_sidecar_hash(path)
+        headers = {"Cache-Control": _IMMUTABLE}
+        if digest:
+            headers["ETag"] = f'"{digest}"'
+        # FileResponse answers Range, If-Range and HEAD itself; its own ETag is replaced by the hash.
+        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+
+    async def _run(self, download: _Download, dist: DistFile, upstream: Upstream) -> None:
+        try:
+            async with self._store.lock("file:" + str(download.final)):
+                if download.final.exists():  # another worker committed it while we waited
+                    await download.advance(done=True, reading_path=download.final)
+                    download.started.set()
+                    return
+                await self._fetch(download, dist, upstream)
+        except WheelmeldError as exc:
+            await download.advance(error=exc.reason, done=True)
+        except Exception as exc:  # never let a reader wait forever on a task that died
+            await download.advance(error=f"download failed: {type(exc).__name__}", done=True)
+        finally:
+            download.started.set()
+            self._downloads.pop(download.final, None)
+
+    async def _fetch(self, download: _Download, dist: DistFile, upstream: Upstream) -> None:
+        expected = dist.hashes.get("sha256")
+        digest = hashlib.sha256()
+        with self._store.open_temp() as (tmp_path, fh):
+            # Identity: we store and hash the file's own bytes, never a transfer encoding of them.
+            async with upstream.stream(dist.url, headers={"Accept-Encoding": "identity"}) as response:
+                length = response.headers.get("content-length")
+                total = int(length) if length and length.isdigit() else None
+                await download.advance(total=total, reading_path=tmp_path)
+                download.started.set()
+                async for chunk in response.aiter_raw(_CHUNK):
+                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
+                    self._metrics.upstream_bytes += len(chunk)
+                    await download.advance(written=download.written + len(chunk))
+            self._metrics.upstream_request("file")
+            if total is not None and download.written != total:
+                raise UpstreamError(f"upstream sent {download.written} of {total} bytes of {dist.filename}")
+            actual = digest.hexdigest()
+            if expected and actual != expected.lower():
+                raise UpstreamError(f"{dist.filename} does not match upstream's sha256; not cached")
+            await asyncio.to_thread(os.fsync, fh.fileno())
+            sidecar = download.final.with_name(download.final.name + ".sha256")
+            await asyncio.to_thread(self._store.write_atomic, sidecar, actual.encode())
+            await asyncio.to_thread(self._store.commit, tmp_path, download.final)
+        self.generation += 1
+        await download.advance(done=True, reading_path=download.final)
+
+    async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
+        """Bytes of the download from 0, as they are written; raises if the download fails."""
+        offset = 0
+        handle = None
+        try:
+            while True:
+                async with download.progress:
+                    while download.written <= offset and not download.done:
+                        await download.progress.wait()
+                    available, done, error = download.written, download.done, download.error
+                if error is not None:
+                    # Aborting the body (not ending it) makes the client see a short read.
+                    raise UpstreamError(error)
+                if handle is None:
+                    handle = _open_either(download)
+                while offset < available:
+                    chunk = await asyncio.to_thread(handle.read, min(_CHUNK, available - offset))
+                    if not chunk:
+                        break
+                    offset += len(chunk)
+                    yield chunk
+                if done and offset >= download.written:
+                    return
+        finally:
+            if handle is not None:
+                handle.close()
+
+
+def _open_either(download: _Download):  # type: ignore[no-untyped-def]
+    """Open the temp file, or the final one if the commit renamed it a moment ago."""
+    for path in (download.reading_path, download.final):
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return path.open("rb")
+    raise UpstreamError(f"download of {download.final.name} vanished")

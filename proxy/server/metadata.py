@@ -1,0 +1,287 @@
+"""The ``.metadata`` we serve: each file's original core metadata, and each release's meld.
+
+Original metadata comes cheapest first (MISSION.md): the local file when the cache holds the wheel,
+upstream's PEP 658 file when advertised (or, while probing pays off, even when not: PyPI as reachable
+here has the files but does not say so), else ``METADATA`` read out of the remote wheel with range
+requests, else a full download (the remote-zip reader falls back by itself). It is immutable: fetched
+once, ever, and kept on disk.
+
+A release's meld is keyed by its exact sibling set (file names and what identifies their bytes), so a
+new wheel appearing upstream makes a new meld while old answers stay consistent with old pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
+from proxy.index.model import DistFile
+from proxy.meld import MeldResult, WheelInput, meld_release
+from proxy.network.remote_zip import RemoteZipError, fetch_wheel_metadata
+from proxy.server.observability import MeldLog, Metrics
+from proxy.server.upstream import Upstream
+
+__all__ = ["MetadataService", "ServedMetadata", "release_groups", "release_siblings"]
+
+# After this many PEP 658 probes that all missed on one route, stop probing it (the PyTorch index).
+_PROBE_GIVE_UP = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ServedMetadata:
+    body: bytes
+    sha256: str
+    meld_state: str  # "agree", "melded", "single", "off", "unavailable: <reason>"
+    conflicts: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _ProbeStats:
+    hits: int = 0
+    misses: int = 0
+
+
+@dataclass(slots=True)
+class _MeldRecord:
+    hashes: dict[str, str]  # filename -> sha256 of what we serve
+    changed: dict[str, bytes]  # filename -> melded bytes, only where they differ from the original
+    report: dict[str, object] = field(default_factory=dict)
+
+
+def _release_of(filename: str) -> tuple[str, Version] | None:
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    return canonicalize_name(name), version
+
+
+def release_groups(files: Sequence[DistFile]) -> dict[str, tuple[DistFile, ...]]:
+    """Each wheel's file name -> every wheel of the page in its release (local label included).
+
+    One pass over the page: the pages of the PyTorch index hold up to 20,000 files.
+    """
+    groups: dict[tuple[str, Version], list[DistFile]] = {}
+    for dist in files:
+        if dist.filename.endswith(".whl"):
+            release = _release_of(dist.filename)
+            if release is not None:
+                groups.setdefault(release, []).append(dist)
+    return {d.filename: tuple(group) for group in groups.values() for d in group}
+
+
+def release_siblings(files: Sequence[DistFile], filename: str) -> tuple[DistFile, ...]:
+    """Every wheel of the page in the same release as ``filename``."""
+    return release_groups(files).get(filename, ())
+
+
+def _release_key(siblings: Sequence[DistFile]) -> str:
+    """Identity of a sibling set: names plus upstream's hash (or URL when upstream gives none)."""
+    parts = sorted(f"{f.filename}\0{f.hashes.get('sha256') or f.url}" for f in siblings)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
+
+
+def _read_local_metadata(path: Path, filename: str) -> bytes | None:
+    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread)."""
+    name, version, _b, _t = parse_wheel_filename(filename)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                parts = info.filename.split("/")
+                if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
+                    dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
+                    if canonicalize_name(dist) == name and Version(ver) == version:
+                        return zf.read(info)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return None
+
+
+class MetadataService:
+    def __init__(self, store: CacheStore, metrics: Metrics, meld_log: MeldLog, *, offline: bool,
+                 concurrency: int) -> None:  # fmt: skip
+        self._store = store
+        self._metrics = metrics
+        self._meld_log = meld_log
+        self._offline = offline
+        self._concurrency = concurrency
+        self._probes: dict[str, _ProbeStats] = {}
+        self._melds: dict[tuple[ProjectKey, str], _MeldRecord] = {}
+        # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
+        self._original_hashes: dict[tuple[ProjectKey, str], str] = {}
+        # Bumped whenever an advertised hash becomes known, so rendered pages know to re-render.
+        self.generation = 0
+
+    def _remember(self, key: ProjectKey, filename: str, data: bytes) -> bytes:
+        if (key, filename) not in self._original_hashes:
+            self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
+            self.generation += 1
+        return data
+
+    # -- original metadata of one file ------------------------------------------------------------
+    async def original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+        path = self._store.metadata_path(key, dist.filename)
+        cached = await asyncio.to_thread(self._store.read, path)
+        if cached is not None:
+            return self._remember(key, dist.filename, cached)
+        async with self._store.lock("meta:" + str(path)):
+            cached = await asyncio.to_thread(self._store.read, path)
+            if cached is not None:
+                return self._remember(key, dist.filename, cached)
+            data = await self._fetch_original(key, dist, upstream)
+            await asyncio.to_thread(self._store.write_atomic, path, data)
+            return self._remember(key, dist.filename, data)
+
+    async def _fetch_original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+        local = self._store.file_path(key, dist.filename)
+        if local.exists():
+            data = await asyncio.to_thread(_read_local_metadata, local, dist.filename)
+            if data is not None:
+                return data
+        if self._offline:
+            raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
+        advertised = dist.core_metadata
+        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
+        worth_probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
+        if advertised or worth_probing:
+            data = await upstream.fetch_small(dist.url + ".metadata")
+            self._metrics.upstream_request("metadata")
+            if data is not None:
+                expected = advertised.get("sha256") if isinstance(advertised, dict) else None
+                if expected and hashlib.sha256(data).hexdigest() != expected.lower():
+                    raise UpstreamError(f"upstream metadata of {dist.filename} does not match its sha256")
+                if not advertised:
+                    probe.hits += 1
+                return data
+            if not advertised:
+                probe.misses += 1
+        try:
+            fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename)
+        except RemoteZipError as exc:
+            raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
+        self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)
+        return fetched.metadata
+
+    # -- what we serve ----------------------------------------------------------------------------
+    def advertised_hash(self, key: ProjectKey, siblings: Sequence[DistFile], dist: DistFile,
+                        meld: bool) -> str | None:  # fmt: skip
+        """The sha256 of what we would serve for ``dist`` right now, if known without any I/O.
+
+        ``siblings`` is ``dist``'s release group (``release_groups``), computed once per page.
+        """
+        if not meld or len(siblings) <= 1 or _all_agree(siblings):
+            advertised = dist.core_metadata
+            if isinstance(advertised, dict) and advertised.get("sha256"):
+                return advertised["sha256"]
+            return self._original_hashes.get((key, dist.filename))
+        record = self._melds.get((key, _release_key(siblings)))
+        return record.hashes.get(dist.filename) if record else None
+
+    async def serve(self, key: ProjectKey, siblings: Sequence[DistFile], dist: DistFile,
+                    upstream: Upstream) -> ServedMetadata:  # fmt: skip
+        """``dist``'s served metadata; ``siblings`` is its release group (``release_groups``)."""
+        if not dist.filename.endswith(".whl"):
+            raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
+        if not upstream.route.meld or len(siblings) <= 1 or _all_agree(siblings):
+            state = "off" if not upstream.route.meld else ("single" if len(siblings) <= 1 else "agree")
+            body = await self.original(key, dist, upstream)
+            return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
+        release_key = _release_key(siblings)
+        record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+        if record is None:
+            async with self._store.lock(f"meld:{key.label}:{release_key}"):
+                record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+                if record is None:
+                    try:
+                        record = await self._meld(key, siblings, upstream, release_key)
+                    except WheelmeldError as exc:
+                        # Never worse than no proxy: the wheel's own metadata, said so, not cached.
+                        self._metrics.meld_unavailable()
+                        body = await self.original(key, dist, upstream)
+                        return ServedMetadata(
+                            body, hashlib.sha256(body).hexdigest(), f"unavailable: {exc.reason}"
+                        )
+        body = record.changed.get(dist.filename)
+        if body is None:
+            body = await self.original(key, dist, upstream)
+        conflicts = tuple(str(c) for c in record.report.get("conflicts", ()))  # type: ignore[union-attr]
+        state = "melded" if record.report.get("disagreed") else "agree"
+        return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
+
+    async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], upstream: Upstream,
+                    release_key: str) -> _MeldRecord:  # fmt: skip
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(dist: DistFile) -> bytes:
+            async with gate:
+                return await self.original(key, dist, upstream)
+
+        originals = await asyncio.gather(*(one(d) for d in siblings))
+        inputs = [WheelInput(d.filename, data) for d, data in zip(siblings, originals, strict=True)]
+        result: MeldResult = await asyncio.to_thread(meld_release, inputs)
+        report = result.report.to_dict()
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
+        by_name = dict(zip((d.filename for d in siblings), originals, strict=True))
+        changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
+        record = _MeldRecord(hashes=hashes, changed=changed, report=report)
+        await asyncio.to_thread(self._save_meld, key, release_key, record)
+        self._melds[(key, release_key)] = record
+        self.generation += 1
+        self._metrics.meld_done(
+            disagreed=bool(report.get("disagreed")), conflicts=len(report.get("conflicts", ()))
+        )  # type: ignore[arg-type]
+        if report.get("disagreed"):
+            self._meld_log.add(key.label, siblings[0].filename, report)
+        return record
+
+    def _save_meld(self, key: ProjectKey, release_key: str, record: _MeldRecord) -> None:
+        doc = {
+            "hashes": record.hashes,
+            "changed": {n: base64.b64encode(b).decode() for n, b in record.changed.items()},
+            "report": record.report,
+        }
+        self._store.write_atomic(self._store.meld_path(key, release_key), json.dumps(doc).encode())
+
+    async def _load_meld(self, key: ProjectKey, release_key: str) -> _MeldRecord | None:
+        raw = await asyncio.to_thread(self._store.read, self._store.meld_path(key, release_key))
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            record = _MeldRecord(
+                hashes=dict(doc["hashes"]),
+                changed={n: base64.b64decode(b) for n, b in doc["changed"].items()},
+                report=dict(doc["report"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+        self._melds[(key, release_key)] = record
+        self.generation += 1
+        return record
+
+    def meld_report(self, key: ProjectKey, siblings: Sequence[DistFile]) -> dict[str, object] | None:
+        record = self._melds.get((key, _release_key(siblings)))
+        return record.report if record else None
+
+
+def _all_agree(siblings: Sequence[DistFile]) -> bool:
+    """Upstream's own hashes say every sibling's metadata is the same bytes: nothing to meld."""
+    hashes = set()
+    for dist in siblings:
+        advertised = dist.core_metadata
+        digest = advertised.get("sha256") if isinstance(advertised, dict) else None
+        if not digest:
+            return False
+        hashes.add(digest.lower())
+    return len(hashes) == 1

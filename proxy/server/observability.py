@@ -1,0 +1,170 @@
+"""What the proxy tells its operator: Prometheus counters, one access-log line per request, recent melds.
+
+The counters are plain integers owned by the app (no client library: a dozen counters do not justify a
+dependency). The access log is a pure ASGI middleware so it sees the real status and byte count of
+streamed responses, and the handlers add cache state and upstream time through ``scope["state"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AccessLog", "MeldLog", "Metrics", "request_note"]
+
+log = logging.getLogger("wheelmeld.access")
+
+
+@dataclass(slots=True)
+class Metrics:
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)  # (route, status)
+    cache: Counter[str] = field(default_factory=Counter)  # hit / miss / stale
+    upstream_requests: Counter[str] = field(default_factory=Counter)  # by kind
+    upstream_bytes: int = 0
+    melds: int = 0
+    melds_disagreed: int = 0
+    meld_conflicts: int = 0
+    melds_unavailable: int = 0
+    blocked_fetches: int = 0
+
+    def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
+        self.upstream_requests[kind] += count
+        self.upstream_bytes += nbytes
+
+    def meld_done(self, *, disagreed: bool, conflicts: int) -> None:
+        self.melds += 1
+        self.melds_disagreed += int(disagreed)
+        self.meld_conflicts += conflicts
+
+    def meld_unavailable(self) -> None:
+        self.melds_unavailable += 1
+
+    def render(self, cache_bytes: int | None = None) -> bytes:
+        lines = [
+            "# HELP wheelmeld_requests_total Requests answered, by route and status.",
+            "# TYPE wheelmeld_requests_total counter",
+        ]
+        for (route, status), n in sorted(self.requests.items()):
+            lines.append(f'wheelmeld_requests_total{{route="{route}",status="{status}"}} {n}')
+        lines += [
+            "# HELP wheelmeld_cache_total Cache lookups by outcome.",
+            "# TYPE wheelmeld_cache_total counter",
+        ]
+        for outcome in ("hit", "miss", "stale"):
+            lines.append(f'wheelmeld_cache_total{{outcome="{outcome}"}} {self.cache[outcome]}')
+        lines += [
+            "# HELP wheelmeld_upstream_requests_total Requests sent upstream, by kind.",
+            "# TYPE wheelmeld_upstream_requests_total counter",
+        ]
+        for kind, n in sorted(self.upstream_requests.items()):
+            lines.append(f'wheelmeld_upstream_requests_total{{kind="{kind}"}} {n}')
+        singles = {
+            "wheelmeld_upstream_bytes_total": ("Body bytes received from upstreams.", self.upstream_bytes),
+            "wheelmeld_melds_total": ("Releases melded.", self.melds),
+            "wheelmeld_melds_disagreed_total": (
+                "Melded releases whose wheels disagreed.",
+                self.melds_disagreed,
+            ),
+            "wheelmeld_meld_conflicts_total": (
+                "Disagreements markers could not express.",
+                self.meld_conflicts,
+            ),
+            "wheelmeld_melds_unavailable_total": (
+                "Melds that could not be made; own metadata served.",
+                self.melds_unavailable,
+            ),
+            "wheelmeld_blocked_fetches_total": (
+                "File links refused by the fetch policy.",
+                self.blocked_fetches,
+            ),
+        }
+        for name, (help_text, value) in singles.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+        if cache_bytes is not None:
+            lines += [
+                "# HELP wheelmeld_cache_bytes Bytes the cache holds on disk.",
+                "# TYPE wheelmeld_cache_bytes gauge",
+                f"wheelmeld_cache_bytes {cache_bytes}",
+            ]
+        return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass(slots=True)
+class MeldEntry:
+    page: str
+    example_file: str
+    report: dict[str, Any]
+    at: float
+
+
+class MeldLog:
+    """The most recent releases whose wheels disagreed, for the status page."""
+
+    def __init__(self, size: int = 50) -> None:
+        self._entries: deque[MeldEntry] = deque(maxlen=size)
+
+    def add(self, page: str, example_file: str, report: dict[str, Any]) -> None:
+        self._entries.appendleft(MeldEntry(page, example_file, report, time.time()))
+        for conflict in report.get("conflicts", ()):
+            logging.getLogger("wheelmeld.meld").warning("meld conflict in %s: %s", page, conflict)
+
+    def recent(self) -> list[MeldEntry]:
+        return list(self._entries)
+
+
+def request_note(scope: Scope, **values: Any) -> None:
+    """Attach facts (cache outcome, upstream time, route) to the current request's access-log line."""
+    scope.setdefault("state", {}).setdefault("wheelmeld", {}).update(values)
+
+
+class AccessLog:
+    """One structured line per request: method, path, status, bytes, duration, cache, upstream time."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, fmt: str = "text") -> None:
+        self.app = app
+        self.metrics = metrics
+        self.fmt = fmt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        sent = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            notes = scope.get("state", {}).get("wheelmeld", {})
+            route = notes.get("route", "-")
+            self.metrics.requests[(route, status)] += 1
+            if "cache" in notes:
+                self.metrics.cache[notes["cache"]] += 1
+            record = {
+                "method": scope["method"],
+                "path": scope["path"],  # never the query: credentials could be there
+                "status": status,
+                "bytes": sent,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "cache": notes.get("cache", "-"),
+                "upstream_ms": notes.get("upstream_ms", "-"),
+            }
+            if self.fmt == "json":
+                log.info(json.dumps(record))
+            else:
+                log.info(" ".join(f"{k}={v}" for k, v in record.items()))

@@ -1,0 +1,215 @@
+"""Upstream pages, cached: fresh for the route's TTL, then revalidated; stale when upstream fails.
+
+A page is whatever the upstream has at a path: a project page (files) or a project list (the root of
+an index, or a PyTorch directory such as ``/whl/nightly/``). Both are kept parsed in memory and on
+disk as our own PEP 691 JSON rendering with upstream's absolute URLs, plus the validators for the
+next conditional request — so a 304 costs no re-parse and a restart costs no upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import NotFound, OfflineMiss, UpstreamError
+from proxy.index.errors import PageParseError
+from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
+from proxy.index.parse import parse_project_list, parse_project_page
+from proxy.index.render import render_list_json, render_project_json
+from proxy.server.metadata import release_groups
+from proxy.server.upstream import Upstream
+
+__all__ = ["PageEntry", "PageService"]
+
+_JSON = "application/vnd.pypi.simple.v1+json"
+_STALE_RETRY_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class PageEntry:
+    """One cached page and what we know about its freshness. Mutable: the service owns it."""
+
+    key: ProjectKey
+    kind: Literal["project", "list"]
+    page: ProjectPage | None
+    listing: ProjectList | None
+    fetched_at: float  # wall clock of the last 200 or 304, shared across workers through the disk copy
+    etag: str | None = None
+    last_modified: str | None = None
+    url: str = ""
+    stale_reason: str | None = None  # set while we serve this copy because upstream failed
+    stale_until: float = 0.0  # while stale, do not ask the failing upstream again before this
+    generation: int = 0  # bumped whenever anything a rendering depends on changes
+    rendered: dict[str, bytes] = field(default_factory=dict)  # content type -> ready bytes
+
+    _by_name: dict[str, DistFile] | None = None
+    _groups: dict[str, tuple[DistFile, ...]] | None = None
+
+    def files_by_name(self) -> dict[str, DistFile]:
+        if self._by_name is None:
+            self._by_name = {f.filename: f for f in self.page.files} if self.page else {}
+        return self._by_name
+
+    def release_groups(self) -> dict[str, tuple[DistFile, ...]]:
+        """Wheel file name -> its release's wheels; computed once per page, not per request."""
+        if self._groups is None:
+            self._groups = release_groups(self.page.files) if self.page else {}
+        return self._groups
+
+    def touch(self) -> None:
+        self.generation += 1
+        self.rendered.clear()
+
+
+def _classify(body: bytes, content_type: str, url: str) -> tuple[ProjectPage | None, ProjectList | None]:
+    """Is this a project page or a project list? Trust the document, not the path."""
+    page = parse_project_page(body, content_type, url)
+    if page.files:
+        return page, None
+    listing = parse_project_list(body, content_type, url)
+    if listing.projects:
+        return None, listing
+    return page, None
+
+
+def _merge_pruned(new: ProjectPage, old: ProjectPage | None, still_cached: set[str]) -> ProjectPage:
+    """Keep listing files upstream dropped that the cache still holds, so existing locks still sync."""
+    if old is None:
+        return new
+    present = {f.filename for f in new.files}
+    kept = tuple(f for f in old.files if f.filename not in present and f.filename in still_cached)
+    if not kept:
+        return new
+    files = new.files + kept
+    return replace(new, files=files, versions=versions_from_files(f.filename for f in files))
+
+
+class PageService:
+    def __init__(self, store: CacheStore, *, offline: bool, clock: Callable[[], float] | None = None) -> None:
+        self._store = store
+        self._offline = offline
+        self._entries: dict[ProjectKey, PageEntry] = {}
+        self._clock = clock or time.time
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _load(self, key: ProjectKey) -> PageEntry | None:
+        raw = self._store.read(self._store.page_path(key))
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            body = doc["body"].encode()
+            page, listing = (
+                (parse_project_page(body, _JSON, doc["url"]), None)
+                if doc["kind"] == "project"
+                else (None, parse_project_list(body, _JSON, doc["url"]))
+            )
+            return PageEntry(
+                key, doc["kind"], page, listing, float(doc["fetched_at"]),
+                doc.get("etag"), doc.get("last_modified"), doc["url"],
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError, PageParseError):
+            return None  # a damaged entry is a miss, never an error
+
+    def _save(self, entry: PageEntry) -> None:
+        body = render_project_json(entry.page) if entry.page else render_list_json(entry.listing)  # type: ignore[arg-type]
+        doc = {
+            "kind": entry.kind,
+            "url": entry.url,
+            "fetched_at": entry.fetched_at,
+            "etag": entry.etag,
+            "last_modified": entry.last_modified,
+            "body": body.decode(),
+        }
+        self._store.write_atomic(self._store.page_path(entry.key), json.dumps(doc).encode())
+
+    # -- the one entry point --------------------------------------------------------------------
+    async def get(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
+        entry = self._entries.get(key)
+        ttl = upstream.route.page_ttl
+        if entry is not None:
+            now = self._clock()
+            if entry.stale_reason is None and now - entry.fetched_at < ttl:
+                return entry
+            if entry.stale_reason is not None and now < entry.stale_until:
+                return entry  # a failing upstream is retried every few seconds, not per request
+        async with self._store.lock("page:" + key.label):
+            entry = self._entries.get(key)
+            on_disk = await asyncio.to_thread(self._load, key)
+            if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
+                # Another worker refreshed it (or this process just started): adopt its copy.
+                if entry is not None:
+                    on_disk.generation = entry.generation + 1
+                entry = self._entries[key] = on_disk
+            if self._offline:
+                if entry is None:
+                    raise OfflineMiss(f"offline, and the cache holds no page for /{key.label}/")
+                return entry
+            if entry is not None and self._clock() - entry.fetched_at < ttl:
+                entry.stale_reason = None
+                return entry
+            return await self._refresh(key, entry, upstream)
+
+    async def _refresh(self, key: ProjectKey, entry: PageEntry | None, upstream: Upstream) -> PageEntry:
+        url = upstream.url_for(key.path)
+        try:
+            fetched = await upstream.fetch_page(
+                url,
+                etag=entry.etag if entry else None,
+                last_modified=entry.last_modified if entry else None,
+            )
+            if fetched.status == 404:
+                raise NotFound(f"upstream has no page at /{key.label}/")
+            if fetched.status == 304 and entry is not None:
+                entry.fetched_at = self._clock()
+                entry.stale_reason = None
+                await asyncio.to_thread(self._save, entry)
+                return entry
+            try:
+                page, listing = _classify(fetched.body, fetched.content_type, fetched.url)
+            except PageParseError as exc:
+                raise UpstreamError(f"upstream page /{key.label}/ is unreadable: {exc}") from exc
+        except UpstreamError as exc:
+            if entry is None:
+                raise
+            # Never worse than no proxy: the last good page beats an error.
+            entry.stale_reason = exc.reason
+            entry.stale_until = self._clock() + _STALE_RETRY_SECONDS
+            return entry
+        if page is not None and upstream.route.keep_pruned and entry is not None:
+            files_dir = self._store.project_dir(key) / "files"
+            cached = set(await asyncio.to_thread(_list_names, files_dir))
+            page = _merge_pruned(page, entry.page, cached)
+        new = PageEntry(
+            key=key,
+            kind="project" if page is not None else "list",
+            page=page,
+            listing=listing,
+            fetched_at=self._clock(),
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            url=fetched.url,
+            generation=(entry.generation + 1) if entry else 0,
+        )
+        await asyncio.to_thread(self._save, new)
+        self._entries[key] = new
+        return new
+
+    def cached(self, key: ProjectKey) -> PageEntry | None:
+        """The in-memory entry, without any freshness check (for the file and metadata paths)."""
+        return self._entries.get(key)
+
+
+def _list_names(folder: object) -> list[str]:
+    from pathlib import Path
+
+    path = Path(str(folder))
+    try:
+        return [p.name for p in path.iterdir() if not p.name.endswith(".sha256")]
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,170 @@
+"""Talking to one route's upstream: pages with validators, PEP 658 files, wheels, inside the fetch policy.
+
+Each route owns one pooled ``httpx.AsyncClient`` (pooling is what makes a cold meld of 50 siblings
+finish in a second instead of timing out: MISSION.md). The client's request hook checks every hop
+against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
+redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
+Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Generator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from proxy.config import RouteConfig
+from proxy.errors import BlockedFetch, UpstreamError
+from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
+from proxy.server.observability import Metrics
+
+__all__ = ["PageFetch", "Upstream"]
+
+# Ask for PEP 691 JSON first; HTML-only upstreams (the PyTorch index) ignore Accept and send HTML.
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
+_USER_AGENT = "wheelmeld (caching simple-index proxy)"
+
+
+def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -> httpx.AsyncClient:
+    async def check_hop(request: httpx.Request) -> None:
+        await check_url(str(request.url), policy)
+
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        follow_redirects=True,
+        max_redirects=5,
+        headers={"User-Agent": _USER_AGENT},
+        event_hooks={"request": [check_hop]},
+        auth=auth,
+        trust_env=True,  # a corporate HTTPS proxy set in the environment is honoured
+    )
+
+
+class _OriginAuth(httpx.Auth):
+    """Basic auth for the upstream's own origin only: file links to other hosts get no secret."""
+
+    def __init__(self, origin: str, user: str, password: str) -> None:
+        self._origin = origin
+        self._basic = httpx.BasicAuth(user, password)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin_of(str(request.url)) == self._origin:
+            yield from self._basic.auth_flow(request)
+        else:
+            yield request
+
+
+@dataclass(frozen=True, slots=True)
+class PageFetch:
+    status: int  # 200, 304 or 404
+    body: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    url: str = ""  # the final URL, after redirects (relative links resolve against it)
+
+
+class Upstream:
+    """One route's view of the network: its base URL, its policy, its credentials."""
+
+    def __init__(self, route: RouteConfig, metrics: Metrics, timeout: float) -> None:
+        self.route = route
+        self._metrics = metrics
+        self.base = route.upstream
+        self.policy = FetchPolicy(
+            upstream_origin=origin_of(route.upstream),
+            allowed_origins=frozenset(origin_of(h) for h in route.extra_file_hosts),
+            allow_public_hosts=route.allow_public_hosts,
+        )
+        self._auth: httpx.Auth | None = (
+            _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None
+        )
+        self.client = _make_client(self.policy, self._auth, timeout)
+
+    def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
+        path = "/".join(path_segments)
+        return f"{self.base}/{path}/" if trailing_slash and path else f"{self.base}/{path}"
+
+    @contextlib.contextmanager
+    def _errors(self, url: str) -> Generator[None, None, None]:
+        """Turn what httpx and the policy raise into our one tree, with a one-line reason."""
+        try:
+            yield
+        except BlockedURL as exc:
+            self._metrics.blocked_fetches += 1
+            logging.getLogger("wheelmeld").warning("blocked: %s", exc)
+            raise BlockedFetch(str(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(f"upstream timed out: {_redact(url)}") from exc
+        except httpx.TooManyRedirects as exc:
+            raise UpstreamError(f"upstream redirected too often: {_redact(url)}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream failed ({type(exc).__name__}): {_redact(url)}") from exc
+
+    async def fetch_page(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> PageFetch:
+        headers = {"Accept": PAGE_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        with self._errors(url):
+            response = await self.client.get(url, headers=headers)
+        if response.status_code == 304:
+            return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
+        if response.status_code in (404, 410):
+            return PageFetch(404, url=str(response.url))
+        if response.status_code != 200:
+            raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
+        return PageFetch(
+            200,
+            body=response.content,
+            content_type=response.headers.get("content-type", ""),
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            url=str(response.url),
+        )
+
+    async def fetch_small(self, url: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+        """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
+        with self._errors(url):
+            async with self.client.stream("GET", url) as response:
+                if response.status_code in (404, 410):
+                    return None
+                if response.status_code != 200:
+                    raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise UpstreamError(f"upstream file larger than {limit} bytes: {_redact(url)}")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed GET of a file; non-200 answers become ``UpstreamError``."""
+        with self._errors(url):
+            async with self.client.stream(
+                "GET",
+                url,
+                headers=dict(headers or {}),
+            ) as response:
+                if response.status_code != 200:
+                    raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
+                yield response
+
+
+def _redact(url: str) -> str:
+    """A URL fit for a log line or a response body: no userinfo, no query (tokens live there)."""
+    return redact_url(url.split("?", 1)[0])
