@@ -120,7 +120,15 @@ _LEGACY_MANYLINUX: Mapping[str, tuple[int, int]] = {
 _PEP600 = re.compile(r"(?P<family>manylinux|musllinux)_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>.+)")
 _LEGACY = re.compile(r"(?P<name>manylinux(?:1|2010|2014))_(?P<arch>.+)")
 _MACOS = re.compile(r"macosx_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>.+)")
-_MOBILE = re.compile(r"(?P<os>android|ios)_(?P<rest>.+)")
+_ANDROID = re.compile(r"android_\d+_(?P<abi>.+)")
+_IOS = re.compile(r"ios_\d+_\d+_(?P<arch>arm64|x86_64)_iphone(?:os|simulator)")
+# PEP 738: Android platform tags name the NDK ABI; platform.machine() reports the kernel's name.
+_ANDROID_MACHINES: Mapping[str, str] = {
+    "arm64_v8a": "aarch64",
+    "armeabi_v7a": "armv7l",
+    "x86_64": "x86_64",
+    "x86": "i686",
+}
 
 # implementation_name for the interpreter abbreviations of PEP 425.
 _IMPLEMENTATIONS: Mapping[str, str] = {
@@ -170,9 +178,11 @@ def platform_facts(platform: str) -> PlatformFacts:
         machines = _MACOS_FAT.get(arch, frozenset({arch}))
         # Arch-specific builds win over fat ones of the same deployment target (as packaging orders them).
         return PlatformFacts("darwin", machines, "macosx", (int(match["major"]), int(match["minor"])))
-    if match := _MOBILE.fullmatch(platform):
-        arch = match["rest"].rsplit("_", 1)[-1]
-        return PlatformFacts(match["os"], frozenset({arch}), match["os"])
+    if match := _ANDROID.fullmatch(platform):
+        machine = _ANDROID_MACHINES.get(match["abi"], match["abi"])
+        return PlatformFacts("android", frozenset({machine}), "android")
+    if match := _IOS.fullmatch(platform):
+        return PlatformFacts("ios", frozenset({match["arch"]}), "ios")
     # Anything else (freebsd_13_amd64, cygwin, …): the tag's own leading word is the best guess at
     # sys_platform; the machine is unknown, so the wheel covers OTHER machines only.
     return PlatformFacts(platform.split("_", 1)[0], frozenset({OTHER}), "other")

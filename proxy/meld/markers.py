@@ -42,14 +42,44 @@ def _marker(text: str) -> Marker:
     return Marker(text)
 
 
-# One (marker, cell, extras) triple is asked about by every sibling of every meld of a release:
-# evaluate it once. The key is the marker's text because hashing a Marker re-renders it each time.
-@functools.lru_cache(maxsize=262144)
+# Which cell dimensions each marker variable reads. A marker that never mentions Python is evaluated
+# once per platform instead of once per cell: a ``py3-none-any`` wheel covers ~1500 cells.
+_READS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (0, ("sys_platform", "platform_system", "os_name")),
+    (1, ("platform_machine",)),
+    (2, ("python_version", "python_full_version", "implementation_version")),
+    (3, ("implementation_name", "platform_python_implementation", "implementation_version")),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dimensions_read(marker_text: str) -> tuple[bool, bool, bool, bool]:
+    read = [False] * 4
+    for dim, names in _READS:
+        read[dim] = any(name in marker_text for name in names)
+    return (read[0], read[1], read[2], read[3])
+
+
 def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
     """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
 
     Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
     """
+    sys_platform, machine, python, implementation = _dimensions_read(marker_text)
+    # Dimensions the marker does not read are pinned to one value so the cache below is shared.
+    pinned = Cell(
+        cell.sys_platform if sys_platform else "linux",
+        cell.platform_machine if machine else "x86_64",
+        cell.python if python else (3, 12),
+        cell.implementation_name if implementation else "cpython",
+    )
+    return _possibly_true(marker_text, pinned, extras)
+
+
+# One (marker, cell, extras) triple is asked about by every sibling of every meld of a release:
+# evaluate it once. The key is the marker's text because hashing a Marker re-renders it each time.
+@functools.lru_cache(maxsize=262144)
+def _possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
     if any(name in marker_text for name in _UNMODELLED):
         return True
     try:
@@ -165,13 +195,14 @@ def _python_range(segment: Sequence[tuple[int, int]], pythons: Sequence[tuple[in
     at_bottom, at_top = low == pythons[0], high == pythons[-1]
     if at_bottom and at_top:
         return ""
-    if low == high:
-        return f'python_version == "{_dotted(low)}"'
+    # Open ends first: the universe's edges stand for every older / newer Python, not just their own.
     if at_top:
         return f'python_version >= "{_dotted(low)}"'
     upper = f'python_version < "{_dotted(pythons[end])}"'
     if at_bottom:
         return upper
+    if low == high:
+        return f'python_version == "{_dotted(low)}"'
     return f'python_version >= "{_dotted(low)}" and {upper}'
 
 

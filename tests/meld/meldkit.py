@@ -1,0 +1,214 @@
+"""Shared helpers of the meld tests: fixtures on disk, metadata builders, and an installer model.
+
+The installer model (which wheel is picked in a concrete environment, what a requirement list gives
+there) is written from packaging's public tag generators and marker evaluation, independently of
+``proxy.meld``'s cell grid, so the tests check the engine rather than restate it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain, combinations
+from pathlib import Path
+
+from packaging.metadata import parse_email
+from packaging.requirements import Requirement
+from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from proxy.meld import WheelInput
+
+__all__ = [
+    "FIXTURES",
+    "Environment",
+    "active",
+    "build_metadata",
+    "environments_of",
+    "extras_subsets",
+    "preferred",
+    "requirements_of",
+    "seed_releases",
+    "torch_210",
+]
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+
+# Platform tags an installer on each (sys_platform, machine) accepts, best first (glibc before musl:
+# markers cannot tell them apart, and the engine documents glibc as the preferred reading).
+_PLATFORMS: Mapping[tuple[str, str], tuple[str, ...]] = {
+    ("linux", "x86_64"): (
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_24_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+        "manylinux1_x86_64",
+        "musllinux_1_2_x86_64",
+        "linux_x86_64",
+    ),
+    ("linux", "aarch64"): (
+        "manylinux_2_28_aarch64",
+        "manylinux_2_17_aarch64",
+        "manylinux2014_aarch64",
+        "musllinux_1_2_aarch64",
+        "linux_aarch64",
+    ),
+    ("darwin", "arm64"): (
+        "macosx_14_0_arm64",
+        "macosx_11_0_arm64",
+        "macosx_11_0_universal2",
+        "macosx_10_9_universal2",
+    ),
+    ("darwin", "x86_64"): (
+        "macosx_14_0_x86_64",
+        "macosx_11_0_x86_64",
+        "macosx_10_9_x86_64",
+        "macosx_10_9_universal2",
+        "macosx_10_9_intel",
+    ),
+    ("win32", "AMD64"): ("win_amd64",),
+    ("win32", "ARM64"): ("win_arm64",),
+    ("win32", "x86"): ("win32",),
+    ("freebsd", "amd64"): (),  # a platform no tag names: only pure wheels install there
+}
+_PYTHONS = tuple((3, minor) for minor in range(8, 16))
+_SYSTEM = {"linux": "Linux", "darwin": "Darwin", "win32": "Windows", "freebsd": "FreeBSD"}
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """A concrete interpreter an installer runs in."""
+
+    sys_platform: str
+    machine: str
+    python: tuple[int, int]
+    implementation: str  # "cpython" or "pypy"
+
+    def markers(self) -> dict[str, str]:
+        full = f"{self.python[0]}.{self.python[1]}.4"
+        return {
+            "sys_platform": self.sys_platform,
+            "platform_system": _SYSTEM[self.sys_platform],
+            "os_name": "nt" if self.sys_platform == "win32" else "posix",
+            "platform_machine": self.machine,
+            "python_version": f"{self.python[0]}.{self.python[1]}",
+            "python_full_version": full,
+            "implementation_name": self.implementation,
+            "platform_python_implementation": "CPython" if self.implementation == "cpython" else "PyPy",
+            "implementation_version": full,
+            "platform_release": "",
+            "platform_version": "",
+        }
+
+    def supported_tags(self) -> list[Tag]:
+        """The tags an installer here accepts, best first (packaging's generators, our platform list)."""
+        platforms = _PLATFORMS[(self.sys_platform, self.machine)]
+        major, minor = self.python
+        if self.implementation == "cpython":
+            interpreter = f"cp{major}{minor}"
+            ordered = chain(
+                cpython_tags(self.python, [interpreter], platforms),
+                compatible_tags(self.python, interpreter, platforms),
+                # Free-threaded wheels: markers cannot tell the builds apart; they come last.
+                (Tag(interpreter, f"{interpreter}t", platform) for platform in platforms),
+            )
+        else:
+            interpreter = f"pp{major}{minor}"
+            ordered = chain(
+                generic_tags(interpreter, [f"pypy{major}{minor}_pp73"], platforms),
+                compatible_tags(self.python, interpreter, platforms),
+            )
+        return list(dict.fromkeys(ordered))
+
+
+def environments_of(tags: Iterable[Tag]) -> list[Environment]:
+    """Concrete environments in which at least one of ``tags`` installs (a sample covering each tag)."""
+    found: dict[Environment, None] = {}
+    for tag in tags:
+        for (system, machine), platforms in _PLATFORMS.items():
+            if tag.platform != "any" and tag.platform not in platforms:
+                continue
+            for python in _PYTHONS:
+                for implementation in ("cpython", "pypy"):
+                    env = Environment(system, machine, python, implementation)
+                    if tag in env.supported_tags():
+                        found[env] = None
+    return list(found)
+
+
+def preferred(wheels: Sequence[str], env: Environment) -> str | None:
+    """The file name an installer picks in ``env`` (best tag; ties → first listed), if any."""
+    order = {tag: index for index, tag in enumerate(env.supported_tags())}
+    best: tuple[int, int] | None = None
+    choice = None
+    for position, filename in enumerate(wheels):
+        ranks = [order[tag] for tag in parse_wheel_filename(filename)[3] if tag in order]
+        if ranks and (best is None or (min(ranks), position) < best):
+            best, choice = (min(ranks), position), filename
+    return choice
+
+
+def requirements_of(metadata: bytes) -> list[Requirement]:
+    """``Requires-Dist`` of ``metadata`` via packaging's own parser (independent of the engine's)."""
+    raw, _ = parse_email(metadata)
+    return [Requirement(text) for text in raw.get("requires_dist", [])]
+
+
+def active(requirements: Iterable[Requirement], env: Environment, extras: Iterable[str]) -> frozenset[object]:
+    """What an installer installs from ``requirements`` in ``env`` with ``extras`` requested."""
+    base = env.markers()
+    wanted = ("", *extras)
+    chosen = set()
+    for req in requirements:
+        if req.marker is None or any(req.marker.evaluate({**base, "extra": extra}) for extra in wanted):
+            chosen.add(
+                (
+                    canonicalize_name(req.name),
+                    frozenset(canonicalize_name(e) for e in req.extras),
+                    req.specifier,
+                    req.url,
+                )
+            )
+    return frozenset(chosen)
+
+
+def extras_subsets(extras: Iterable[str], cap: int = 2) -> list[tuple[str, ...]]:
+    names = sorted(set(extras))
+    return [combo for size in range(cap + 1) for combo in combinations(names, size)]
+
+
+def build_metadata(
+    name: str,
+    version: str,
+    requires: Sequence[str],
+    extras: Sequence[str] = (),
+    *,
+    eol: str = "\n",
+    body: str = "A description.\n",
+) -> bytes:
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {text}" for text in requires]
+    lines += [f"Provides-Extra: {extra}" for extra in extras]
+    return (eol.join(lines) + eol + eol + body).encode()
+
+
+def seed_releases() -> dict[tuple[str, str], list[WheelInput]]:
+    """The seed index, one list of wheels per (project, exact version) — local label included."""
+    data = json.loads((FIXTURES / "pytorch-nightly-cu126.json").read_text())
+    releases: dict[tuple[str, str], list[WheelInput]] = {}
+    for project, entries in data["projects"].items():
+        for entry in entries:
+            _, version, _, _ = parse_wheel_filename(entry["filename"])
+            metadata = build_metadata(project, str(version), entry["requires_dist"], entry["provides_extra"])
+            releases.setdefault((project, str(version)), []).append(WheelInput(entry["filename"], metadata))
+    return releases
+
+
+def torch_210() -> list[WheelInput]:
+    folder = FIXTURES / "pypi-torch-2.1.0"
+    return [
+        WheelInput(path.name.removesuffix(".metadata"), path.read_bytes())
+        for path in sorted(folder.glob("*.metadata"))
+    ]
