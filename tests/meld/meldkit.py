@@ -25,9 +25,11 @@ __all__ = [
     "Environment",
     "active",
     "build_metadata",
+    "check_contract",
     "environments_of",
     "extras_subsets",
     "preferred",
+    "provided_extras",
     "requirements_of",
     "seed_releases",
     "torch_210",
@@ -212,3 +214,39 @@ def torch_210() -> list[WheelInput]:
         WheelInput(path.name.removesuffix(".metadata"), path.read_bytes())
         for path in sorted(folder.glob("*.metadata"))
     ]
+
+
+def provided_extras(metadata: bytes) -> set[str]:
+    raw, _ = parse_email(metadata)
+    return {canonicalize_name(extra) for extra in raw.get("provides_extra", [])}
+
+
+def check_contract(inputs: Sequence[WheelInput], outputs: Mapping[str, bytes]) -> None:
+    """Contract items 1 and 2 for every wheel that has metadata: one list, and faithful where picked.
+
+    Fidelity is checked in every sampled environment where the installer model picks the wheel, for
+    every set of up to two extras drawn from the release's ``Provides-Extra`` union.
+    """
+    names = [wheel.filename for wheel in inputs if wheel.metadata is not None]
+    own = {wheel.filename: requirements_of(wheel.metadata) for wheel in inputs if wheel.metadata is not None}
+    served = {name: requirements_of(outputs[name]) for name in names}
+    stories = {frozenset(reqs) for reqs in served.values()}
+    assert len(stories) <= 1, f"inconsistent: {len(stories)} different requirement sets served"
+    extras: set[str] = set()
+    for wheel in inputs:
+        if wheel.metadata is not None:
+            extras |= provided_extras(wheel.metadata)
+    served_extras = {name: provided_extras(outputs[name]) for name in names}
+    assert all(found == extras for found in served_extras.values()), "Provides-Extra is not the union"
+    subsets = extras_subsets(extras)
+    for name in names:
+        for env in environments_of(parse_wheel_filename(name)[3]):
+            if preferred(names, env) != name:
+                continue
+            for chosen in subsets:
+                expected = active(own[name], env, chosen)
+                got = active(served[name], env, chosen)
+                assert got == expected, (
+                    f"{name} in {env} with extras {chosen}: lost {sorted(map(str, expected - got))}, "
+                    f"added {sorted(map(str, got - expected))}"
+                )
