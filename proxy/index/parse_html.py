@@ -148,7 +148,7 @@ def _dist_file(anchor: _Anchor, base: str) -> DistFile | None:
         yanked=yanked_value(attrs["data-yanked"] or "") if "data-yanked" in attrs else False,
         # A bare or empty attribute still says "a .metadata file exists": True.
         core_metadata=core_metadata_value(attrs[metadata_attr] or "true") if metadata_attr else False,
-        size=int(size) if size and size.strip().isdigit() else None,
+        size=int(size) if size and size.isascii() and size.strip().isdigit() else None,
         upload_time=upload_time_value(attrs.get("data-upload-time")),
         gpg_sig=None if gpg is None else gpg.strip().lower() == "true",
     )

@@ -62,11 +62,22 @@ def _preferred_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
 # --- HTML -------------------------------------------------------------------------------------
 
 
+def _esc(value: str) -> str:
+    """``html.escape`` for attributes and text, skipped when nothing needs it.
+
+    Why: five substring tests cost a third of escape's five replaces, and URLs, hashes and times
+    almost never hold a character to escape; on a 20,000-file page that is ~15 ms.
+    """
+    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+        return escape(value)
+    return value
+
+
 def _metadata_attrs(core_metadata: bool | Mapping[str, str]) -> str:
     if core_metadata is False:
         return ""
     best = None if core_metadata is True else _preferred_hash(core_metadata)
-    value = escape(f"{best[0]}={best[1]}") if best else "true"
+    value = _esc(f"{best[0]}={best[1]}") if best else "true"
     return f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
 
 
@@ -77,18 +88,18 @@ def _html_fragment(f: DistFile) -> str:
         href = f"{href}#{best[0]}={best[1]}"
     attrs = ""
     if f.requires_python:
-        attrs += f' data-requires-python="{escape(f.requires_python)}"'
+        attrs += f' data-requires-python="{_esc(f.requires_python)}"'
     if f.yanked is not False:
-        attrs += f' data-yanked="{escape(f.yanked) if isinstance(f.yanked, str) else ""}"'
+        attrs += f' data-yanked="{_esc(f.yanked) if isinstance(f.yanked, str) else ""}"'
     attrs += _metadata_attrs(f.core_metadata)
     if f.gpg_sig is not None:
         attrs += ' data-gpg-sig="true"' if f.gpg_sig else ' data-gpg-sig="false"'
     if f.upload_time:
         # Not PEP 503, but harmless: PyTorch writes it, and a proxy of this proxy keeps it.
-        attrs += f' data-upload-time="{escape(f.upload_time)}"'
+        attrs += f' data-upload-time="{_esc(f.upload_time)}"'
     if f.size is not None:
         attrs += f' data-size="{int(f.size)}"'  # Not standard either; same reason.
-    return f'    <a href="{escape(href)}"{attrs}>{escape(f.filename, quote=False)}</a><br/>\n'
+    return f'    <a href="{_esc(href)}"{attrs}>{_esc(f.filename)}</a><br/>\n'
 
 
 def _html_of(f: DistFile) -> str:

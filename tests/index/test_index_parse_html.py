@@ -191,6 +191,7 @@ def test_non_distribution_anchors_are_ignored(anchor: str) -> None:
         ('href="x-1.0.tar.gz" data-gpg-sig="false"', "gpg_sig", False),
         ('href="x-1.0.tar.gz" data-size="1234"', "size", 1234),
         ('href="x-1.0.tar.gz" data-size="-3"', "size", None),
+        ('href="x-1.0.tar.gz" data-size="\u00b2"', "size", None),
         # PyTorch's data-upload-time, normalized to PEP 700 form in UTC.
         (
             'href="x-1.0.tar.gz" data-upload-time="2025-01-16T08:12:03Z"',
