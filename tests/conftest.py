@@ -25,8 +25,11 @@ PYTORCH_OPTIONS = UpstreamOptions(
     link_style="relative",
     prefix="/whl/nightly/cu126",
 )
-# torch 2.1.0's real metadata as PEP 658 files, real names and hashes on an HTML page.
-PYPI_TORCH_OPTIONS = UpstreamOptions(format="html", pep658=True, ranges=True, hashes=True, prefix="/simple")
+# torch 2.1.0's real metadata as PEP 658 files, real names and hashes on an HTML page, absolute
+# links to the files (a package index usually links to a separate file host).
+PYPI_TORCH_OPTIONS = UpstreamOptions(
+    format="html", pep658=True, ranges=True, hashes=True, link_style="absolute", prefix="/simple"
+)
 
 
 @pytest.fixture(scope="session")

@@ -257,7 +257,10 @@ async def _locate_central_directory(fetcher: _Fetcher, window: _Window) -> tuple
     )
     limit = eocd_at
     locator_at = eocd_at - _ZIP64_LOCATOR.size
-    if locator_at >= 0:
+    # ZIP64 end records matter only when a classic field is saturated; otherwise both agree, and
+    # looking for the locator could cost a request of its own when the tail is small.
+    saturated = 0xFFFF in (count, _n_disk) or 0xFFFFFFFF in (cd_size, cd_offset)
+    if saturated and locator_at >= 0:
         await window.extend_to(fetcher, locator_at)
         locator = window.get(locator_at, eocd_at)
         if locator[:4] == _ZIP64_LOCATOR_SIG:

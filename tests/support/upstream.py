@@ -89,7 +89,8 @@ class Fault:
     many body bytes, then drop the connection.  ``truncate_to``: serve only the first N body bytes
     with a matching Content-Length (a short file, not a broken connection).  ``wrong_bytes``: same
     length, every byte flipped.  ``chunk_size`` / ``chunk_delay_ms``: a slow body.  ``times``:
-    apply to the first N matching requests only (``None``: always).
+    apply to the first N matching requests only (``None``: always).  ``skip``: let this many
+    matching requests through untouched first (fail the second range request, not the first).
     """
 
     status: int | None = None
@@ -99,6 +100,7 @@ class Fault:
     chunk_size: int | None = None
     chunk_delay_ms: float = 0.0
     times: int | None = None
+    skip: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,30 @@ class _HideResets(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], _ResetConnection))
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn polls ``should_exit`` every 100 ms; tests start and stop hundreds of servers, so
+    ``stop`` wakes the loop at once instead."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._wake, self._loop = asyncio.Event(), asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10  # on_tick refreshes the Date header when counter % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    def wake(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(wake.set)
+
+
 class UpstreamServer:
     """The fake upstream as a context manager: ``with UpstreamServer(index, options) as up: up.url``."""
 
@@ -235,7 +261,7 @@ class UpstreamServer:
         self._faults: dict[str, list[Any]] = {}
         self._digests: dict[str, str] = {}
         self.log = RequestLog()
-        self._server: uvicorn.Server | None = None
+        self._server: _PromptServer | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._port = 0
@@ -266,7 +292,7 @@ class UpstreamServer:
             loop="asyncio",
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _PromptServer(config)
         logging.getLogger("uvicorn.error").addFilter(self._log_filter)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name=f"upstream:{self._port}", daemon=True
@@ -284,6 +310,7 @@ class UpstreamServer:
         """Stop serving and join the thread; idempotent."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
+            self._server.wake()
             self._thread.join(timeout=10)
             if self._thread.is_alive():
                 self._server.force_exit = True
@@ -339,7 +366,7 @@ class UpstreamServer:
     def inject_fault(self, path_suffix: str, fault: Fault) -> None:
         """Apply ``fault`` to requests whose decoded path ends with ``path_suffix``."""
         with self._lock:
-            self._faults[path_suffix] = [fault, fault.times]
+            self._faults[path_suffix] = [fault, fault.times, fault.skip]
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -377,7 +404,12 @@ class UpstreamServer:
 
     def _take_fault(self, path: str) -> Fault | None:
         for suffix, slot in self._faults.items():
-            if path.endswith(suffix) and (slot[1] is None or slot[1] > 0):
+            if not path.endswith(suffix):
+                continue
+            if slot[2] > 0:
+                slot[2] -= 1
+                return None
+            if slot[1] is None or slot[1] > 0:
                 if slot[1] is not None:
                     slot[1] -= 1
                 fault: Fault = slot[0]
@@ -529,7 +561,8 @@ def _parse_range(value: str | None, size: int) -> tuple[int, int] | Literal["uns
 
 def _negotiate(accept: str) -> str:
     """PEP 691 content negotiation with q-values; ``text/html`` when nothing matches."""
-    offers = (_JSON, _HTML_V1, _TEXT_HTML)
+    # Ties (``*/*``) go to plain HTML: what a client that asks for nothing in particular expects.
+    offers = (_TEXT_HTML, _HTML_V1, _JSON)
     aliases = {
         "application/vnd.pypi.simple.latest+json": _JSON,
         "application/vnd.pypi.simple.latest+html": _HTML_V1,
