@@ -115,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"wheelmeld: {note}", file=sys.stderr)
     print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # our access log already says what happened
     if config.workers > 1:
         os.environ[_RESOLVED_ENV] = _config_to_json(config)
         uvicorn.run(

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from proxy.errors import ConfigError
 
@@ -136,8 +136,6 @@ def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     if parts.port is not None:
         netloc += f":{parts.port}"
     clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    from urllib.parse import unquote
-
     return clean, (unquote(parts.username), unquote(parts.password or ""))
 
 
@@ -148,6 +146,17 @@ def _check_upstream(url: str, where: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"{where}: upstream must not carry a query or fragment: {url!r}")
     return url.strip().rstrip("/")
+
+
+def _check_file_host(host: str, where: str) -> str:
+    """An origin (``https://files.example``) or a bare host name (meaning https)."""
+    from proxy.network.ssrf import FetchPolicy, InvalidUpstreamURL
+
+    try:
+        FetchPolicy("http://placeholder.invalid", frozenset({host}))
+    except InvalidUpstreamURL as exc:
+        raise ConfigError(f"{where}: extra_file_hosts entry {host!r} is not a host or origin: {exc}") from exc
+    return host.rstrip("/")
 
 
 def _check_prefix(prefix: str, where: str) -> str:
@@ -168,7 +177,9 @@ def _route_from_table(table: Mapping[str, Any], where: str, environ: Mapping[str
         raise ConfigError(f"{where}: a route needs both 'prefix' and 'upstream'")
     values = dict(table)
     values["prefix"] = _check_prefix(str(values["prefix"]), where)
-    values["extra_file_hosts"] = tuple(str(h).rstrip("/") for h in values.get("extra_file_hosts", ()))
+    values["extra_file_hosts"] = tuple(
+        _check_file_host(str(h), where) for h in values.get("extra_file_hosts", ())
+    )
     route = RouteConfig(**values)
     return _finish_route(route, where, environ)
 

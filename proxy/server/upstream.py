@@ -9,8 +9,11 @@ Credentials go only to the upstream's own origin (``_OriginAuth``), never to a f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 
@@ -30,9 +33,47 @@ PAGE_ACCEPT = (
 _USER_AGENT = "wheelmeld (caching simple-index proxy)"
 
 
+class _CachingResolver:
+    """Name -> addresses for the fetch policy, looked up once per name and minute.
+
+    Many concurrent ``getaddrinfo`` calls for one name (a cold meld checks 50 sibling URLs on one
+    file host at once) made some resolvers stall for 5 s per call; one shared lookup never does.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self._ttl = ttl
+        self._answers: dict[str, tuple[float, list[str]]] = {}
+        self._pending: dict[str, asyncio.Future[list[str]]] = {}
+
+    async def __call__(self, host: str) -> list[str]:
+        now = time.monotonic()
+        cached = self._answers.get(host)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        pending = self._pending.get(host)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._pending[host] = future
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            answer = [str(info[4][0]) for info in infos]
+            self._answers[host] = (time.monotonic() + self._ttl, answer)
+            future.set_result(answer)
+            return answer
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so a lookup nobody else awaited logs no warning
+            raise
+        finally:
+            del self._pending[host]
+
+
 def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -> httpx.AsyncClient:
+    resolver = _CachingResolver()
+
     async def check_hop(request: httpx.Request) -> None:
-        await check_url(str(request.url), policy)
+        await check_url(str(request.url), policy, resolver=resolver)
 
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -77,10 +118,8 @@ class Upstream:
         self.route = route
         self._metrics = metrics
         self.base = route.upstream
-        self.policy = FetchPolicy(
-            upstream_origin=origin_of(route.upstream),
-            allowed_origins=frozenset(origin_of(h) for h in route.extra_file_hosts),
-            allow_public_hosts=route.allow_public_hosts,
+        self.policy = FetchPolicy.for_upstream(
+            route.upstream, route.extra_file_hosts, allow_public_hosts=route.allow_public_hosts
         )
         self._auth: httpx.Auth | None = (
             _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None

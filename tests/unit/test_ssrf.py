@@ -140,11 +140,8 @@ def test_origin_of_rejects(url: str) -> None:
         "172.16.0.1",
         "172.31.255.255",
         "192.0.0.8",
-        "192.0.2.1",
         "192.168.0.1",
         "198.18.0.1",
-        "198.51.100.1",
-        "203.0.113.1",
         "224.0.0.1",
         "239.255.255.250",
         "240.0.0.1",
@@ -161,7 +158,6 @@ def test_origin_of_rejects(url: str) -> None:
         "2002:7f00:1::1",
         "2002:c0a8:1::1",
         "2001::1",
-        "2001:db8::1",
         "fc00::1",
         "fd00:ec2::254",
         "fe80::1",
@@ -177,7 +173,11 @@ def test_non_public_addresses(address: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    [PUBLIC_V4, "8.8.8.8", "1.1.1.1", PUBLIC_V6, "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"],
+    [
+        PUBLIC_V4, "8.8.8.8", "1.1.1.1", PUBLIC_V6, "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+        # documentation ranges: routed nowhere, used by intercepting networks (see ssrf._DOCUMENTATION)
+        "192.0.2.1", "198.51.100.1", "203.0.113.80", "2001:db8::1",
+    ],  # fmt: skip
 )
 def test_public_addresses(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
