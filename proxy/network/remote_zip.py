@@ -47,6 +47,8 @@ _SPOOL_WRITE_BATCH = 1024 * 1024
 _LOCAL_SLACK = 1024
 # Inflating more than this inline would stall the event loop noticeably.
 _INLINE_INFLATE_LIMIT = 1024 * 1024
+# A central directory of thousands of entries (torch has ~15k) takes tens of ms to walk.
+_INLINE_PARSE_LIMIT = 256 * 1024
 
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
@@ -220,7 +222,11 @@ async def _read_ranged(fetcher: _Fetcher, window: _Window, expected: _Expected) 
     fetcher.total = window.total
     cd_offset, cd_size, count = await _locate_central_directory(fetcher, window)
     await window.extend_to(fetcher, cd_offset)
-    members = _parse_central_directory(window.get(cd_offset, cd_offset + cd_size), count)
+    directory = window.get(cd_offset, cd_offset + cd_size)
+    if cd_size > _INLINE_PARSE_LIMIT:
+        members = await asyncio.to_thread(_parse_central_directory, directory, count)
+    else:
+        members = _parse_central_directory(directory, count)
     member = _pick([(m.name, m) for m in members], expected)
     _check_member(member, cd_offset)
     stop = min(cd_offset, member.offset + member.header_span + member.compressed_size + _LOCAL_SLACK)
