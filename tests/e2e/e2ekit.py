@@ -96,6 +96,10 @@ class Platform:
         """Whether ``marker`` (``None``: no marker) holds on this platform, with no extra active."""
         return marker is None or marker.evaluate(dict(self.environment))
 
+    def evaluate_with_extra(self, marker: Marker | None, extra: str) -> bool:
+        """Whether ``marker`` holds on this platform when ``extra`` is requested."""
+        return marker is None or marker.evaluate({**self.environment, "extra": extra})
+
 
 def _cpython311(os_name: str, sys_platform: str, system: str, machine: str) -> Mapping[str, str]:
     # Every PEP 508 variable, so a marker on any of them evaluates instead of raising.  Release
