@@ -97,7 +97,11 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
             core: bool | dict[str, str] = {"sha256": digest} if digest else True
         else:
             core = False
-        rewritten.append(replace(dist, url=quote(dist.filename), hashes=hashes, core_metadata=core))
+        served = entry.served_files.get(dist.filename)
+        if served is None or served.hashes != hashes or served.core_metadata != core:
+            served = replace(dist, url=quote(dist.filename), hashes=hashes, core_metadata=core)
+            entry.served_files[dist.filename] = served
+        rewritten.append(served)
     return replace(entry.page, files=tuple(rewritten))
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starlette.responses import FileResponse, Response, StreamingResponse
+import anyio
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
@@ -28,6 +31,8 @@ from proxy.server.observability import Metrics
 from proxy.server.upstream import Upstream
 
 __all__ = ["FileService", "read_sidecar_hash"]
+
+log = logging.getLogger("wheelmeld")
 
 _CHUNK = 256 * 1024
 _IMMUTABLE = "public, max-age=31536000, immutable"
@@ -97,7 +102,7 @@ class FileService:
             headers["Content-Length"] = str(download.total)
         if method == "HEAD":
             return Response(b"", headers=headers, media_type="application/octet-stream")
-        return StreamingResponse(
+        return _FollowingResponse(
             self._follow(download), headers=headers, media_type="application/octet-stream"
         )
 
@@ -153,15 +158,20 @@ class FileService:
         await download.advance(done=True, reading_path=download.final)
 
     async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
-        """Bytes of the download from 0, as they are written; raises if the download fails."""
+        """Bytes of the download from 0, as they are written; raises if the download fails.
+
+        The last byte is held back until the download is verified: a client must never receive a
+        complete body (all Content-Length bytes) of a file whose hash then turns out wrong.
+        """
         offset = 0
         handle = None
         try:
             while True:
                 async with download.progress:
-                    while download.written <= offset and not download.done:
+                    while not download.done and download.written - 1 <= offset:
                         await download.progress.wait()
-                    available, done, error = download.written, download.done, download.error
+                    done, error = download.done, download.error
+                    available = download.written if done else download.written - 1
                 if error is not None:
                     # Aborting the body (not ending it) makes the client see a short read.
                     raise UpstreamError(error)
@@ -173,11 +183,46 @@ class FileService:
                         break
                     offset += len(chunk)
                     yield chunk
-                if done and offset >= download.written:
+                if done:
                     return
         finally:
             if handle is not None:
                 handle.close()
+
+
+class _FollowingResponse(Response):
+    """Streams a download as it grows; a failed download ends the body short instead of raising.
+
+    Raising out of the app would make the server log a traceback; returning without the final body
+    message makes it close the connection, so the client's Content-Length check sees a short read.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str], media_type: str) -> None:
+        super().__init__(None, headers=headers, media_type=media_type)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async with anyio.create_task_group() as group:
+
+            async def stream() -> None:
+                try:
+                    async for chunk in self._chunks:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except UpstreamError as exc:
+                    log.warning("aborted %s: %s", scope.get("path", "?"), exc.reason)
+                else:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                group.cancel_scope.cancel()
+
+            async def watch_disconnect() -> None:
+                # A client that hangs up stops its reader; the download itself goes on for the others.
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream)
+            group.start_soon(watch_disconnect)
 
 
 def _open_either(download: _Download):  # type: ignore[no-untyped-def]

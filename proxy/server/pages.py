@@ -46,6 +46,9 @@ class PageEntry:
     stale_until: float = 0.0  # while stale, do not ask the failing upstream again before this
     generation: int = 0  # bumped whenever anything a rendering depends on changes
     rendered: dict[str, bytes] = field(default_factory=dict)  # content type -> ready bytes
+    # filename -> the file as we serve it; reused while its hashes are unchanged, because a reused
+    # DistFile keeps its memoized rendering (a 20,000-file page re-renders in ms, not 50 ms).
+    served_files: dict[str, DistFile] = field(default_factory=dict)
 
     _by_name: dict[str, DistFile] | None = None
     _groups: dict[str, tuple[DistFile, ...]] | None = None
@@ -68,11 +71,14 @@ class PageEntry:
 
 def _classify(body: bytes, content_type: str, url: str) -> tuple[ProjectPage | None, ProjectList | None]:
     """Is this a project page or a project list? Trust the document, not the path."""
-    page = parse_project_page(body, content_type, url)
-    if page.files:
+    try:
+        page: ProjectPage | None = parse_project_page(body, content_type, url)
+    except PageParseError:
+        page = None  # e.g. a root list at the host's root: no project name to give a page
+    if page is not None and page.files:
         return page, None
     listing = parse_project_list(body, content_type, url)
-    if listing.projects:
+    if listing.projects or page is None:
         return None, listing
     return page, None
 
