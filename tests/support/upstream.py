@@ -26,8 +26,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import html
-import json
 import logging
 import socket
 import sys
@@ -35,7 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -43,7 +41,6 @@ from urllib.parse import quote
 
 import aiofiles
 import uvicorn
-from packaging.utils import canonicalize_name, parse_wheel_filename
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
@@ -51,6 +48,18 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
 from tests.support.request_log import RequestLog, RequestRecord, _Entry
+from tests.support.simple_pages import (
+    JSON,
+    LAST_MODIFIED,
+    TEXT_HTML,
+    negotiate,
+    not_modified,
+    parse_range,
+    project_html,
+    project_json,
+    root_html,
+    root_json,
+)
 
 __all__ = [
     "FakeFile",
@@ -64,11 +73,6 @@ __all__ = [
     "main",
 ]
 
-_JSON = "application/vnd.pypi.simple.v1+json"
-_HTML_V1 = "application/vnd.pypi.simple.v1+html"
-_TEXT_HTML = "text/html"
-# Pages never change while a test runs, so one fixed date is an honest Last-Modified.
-_LAST_MODIFIED = parsedate_to_datetime("Thu, 16 Jan 2025 08:00:00 GMT")
 _CHUNK = 256 * 1024
 _FLIP = bytes(255 - i for i in range(256))
 
@@ -459,26 +463,26 @@ class UpstreamServer:
         options: UpstreamOptions,
         index: FakeIndex,
     ) -> tuple[int, dict[str, str], _Body]:
-        content_type = _TEXT_HTML
+        content_type = TEXT_HTML
         out: dict[str, str] = {}
         if options.format == "json":
-            content_type = _negotiate(query.get("format") or headers.get("accept", ""))
+            content_type = negotiate(query.get("format") or headers.get("accept", ""))
             out["vary"] = "Accept"
-        as_json = content_type == _JSON
+        as_json = content_type == JSON
         if project is None:
             names = sorted(index.projects)
-            data = _root_json(names) if as_json else _root_html(names)
+            data = root_json(names) if as_json else root_html(names)
         else:
             files = index.projects[project]
             links = [(f, self._href(project, f, options)) for f in files]
-            render = _project_json if as_json else _project_html
+            render = project_json if as_json else project_html
             data = render(project, links, options, self._advertised_hashes)
         out["content-type"] = content_type if as_json else f"{content_type}; charset=utf-8"
         if options.validators:
             etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
             out["etag"] = etag
-            out["last-modified"] = format_datetime(_LAST_MODIFIED, usegmt=True)
-            if _not_modified(headers, etag):
+            out["last-modified"] = format_datetime(LAST_MODIFIED, usegmt=True)
+            if not_modified(headers, etag):
                 return 304, out, _Body.of(b"")
         return 200, out, _Body.of(data)
 
@@ -525,7 +529,7 @@ def _ranged(
     if not options.ranges:
         return 200, out, body
     out["accept-ranges"] = "bytes"
-    wanted = _parse_range(headers.get("range"), body.length)
+    wanted = parse_range(headers.get("range"), body.length)
     if wanted is None:
         return 200, out, body
     if wanted == "unsatisfiable":
@@ -536,143 +540,6 @@ def _ranged(
     if body.data is not None:
         return 206, out, _Body.of(body.data[start : end + 1])
     return 206, out, dataclasses.replace(body, start=body.start + start, length=end - start + 1)
-
-
-def _parse_range(value: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """(first, last) byte of a single ``bytes=`` range; ``None`` to ignore it (RFC 9110 §14.2)."""
-    if not value or not value.startswith("bytes=") or "," in value:
-        return None
-    first, sep, last = value[len("bytes=") :].strip().partition("-")
-    if not sep or not (first or last) or not (first + last).isdigit():
-        return None
-    if not first:  # suffix range: the last N bytes
-        count = int(last)
-        if count == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - count), size - 1
-    start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, end
-
-
-def _negotiate(accept: str) -> str:
-    """PEP 691 content negotiation with q-values; ``text/html`` when nothing matches."""
-    # Ties (``*/*``) go to plain HTML: what a client that asks for nothing in particular expects.
-    offers = (_TEXT_HTML, _HTML_V1, _JSON)
-    aliases = {
-        "application/vnd.pypi.simple.latest+json": _JSON,
-        "application/vnd.pypi.simple.latest+html": _HTML_V1,
-    }
-    best, best_q = _TEXT_HTML, 0.0
-    for item in accept.split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        q = 1.0
-        for param in params:
-            key, _, val = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    q = float(val)
-                except ValueError:
-                    q = 0.0
-        media = aliases.get(media.lower(), media.lower())
-        matches = [
-            o for o in offers if media in (o, "*/*") or (media.endswith("/*") and o.startswith(media[:-1]))
-        ]
-        if matches and q > best_q:
-            best, best_q = matches[0], q
-    return best
-
-
-def _not_modified(headers: Mapping[str, str], etag: str) -> bool:
-    if "if-none-match" in headers:
-        tags = [t.strip().removeprefix("W/") for t in headers["if-none-match"].split(",")]
-        return "*" in tags or etag in tags
-    since = headers.get("if-modified-since")
-    if since:
-        try:
-            return parsedate_to_datetime(since) >= _LAST_MODIFIED
-        except (TypeError, ValueError):
-            return False
-    return False
-
-
-# --- pure helpers: rendering -------------------------------------------------------------------------
-
-
-def _root_html(names: list[str]) -> bytes:
-    links = "".join(f'    <a href="{quote(n)}/">{html.escape(n)}</a><br/>\n' for n in names)
-    return f"<!DOCTYPE html>\n<html>\n  <body>\n{links}  </body>\n</html>\n".encode()
-
-
-def _root_json(names: list[str]) -> bytes:
-    payload = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]}
-    return json.dumps(payload, indent=1).encode()
-
-
-def _project_html(
-    project: str, links: list[tuple[FakeFile, str]], options: UpstreamOptions, hashes: Any
-) -> bytes:
-    rows = []
-    for file, href in links:
-        advertised = hashes(file) if options.hashes else {}
-        fragment = f"#sha256={advertised['sha256']}" if "sha256" in advertised else ""
-        attrs = [f'href="{html.escape(href + fragment)}"']
-        if file.requires_python:
-            attrs.append(f'data-requires-python="{html.escape(file.requires_python)}"')
-        meta_hash = file.metadata_sha256() if options.pep658 else None
-        if meta_hash:
-            attrs.append(f'data-dist-info-metadata="sha256={meta_hash}"')
-            attrs.append(f'data-core-metadata="sha256={meta_hash}"')
-        if file.yanked is not False:
-            reason = "" if file.yanked is True else str(file.yanked)
-            attrs.append(f'data-yanked="{html.escape(reason)}"')
-        if options.upload_time_attr and file.upload_time:
-            attrs.append(f'data-upload-time="{html.escape(file.upload_time)}"')
-        rows.append(f"    <a {' '.join(attrs)}>{html.escape(file.filename)}</a><br/>\n")
-    title = html.escape(project)
-    return (
-        "<!DOCTYPE html>\n<html>\n  <head>\n"
-        '    <meta name="pypi:repository-version" content="1.0">\n'
-        f"    <title>Links for {title}</title>\n  </head>\n  <body>\n"
-        f"    <h1>Links for {title}</h1>\n{''.join(rows)}  </body>\n</html>\n"
-    ).encode()
-
-
-def _project_json(
-    project: str, links: list[tuple[FakeFile, str]], options: UpstreamOptions, hashes: Any
-) -> bytes:
-    files: list[dict[str, Any]] = []
-    versions: set[str] = set()
-    for file, href in links:
-        with contextlib.suppress(ValueError):
-            versions.add(str(parse_wheel_filename(file.filename)[1]))
-        entry: dict[str, Any] = {
-            "filename": file.filename,
-            "url": href,
-            "hashes": hashes(file) if options.hashes else {},
-            "size": file.size if file.size is not None else file.body_size,
-        }
-        if file.requires_python:
-            entry["requires-python"] = file.requires_python
-        meta_hash = file.metadata_sha256() if options.pep658 else None
-        if meta_hash:
-            entry["core-metadata"] = entry["dist-info-metadata"] = {"sha256": meta_hash}
-        if file.upload_time:
-            entry["upload-time"] = file.upload_time
-        if file.yanked is not False:
-            entry["yanked"] = file.yanked
-        files.append(entry)
-    payload = {
-        "meta": {"api-version": "1.1"},
-        "name": canonicalize_name(project),
-        "versions": sorted(versions),
-        "files": files,
-    }
-    return json.dumps(payload, indent=1).encode()
 
 
 # --- a server a person can run ----------------------------------------------------------------------
