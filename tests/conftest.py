@@ -15,7 +15,7 @@ import pytest
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
 from tests.support.upstream import UpstreamOptions, UpstreamServer
 
-# The seed's index as download.pytorch.org serves it: static HTML, no PEP 658 files, ranges,
+# The seed's index as the PyTorch wheel index serves it: static HTML, no PEP 658 files, ranges,
 # relative %2B links, no #sha256 on nightly files, the non-standard data-upload-time.
 PYTORCH_OPTIONS = UpstreamOptions(
     format="html",
@@ -46,7 +46,7 @@ def pypi_torch_index() -> FakeIndex:
 
 @pytest.fixture
 def pytorch_upstream(pytorch_index: FakeIndex) -> Iterator[UpstreamServer]:
-    """The seed index served like download.pytorch.org under ``/whl/nightly/cu126/``."""
+    """The seed index served like the PyTorch wheel index under ``/whl/nightly/cu126/``."""
     with UpstreamServer(pytorch_index, PYTORCH_OPTIONS) as up:
         yield up
 

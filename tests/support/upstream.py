@@ -3,7 +3,7 @@
 A real HTTP server — a Starlette app run by uvicorn in a background thread on 127.0.0.1 — that
 behaves like the indexes wheelmeld fronts, configurable per test (``UpstreamOptions``):
 
-* ``format="html"`` mimics download.pytorch.org: static HTML, ``Accept`` ignored, non-standard
+* ``format="html"`` mimics the PyTorch wheel index: static HTML, ``Accept`` ignored, non-standard
   ``data-upload-time``; ``format="json"`` negotiates PEP 691 JSON / HTML by ``Accept``.
 * ``pep658`` serves ``<file>.metadata`` and advertises it (``data-core-metadata`` and the legacy
   ``data-dist-info-metadata``); ``hashes`` adds ``#sha256=``; ``ranges`` turns Range support on
