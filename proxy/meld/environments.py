@@ -38,6 +38,11 @@ OTHER = "other"
 # Minors of Python 3 that exist in the universe even when no tag names them: markers written for an
 # sdist-era release (or for a future interpreter) must still evaluate somewhere sensible.
 _LOWEST_MINOR = (3, 6)
+# Markers name released Pythons: the grid reaches at least this far even for a release built only
+# for old ones, so ``python_version >= "3.14"`` on a py3-none-any wheel is seen to be possibly true.
+_NEWEST_KNOWN = (3, 15)
+_ALWAYS_SYSTEMS = ("linux", "darwin", "win32")
+_ALWAYS_MACHINES = ("x86_64", "aarch64", "arm64", "AMD64", "ARM64", "x86")
 # How many minors past the newest seen the universe extends: abi3 / py3 wheels claim them, and a
 # marker such as ``python_version >= "3.12"`` must stay true for Pythons released after the wheels.
 _FUTURE_MINORS = 3
@@ -223,8 +228,10 @@ class Universe:
 
     @classmethod
     def from_tags(cls, tags: Iterable[Tag]) -> Universe:
-        systems: set[str] = set()
-        machines: set[str] = set()
+        # The common platforms are always named, even when only pure wheels exist: a marker on them
+        # can then be evaluated exactly instead of falling into the conservative OTHER cell.
+        systems: set[str] = set(_ALWAYS_SYSTEMS)
+        machines: set[str] = set(_ALWAYS_MACHINES)
         pythons: set[tuple[int, int]] = set()
         implementations = {"cpython", "pypy"}
         for tag in tags:
@@ -238,7 +245,7 @@ class Universe:
             for bound in (py.minor_min, py.minor_max):
                 if bound is not None:
                     pythons.add((py.major, bound))
-        newest = max(pythons | {_LOWEST_MINOR})
+        newest = max(pythons | {_NEWEST_KNOWN})
         pythons |= {(3, minor) for minor in range(_LOWEST_MINOR[1], newest[1] + _FUTURE_MINORS + 1)}
         return cls(
             sys_platforms=(*sorted(systems - {OTHER}), OTHER),

@@ -66,6 +66,13 @@ def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool
     Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
     """
     sys_platform, machine, python, implementation = _dimensions_read(marker_text)
+    if (
+        (sys_platform and cell.sys_platform == OTHER)
+        or (machine and cell.platform_machine == OTHER)
+        or (implementation and cell.implementation_name == OTHER)
+    ):
+        # OTHER stands for values no tag names (freebsd, riscv64, …): the marker may well hold there.
+        return True
     # Dimensions the marker does not read are pinned to one value so the cache below is shared.
     pinned = Cell(
         cell.sys_platform if sys_platform else "linux",

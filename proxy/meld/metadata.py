@@ -92,16 +92,16 @@ def scan(data: bytes) -> ScannedMetadata:
 
 def rewrite(
     scanned: ScannedMetadata,
-    replace: Mapping[int, str],
+    replace: Mapping[int, str | None],
     add_requirements: Sequence[str],
     add_extras: Sequence[str],
 ) -> bytes:
     """Re-assemble the metadata with some ``Requires-Dist`` values replaced and lines added.
 
-    ``replace`` maps a header's start line to its new ``Requires-Dist`` value. New ``Provides-Extra``
-    lines go after the last existing one (or before the added requirements), new ``Requires-Dist``
-    lines after the last existing one (or after the last header). ``Metadata-Version`` is raised only
-    as far as an added field needs.
+    ``replace`` maps a header's start line to its new ``Requires-Dist`` value (``None`` removes the
+    line). New ``Provides-Extra`` lines go after the last existing one (or before the added
+    requirements), new ``Requires-Dist`` lines after the last existing one (or after the last header).
+    ``Metadata-Version`` is raised only as far as an added field needs.
     """
     eol = scanned.eol
     requires = scanned.lines_of("Requires-Dist")
@@ -136,7 +136,9 @@ def rewrite(
         out.extend(inserts.pop(index, ()))
         header = by_start.get(index)
         if header is not None and index in replace:
-            out.append(f"{header.name}: {replace[index]}{_ending(scanned, header)}")
+            value = replace[index]
+            if value is not None:  # None: the requirement leaves R* (only unpicked wheels declared it)
+                out.append(f"{header.name}: {value}{_ending(scanned, header)}")
             index = header.end
             continue
         if header is not None and index == raise_version_at:

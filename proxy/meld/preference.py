@@ -25,6 +25,7 @@ __all__ = ["cell_tag_ranks", "covers"]
 # marker space; glibc is by far the common case, hence first. ``linux_<arch>`` is the generic fallback.
 _FAMILY_RANK = {"manylinux": 0, "macosx": 0, "win": 0, "android": 0, "ios": 0, "other": 0, "musllinux": 1}
 _LAST_FAMILY = 2
+_MAC_FAT_ORDER = {"intel": 1, "fat64": 2, "fat32": 3, "universal2": 4, "universal": 5}
 
 
 def covers(tag: Tag, cell: Cell) -> bool:
@@ -39,7 +40,9 @@ def covers(tag: Tag, cell: Cell) -> bool:
 
 def _platform_key(platform: str, machine: str) -> tuple[int, tuple[int, ...], int, str]:
     facts = platform_facts(platform)
-    fat = 0 if facts.machines == frozenset({machine}) else 1
+    # Arch-specific first, then the fat formats in the order packaging's mac_platforms lists them.
+    arch = platform.rsplit("_", 1)[-1] if facts.family == "macosx" else ""
+    fat = 0 if facts.machines == frozenset({machine}) else _MAC_FAT_ORDER.get(arch, len(_MAC_FAT_ORDER) + 1)
     newest_first = tuple(-part for part in facts.version)
     return (_FAMILY_RANK.get(facts.family, _LAST_FAMILY), newest_first, fat, platform)
 
@@ -61,7 +64,10 @@ def cell_tag_ranks(cell: Cell, platforms: frozenset[str], abis: frozenset[str]) 
         cp_abis = [f"cp{major}{minor}"] + ([f"cp{major}{minor}m"] if version < (3, 8) else [])
         interpreter = f"cp{major}{minor}"
         tags: Iterable[Tag] = chain(
-            cpython_tags(version, cp_abis, ordered), compatible_tags(version, interpreter, ordered)
+            cpython_tags(version, cp_abis, ordered),
+            compatible_tags(version, interpreter, ordered),
+            # Free-threaded builds last: markers cannot tell them apart, the default build wins.
+            (Tag(interpreter, f"{interpreter}t", platform) for platform in ordered),
         )
     else:
         abbr = {"pypy": "pp", "ironpython": "ip", "jython": "jy", "graalpy": "gp"}.get(

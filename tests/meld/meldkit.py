@@ -7,6 +7,7 @@ there) is written from packaging's public tag generators and marker evaluation, 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,8 +68,8 @@ _PLATFORMS: Mapping[tuple[str, str], tuple[str, ...]] = {
         "macosx_14_0_x86_64",
         "macosx_11_0_x86_64",
         "macosx_10_9_x86_64",
-        "macosx_10_9_universal2",
         "macosx_10_9_intel",
+        "macosx_10_9_universal2",
     ),
     ("win32", "AMD64"): ("win_amd64",),
     ("win32", "ARM64"): ("win_arm64",),
@@ -104,25 +105,30 @@ class Environment:
             "platform_version": "",
         }
 
-    def supported_tags(self) -> list[Tag]:
-        """The tags an installer here accepts, best first (packaging's generators, our platform list)."""
-        platforms = _PLATFORMS[(self.sys_platform, self.machine)]
-        major, minor = self.python
-        if self.implementation == "cpython":
-            interpreter = f"cp{major}{minor}"
-            ordered = chain(
-                cpython_tags(self.python, [interpreter], platforms),
-                compatible_tags(self.python, interpreter, platforms),
-                # Free-threaded wheels: markers cannot tell the builds apart; they come last.
-                (Tag(interpreter, f"{interpreter}t", platform) for platform in platforms),
-            )
-        else:
-            interpreter = f"pp{major}{minor}"
-            ordered = chain(
-                generic_tags(interpreter, [f"pypy{major}{minor}_pp73"], platforms),
-                compatible_tags(self.python, interpreter, platforms),
-            )
-        return list(dict.fromkeys(ordered))
+    def supported_tags(self) -> Mapping[Tag, int]:
+        """The tags an installer here accepts → rank, best first (packaging's generators, our platforms)."""
+        return _supported_tags(self)
+
+
+@functools.cache
+def _supported_tags(env: Environment) -> Mapping[Tag, int]:
+    platforms = _PLATFORMS[(env.sys_platform, env.machine)]
+    major, minor = env.python
+    if env.implementation == "cpython":
+        interpreter = f"cp{major}{minor}"
+        ordered = chain(
+            cpython_tags(env.python, [interpreter], platforms),
+            compatible_tags(env.python, interpreter, platforms),
+            # Free-threaded wheels: markers cannot tell the builds apart; they come last.
+            (Tag(interpreter, f"{interpreter}t", platform) for platform in platforms),
+        )
+    else:
+        interpreter = f"pp{major}{minor}"
+        ordered = chain(
+            generic_tags(interpreter, [f"pypy{major}{minor}_pp73"], platforms),
+            compatible_tags(env.python, interpreter, platforms),
+        )
+    return {tag: rank for rank, tag in enumerate(dict.fromkeys(ordered))}
 
 
 def environments_of(tags: Iterable[Tag]) -> list[Environment]:
@@ -142,7 +148,7 @@ def environments_of(tags: Iterable[Tag]) -> list[Environment]:
 
 def preferred(wheels: Sequence[str], env: Environment) -> str | None:
     """The file name an installer picks in ``env`` (best tag; ties → first listed), if any."""
-    order = {tag: index for index, tag in enumerate(env.supported_tags())}
+    order = env.supported_tags()
     best: tuple[int, int] | None = None
     choice = None
     for position, filename in enumerate(wheels):

@@ -100,3 +100,10 @@ def test_headers_only_without_trailing_newline() -> None:
 def test_malformed(data: bytes) -> None:
     with pytest.raises(MalformedMetadata):
         scan(data)
+
+
+def test_rewrite_can_remove_a_folded_requirement() -> None:
+    scanned = scan(FOLDED)
+    out = rewrite(scanned, {scanned.lines_of("Requires-Dist")[0].start: None}, [], [])
+    assert b"numpy" not in out.partition(b"\r\n\r\n")[0]
+    assert out.count(b"\r\n") == FOLDED.count(b"\r\n") - 2
