@@ -1,0 +1,196 @@
+"""``wheelmeld serve`` / ``python -m proxy serve``: argument errors, the self-route refusal, and a real
+start that answers ``/healthz`` and proxies a fake upstream on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxy.cli import main
+from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.upstream import UpstreamOptions, UpstreamServer
+from tests.support.wheels import build_wheel, metadata_from_fields
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment minus anything that would steer wheelmeld or pip; caches under tmp_path."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WHEELMELD_", "UV_", "PIP_")) and k not in ("HTTP_PROXY", "HTTPS_PROXY")
+    }
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost")
+    return env
+
+
+def _run(args: list[str], tmp_path: Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        cwd=REPO,
+        env=_clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- in-process: errors that stop before anything is served ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--route", "nonsense"],
+        ["serve", "--route", "/simple=ftp://upstream.example/simple"],
+        ["serve", "--route", "/healthz=https://upstream.example/simple"],
+        ["serve", "--config", "/definitely/not/here.toml", "--route", "/simple=https://upstream.example/s"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("WHEELMELD_"):
+            monkeypatch.delenv(name)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wheelmeld: error: ")
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_unknown_option_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--no-such-flag"])
+    assert info.value.code == 2
+    assert "--no-such-flag" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("wheelmeld ")
+
+
+# -- subprocess: the real command ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "upstream_host"),
+    [("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "localhost"), ("0.0.0.0", "127.0.0.1")],
+)
+def test_serve_refuses_a_route_to_itself(tmp_path: Path, host: str, upstream_host: str) -> None:
+    port = _free_port()
+    result = _run(
+        [
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--route",
+            f"/simple=http://{upstream_host}:{port}/simple",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "points at this proxy itself" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cache").exists(), "refused before touching anything"
+
+
+def test_serve_refuses_a_default_index_pointing_at_itself(tmp_path: Path) -> None:
+    port = _free_port()
+    args = ["serve", "--port", str(port), "--cache-dir", str(tmp_path / "cache")]
+    env = _clean_env(tmp_path) | {"UV_DEFAULT_INDEX": f"http://127.0.0.1:{port}/simple"}
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "itself" in result.stderr
+
+
+@pytest.fixture
+def small_upstream() -> Iterator[UpstreamServer]:
+    metadata = metadata_from_fields("tiny", "1.0", ["idna"])
+    index = FakeIndex.from_files(
+        {"tiny": [FakeFile("tiny-1.0-py3-none-any.whl", build_wheel("tiny-1.0-py3-none-any.whl", metadata))]}
+    )
+    with UpstreamServer(index, UpstreamOptions(prefix="/simple")) as up:
+        yield up
+
+
+def test_serve_starts_and_answers(tmp_path: Path, small_upstream: UpstreamServer) -> None:
+    port = _free_port()
+    cache = tmp_path / "cache"
+    args = [
+        "serve",
+        "--port",
+        str(port),
+        "--cache-dir",
+        str(cache),
+        "--route",
+        f"/simple={small_upstream.url}/simple",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", *args],
+        cwd=REPO,
+        env=_clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            while True:
+                try:
+                    health = client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"wheelmeld did not start: {process.communicate()[1]}") from None
+                    time.sleep(0.05)
+            assert health.status_code == 200
+            page = client.get("/simple/tiny/")
+            assert page.status_code == 200
+            assert "tiny-1.0-py3-none-any.whl" in page.text
+            wheel = client.get("/simple/tiny/tiny-1.0-py3-none-any.whl")
+            assert wheel.status_code == 200
+    finally:
+        process.terminate()
+        try:
+            _out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, err = process.communicate()
+    assert f"/simple/ -> {small_upstream.url}/simple/" in err
+    assert str(cache) in err
+    assert cache.is_dir()
