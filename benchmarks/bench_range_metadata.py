@@ -22,12 +22,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.network.remote_zip import fetch_wheel_metadata
+from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.upstream import FakeFile, FakeIndex, UpstreamServer
 from tests.support.wheels import metadata_from_fields, write_wheel
 
@@ -88,7 +90,31 @@ async def _read_all(up: UpstreamServer, concurrency: int, tail_size: int) -> flo
 def _measure(up: UpstreamServer, concurrency: int, tail_size: int) -> _Run:
     up.log.reset()
     wall = asyncio.run(_read_all(up, concurrency, tail_size))
-    per_wheel = [up.requests_for(f) for f in up.index.filenames]
+    per_wheel = [up.requests_for(f) + up.requests_for(f + ".metadata") for f in up.index.filenames]
+    return _Run(
+        wall=wall,
+        requests=sum(len(r) for r in per_wheel),
+        upstream_bytes=up.bytes_sent_total(),
+        max_requests=max(len(r) for r in per_wheel),
+        max_bytes=max(sum(x.bytes_sent for x in r) for r in per_wheel),
+    )
+
+
+def _measure_proxy(up: UpstreamServer, cache_root: Path) -> _Run:
+    """One ``.metadata`` request through a cold wheelmeld: the meld reads all 20 siblings."""
+    cache = Path(tempfile.mkdtemp(dir=cache_root))
+    config = proxy_config(cache, {"/up": up.url + up.options.prefix})
+    with ProxyServer(config) as proxy:
+        httpx.get(f"{proxy.url}/up/bigpkg/", timeout=60).raise_for_status()
+        up.log.reset()
+        first = up.index.filenames[0]
+        started = time.perf_counter()
+        response = httpx.get(f"{proxy.url}/up/bigpkg/{quote(first)}.metadata", timeout=120)
+        wall = time.perf_counter() - started
+    response.raise_for_status()
+    if response.headers.get("x-wheelmeld-meld") != "melded":
+        raise SystemExit(f"expected a meld, got {response.headers.get('x-wheelmeld-meld')!r}")
+    per_wheel = [up.requests_for(f) + up.requests_for(f + ".metadata") for f in up.index.filenames]
     return _Run(
         wall=wall,
         requests=sum(len(r) for r in per_wheel),
@@ -146,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             with UpstreamServer(index) as up:
                 runs = [_measure(up, args.concurrency, args.tail_size) for _ in range(args.runs)]
                 rows.append(_row(f"ranges, {members} extra members", runs, args.wheels))
+                proxied = [_measure_proxy(up, Path(tmp)) for _ in range(args.runs)]
+                label = f"cold meld through wheelmeld, {members} extra members"
+                rows.append(_row(label, proxied, args.wheels))
                 if args.full_baseline:
                     up.set_options(ranges=False)
                     rows.append(

@@ -130,7 +130,9 @@ class MetadataService:
         return data
 
     # -- original metadata of one file ------------------------------------------------------------
-    async def original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+    async def original(
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool = True
+    ) -> bytes:
         path = self._store.metadata_path(key, dist.filename)
         cached = await asyncio.to_thread(self._store.read, path)
         if cached is not None:
@@ -139,11 +141,13 @@ class MetadataService:
             cached = await asyncio.to_thread(self._store.read, path)
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
-            data = await self._fetch_original(key, dist, upstream)
+            data = await self._fetch_original(key, dist, upstream, may_probe)
             await asyncio.to_thread(self._store.write_atomic, path, data)
             return self._remember(key, dist.filename, data)
 
-    async def _fetch_original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+    async def _fetch_original(
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool
+    ) -> bytes:
         local = self._store.file_path(key, dist.filename)
         if local.exists():
             data = await asyncio.to_thread(_read_local_metadata, local, dist.filename)
@@ -153,7 +157,7 @@ class MetadataService:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
         advertised = dist.core_metadata
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        worth_probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
+        worth_probing = may_probe and (probe.hits > 0 or probe.misses < _PROBE_GIVE_UP)
         if advertised or worth_probing:
             data = await upstream.fetch_small(dist.url + ".metadata")
             self._metrics.upstream_request("metadata")
@@ -223,11 +227,20 @@ class MetadataService:
                     release_key: str) -> _MeldRecord:  # fmt: skip
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def one(dist: DistFile) -> bytes:
+        async def one(dist: DistFile, may_probe: bool = True) -> bytes:
             async with gate:
-                return await self.original(key, dist, upstream)
+                return await self.original(key, dist, upstream, may_probe=may_probe)
 
-        originals = await asyncio.gather(*(one(d) for d in siblings))
+        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
+        undecided = probe.hits == 0 and probe.misses < _PROBE_GIVE_UP
+        if undecided and not any(d.core_metadata for d in siblings):
+            # Learn from one sibling whether unadvertised PEP 658 files exist here before sending
+            # the rest: on an upstream without them, a probe per sibling would be a wasted request.
+            first = await one(siblings[0])
+            found = probe.hits > 0
+            originals = [first, *await asyncio.gather(*(one(d, found) for d in siblings[1:]))]
+        else:
+            originals = list(await asyncio.gather(*(one(d) for d in siblings)))
         inputs = [WheelInput(d.filename, data) for d, data in zip(siblings, originals, strict=True)]
         result: MeldResult = await asyncio.to_thread(meld_release, inputs)
         report = result.report.to_dict()
