@@ -123,15 +123,26 @@ class _Member:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parsed:
-    """A member whose metadata parsed: its requirement lines and extras."""
+class _Read:
+    """What one metadata content says: its header scan, requirement lines and extras."""
 
-    member: _Member
-    data: bytes
     scanned: ScannedMetadata
+    name: str
+    version: Version
     requirements: tuple[tuple[HeaderLine, ParsedRequirement], ...]
     keys: frozenset[RequirementKey]
     extras: Mapping[NormalizedName, str]  # canonical → as spelled
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A member whose metadata is usable."""
+
+    member: _Member
+    read: _Read
+
+
+_WheelName = tuple[NormalizedName, Version, tuple[int, str] | tuple[()], frozenset[Tag]]
 
 
 class _BadMetadata(ValueError):
@@ -141,18 +152,25 @@ class _BadMetadata(ValueError):
 def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None) -> MeldResult:
     """Meld the wheels of one release; never raises on bad input (see the module docstring)."""
     problems: dict[str, str] = {}
-    identity = _identity(wheels, sdist_filename, problems)
+    names: list[_WheelName | None] = []
+    for wheel in wheels:
+        try:
+            names.append(parse_wheel_filename(wheel.filename))
+        except InvalidWheelFilename as exc:
+            problems[wheel.filename] = f"not a wheel file name: {exc}"
+            names.append(None)
+    identity = _identity(names, sdist_filename, problems)
     members: list[_Member] = []
     parsed: list[_Parsed] = []
     outputs: dict[str, bytes] = {}
-    for order, wheel in enumerate(wheels):
+    # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
+    reads: dict[bytes, _Read | _BadMetadata] = {}
+    for order, (wheel, parsed_name) in enumerate(zip(wheels, names, strict=True)):
         if wheel.metadata is not None:
             outputs[wheel.filename] = wheel.metadata
-        try:
-            name, version, build, tags = parse_wheel_filename(wheel.filename)
-        except InvalidWheelFilename as exc:
-            problems[wheel.filename] = f"not a wheel file name: {exc}"
+        if parsed_name is None:
             continue
+        name, version, build, tags = parsed_name
         if identity is None or (name, version) != identity:
             problems[wheel.filename] = f"file name is {name} {version}, another release"
             continue
@@ -161,16 +179,24 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
         if wheel.metadata is None:
             problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
             continue
-        try:
-            parsed.append(_parse(member, wheel.metadata, identity))
-        except _BadMetadata as exc:
-            problems[wheel.filename] = str(exc)
+        if wheel.metadata not in reads:
+            try:
+                reads[wheel.metadata] = _read(wheel.metadata)
+            except _BadMetadata as exc:
+                reads[wheel.metadata] = exc
+        read = reads[wheel.metadata]
+        if isinstance(read, _BadMetadata):
+            problems[wheel.filename] = str(read)
+        elif canonicalize_name(read.name) != identity[0] or read.version != identity[1]:
+            said = f"{read.name!r} {str(read.version)!r}"
+            problems[wheel.filename] = f"metadata says {said}, the file name says {identity[0]} {identity[1]}"
+        else:
+            parsed.append(_Parsed(member, read))
 
     project = str(identity[0]) if identity else None
     version = str(identity[1]) if identity else None
     complete = len(parsed) == len(wheels)
-    agree = len({(p.keys, frozenset(p.extras)) for p in parsed}) <= 1
-    if agree:
+    if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
         # The common case (MISSION: most multi-wheel releases): nothing to compute, upstream's bytes.
         report = MeldReport(
             project, version, len(wheels), False, complete, problems=MappingProxyType(problems)
@@ -180,7 +206,7 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
 
 
 def _identity(
-    wheels: Sequence[WheelInput], sdist_filename: str | None, problems: dict[str, str]
+    names: Sequence[_WheelName | None], sdist_filename: str | None, problems: dict[str, str]
 ) -> tuple[NormalizedName, Version] | None:
     """The release's (name, version): the sdist's if given, else the most common among the wheels."""
     if sdist_filename is not None:
@@ -189,17 +215,11 @@ def _identity(
             return name, version
         except InvalidSdistFilename as exc:
             problems[sdist_filename] = f"not an sdist file name: {exc}"
-    seen: Counter[tuple[NormalizedName, Version]] = Counter()
-    for wheel in wheels:
-        try:
-            name, version, _, _ = parse_wheel_filename(wheel.filename)
-        except InvalidWheelFilename:
-            continue
-        seen[(name, version)] += 1
+    seen = Counter((parsed[0], parsed[1]) for parsed in names if parsed is not None)
     return seen.most_common(1)[0][0] if seen else None
 
 
-def _parse(member: _Member, data: bytes, identity: tuple[NormalizedName, Version]) -> _Parsed:
+def _read(data: bytes) -> _Read:
     try:
         scanned = scan(data)
     except MalformedMetadata as exc:
@@ -212,10 +232,6 @@ def _parse(member: _Member, data: bytes, identity: tuple[NormalizedName, Version
         version = Version(raw_version)
     except InvalidVersion as exc:
         raise _BadMetadata(f"metadata Version is not PEP 440: {raw_version!r}") from exc
-    if canonicalize_name(name) != identity[0] or version != identity[1]:
-        raise _BadMetadata(
-            f"metadata says {name!r} {raw_version!r}, the file name says {identity[0]} {identity[1]}"
-        )
     requirements = []
     for header in scanned.lines_of("Requires-Dist"):
         try:
@@ -226,7 +242,7 @@ def _parse(member: _Member, data: bytes, identity: tuple[NormalizedName, Version
     for value in scanned.values("Provides-Extra"):
         extras.setdefault(canonicalize_name(value), value)
     keys = frozenset(req.key for _, req in requirements)
-    return _Parsed(member, data, scanned, tuple(requirements), keys, extras)
+    return _Read(scanned, name, version, tuple(requirements), keys, extras)
 
 
 def _meld(
@@ -243,9 +259,9 @@ def _meld(
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
     for wheel in parsed:
-        for canonical, spelled in wheel.extras.items():
+        for canonical, spelled in wheel.read.extras.items():
             extras.setdefault(canonical, spelled)
-        for _, req in wheel.requirements:
+        for _, req in wheel.read.requirements:
             first_seen.setdefault(req.key, req)
     all_extras = tuple(sorted(extras))
 
@@ -253,8 +269,8 @@ def _meld(
     result_text: dict[RequirementKey, str] = {}
     added: list[AddedRequirement] = []
     for key, req in first_seen.items():
-        declaring = [w for w in parsed if key in w.keys]
-        lacking = [w for w in parsed if key not in w.keys]
+        declaring = [w for w in parsed if key in w.read.keys]
+        lacking = [w for w in parsed if key not in w.read.keys]
         result_text[key] = req.text
         if not lacking:
             continue
@@ -285,15 +301,17 @@ def _meld(
 
     rewritten: list[str] = []
     for wheel in parsed:
-        replace = {header.start: changed[req.key] for header, req in wheel.requirements if req.key in changed}
+        replace = {
+            header.start: changed[req.key] for header, req in wheel.read.requirements if req.key in changed
+        }
         missing = [
             result_text[key]
             for key in first_seen
-            if key not in wheel.keys and changed.get(key, "") is not None
+            if key not in wheel.read.keys and changed.get(key, "") is not None
         ]
-        new_extras = [spelled for canonical, spelled in extras.items() if canonical not in wheel.extras]
+        new_extras = [spelled for canonical, spelled in extras.items() if canonical not in wheel.read.extras]
         if replace or missing or new_extras:
-            outputs[wheel.member.filename] = rewrite(wheel.scanned, replace, missing, new_extras)
+            outputs[wheel.member.filename] = rewrite(wheel.read.scanned, replace, missing, new_extras)
             rewritten.append(wheel.member.filename)
     report = MeldReport(
         project=project,
@@ -318,7 +336,7 @@ def _ownership(
     for member in members:
         for cell in universe.cells_of(member.tags):
             covering.setdefault(cell, []).append(member)
-    stories = {w.member.filename: (w.keys, frozenset(w.extras)) for w in parsed}
+    stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
     platforms = frozenset(tag.platform for member in members for tag in member.tags if tag.platform != "any")
     abis = frozenset(tag.abi for member in members for tag in member.tags)
     owned: dict[str, set[Cell]] = {member.filename: set() for member in members}

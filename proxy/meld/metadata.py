@@ -10,6 +10,7 @@ lower-cases / drops) fields.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,26 +44,30 @@ class ScannedMetadata:
     rest: bytes
     headers: tuple[HeaderLine, ...]
     eol: str
+    by_name: Mapping[str, tuple[HeaderLine, ...]]  # lower-cased field name → its headers, in order
 
     def values(self, name: str) -> list[str]:
-        lowered = name.lower()
-        return [header.value for header in self.headers if header.name.lower() == lowered]
+        return [header.value for header in self.lines_of(name)]
 
     def first(self, name: str) -> str | None:
-        found = self.values(name)
-        return found[0] if found else None
+        found = self.lines_of(name)
+        return found[0].value if found else None
 
-    def lines_of(self, name: str) -> list[HeaderLine]:
-        lowered = name.lower()
-        return [header for header in self.headers if header.name.lower() == lowered]
+    def lines_of(self, name: str) -> tuple[HeaderLine, ...]:
+        return self.by_name.get(name.lower(), ())
+
+
+# The blank line that ends the headers, LF or CRLF; a regex stops at the first one instead of
+# scanning a long description twice looking for each spelling.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 def _header_end(data: bytes) -> int:
     """Offset just past the header block's last line (the blank separator line is not included)."""
     if data.startswith((b"\n", b"\r\n")):
         return 0
-    ends = [pos for pos in (data.find(b"\n\n"), data.find(b"\n\r\n")) if pos >= 0]
-    return min(ends) + 1 if ends else len(data)
+    match = _BLANK_LINE.search(data)
+    return match.start() + 1 if match else len(data)
 
 
 def scan(data: bytes) -> ScannedMetadata:
@@ -87,7 +92,11 @@ def scan(data: bytes) -> ScannedMetadata:
         if not colon or not name or name != name.strip() or " " in name:
             raise MalformedMetadata(f"not a header line: {line!r}")
         headers.append(HeaderLine(name, value.strip(), index, index + 1))
-    return ScannedMetadata(lines, data[end:], tuple(headers), eol)
+    by_name: dict[str, list[HeaderLine]] = {}
+    for header in headers:
+        by_name.setdefault(header.name.lower(), []).append(header)
+    grouped = {name: tuple(found) for name, found in by_name.items()}
+    return ScannedMetadata(lines, data[end:], tuple(headers), eol, grouped)
 
 
 def rewrite(
