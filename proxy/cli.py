@@ -1,144 +1,39 @@
-"""The ``wheelmeld`` command: ``wheelmeld serve`` (more subcommands come with their issues).
-
-``serve`` builds a frozen ``Config`` (defaults < ``--config`` file < flags < ``WHEELMELD_*``), refuses
-routes that point back at the proxy itself, prints where each upstream came from, and runs uvicorn.
-With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
-handed over in one environment variable, so every worker serves exactly what the parent resolved.
-"""
+"""The ``wheelmeld`` command line: one subcommand per module of ``proxy.commands``."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from proxy import __version__
-from proxy.config import CliOverrides, Config, RouteConfig, load_config
-from proxy.default_index import is_self_reference
+from proxy.commands import serve
 from proxy.errors import ConfigError
 
-__all__ = ["app_from_environment", "main"]
+__all__ = ["build_parser", "main"]
 
-_RESOLVED_ENV = "WHEELMELD_RESOLVED_CONFIG"
+# Each module registers its own subcommand; add new ones here.
+_COMMANDS = (serve,)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wheelmeld",
         description="Caching simple-index proxy serving every wheel the meld of its siblings' metadata.",
     )
     parser.add_argument("--version", action="version", version=f"wheelmeld {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the proxy")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument("--cache-dir", type=Path, help="cache directory (default: the user cache dir)")
-    serve.add_argument("--config", type=Path, help="TOML configuration file (see config.example.toml)")
-    serve.add_argument(
-        "--route",
-        action="append",
-        default=[],
-        metavar="/PREFIX=UPSTREAM_URL",
-        help="serve UPSTREAM_URL under /PREFIX (repeatable; replaces the built-in routes)",
-    )
-    serve.add_argument("--offline", action="store_true", default=None, help="never contact an upstream")
-    serve.add_argument("--workers", type=int, help="worker processes sharing the cache (default 1)")
-    serve.add_argument("--log-format", choices=("text", "json"), help="access log format (default text)")
+    for module in _COMMANDS:
+        module.register(commands)
     return parser
 
 
-def _config_to_json(config: Config) -> str:
-    data = dataclasses.asdict(config)
-    data["cache_dir"] = str(config.cache_dir)
-    return json.dumps(data)
-
-
-def _config_from_json(text: str) -> Config:
-    data = json.loads(text)
-    routes = tuple(
-        RouteConfig(
-            **{
-                **r,
-                "extra_file_hosts": tuple(r["extra_file_hosts"]),
-                "credentials": tuple(r["credentials"]) if r["credentials"] else None,
-            }
-        )
-        for r in data.pop("routes")
-    )
-    return Config(
-        **{**data, "cache_dir": Path(data["cache_dir"]), "routes": routes, "notes": tuple(data["notes"])}
-    )
-
-
-def app_from_environment():  # type: ignore[no-untyped-def]
-    """uvicorn's factory for worker processes: the app for the configuration the parent resolved."""
-    from proxy.server.app import create_app
-
-    return create_app(_config_from_json(os.environ[_RESOLVED_ENV]))
-
-
-def _check_routes(config: Config) -> None:
-    for route in config.routes:
-        if is_self_reference(route.upstream, config.host, config.port):
-            raise ConfigError(
-                f"route {route.prefix} points at this proxy itself ({route.upstream}); a request would loop. "
-                "If UV_DEFAULT_INDEX / PIP_INDEX_URL already name wheelmeld, unset them here or pass "
-                "--route /simple=<the real index>"
-            )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    config = load_config(
-        CliOverrides(
-            config_file=args.config,
-            host=args.host,
-            port=args.port,
-            cache_dir=args.cache_dir,
-            routes=args.route,
-            offline=args.offline,
-            workers=args.workers,
-            log_format=args.log_format,
-        )
-    )
-    _check_routes(config)
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
-    for route in config.routes:
-        print(f"wheelmeld: {route.prefix}/ -> {route.upstream}/", file=sys.stderr)
-    for note in config.notes:
-        print(f"wheelmeld: {note}", file=sys.stderr)
-    print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # our access log already says what happened
-    if config.workers > 1:
-        os.environ[_RESOLVED_ENV] = _config_to_json(config)
-        uvicorn.run(
-            "proxy.cli:app_from_environment",
-            factory=True,
-            host=config.host,
-            port=config.port,
-            workers=config.workers,
-            access_log=False,
-        )
-    else:
-        from proxy.server.app import create_app
-
-        uvicorn.run(create_app(config), host=config.host, port=config.port, access_log=False)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            return _serve(args)
+        return int(args.run(args))
     except ConfigError as exc:
         print(f"wheelmeld: error: {exc}", file=sys.stderr)
         return 2
-    return 2
+    except KeyboardInterrupt:
+        return 130
