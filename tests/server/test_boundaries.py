@@ -236,3 +236,26 @@ def test_stale_page_served_when_upstream_answers_500(make_stack: MakeStack, pyto
     stale = stack.client.get(stack.page("torch"))
     assert stale.status_code == 200
     assert stale.headers["x-wheelmeld-cache"] == "stale"
+
+
+# -- upstream credentials ----------------------------------------------------------------------------
+
+
+def test_credentials_go_upstream_only_and_are_never_served(
+    make_stack: MakeStack, other_host: UpstreamServer
+) -> None:
+    secret = "s3cr3t-upstream-pw"
+    stack = make_stack(
+        _far_index(),
+        pep658=False,
+        link_style="absolute",
+        absolute_base=other_host.url + "/files",
+        route={"credentials": ("alice", secret), "extra_file_hosts": (other_host.url,)},
+    )
+    assert stack.client.get(stack.page("far")).status_code == 200
+    assert stack.client.get(stack.file("far", FAR)).status_code == 200
+    (page_request,) = stack.upstream.requests_for("/simple/far/")
+    assert page_request.headers.get("authorization", "").startswith("Basic ")
+    assert all("authorization" not in r.headers for r in other_host.log.records()), "no secret to file hosts"
+    for path in ("/", "/metrics", stack.page("far")):
+        assert secret not in stack.client.get(path).text

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import MakeStack
-from tests.server.kit import Stack, sha256, wheel
+from tests.server.kit import Stack, raw_get, sha256, wheel
 from tests.support.fake_index import FakeIndex
 from tests.support.upstream import Fault
 
@@ -129,15 +129,7 @@ def test_bad_upstream_body_is_not_cached(make_stack: MakeStack, fault: Fault) ->
 @pytest.mark.parametrize(
     "fault",
     [
-        pytest.param(
-            _FAULTS["wrong-bytes"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="proxy/server/files.py FileService._follow yields every byte as soon as it is "
-                "written and checks the sha256 only after the last one; the abort that follows comes "
-                "after Content-Length bytes, so the client receives a complete 200 of wrong bytes",
-            ),
-        ),
+        _FAULTS["wrong-bytes"],
         _FAULTS["reset"],
         _FAULTS["short"],
     ],
@@ -188,3 +180,12 @@ def test_fifty_concurrent_gets_make_one_upstream_get(make_stack: MakeStack) -> N
     assert all(status == 200 for status, _ in results)
     assert all(body == content for _, body in results)
     assert [r.method for r in stack.upstream.requests_for("/" + BIG)] == ["GET"]
+
+
+@pytest.mark.parametrize("spelling", ["%2B", "+", "%2b"])
+def test_plus_in_a_file_name_any_spelling(seed: Stack, pytorch_index: FakeIndex, spelling: str) -> None:
+    name = "pytorch_triton-3.2.0+git0d4682f0-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
+    path = f"{seed.base}/pytorch-triton/{name.replace('+', spelling)}"
+    status, body = raw_get(seed.proxy.port, path)
+    assert status == 200
+    assert body == pytorch_index.file(name).content

@@ -241,3 +241,16 @@ def test_meld_off_serves_each_wheels_own_metadata(make_stack: MakeStack) -> None
     assert headers["x-wheelmeld-meld"] == "off"
     assert "nvidia-thing" not in _names(body)
     assert [p for _m, p, _r in stack.requests(".metadata")] == [f"/simple/gpu-lib/{GPU_MAC}.metadata"]
+
+
+def test_a_new_sibling_upstream_makes_a_new_meld(make_stack: MakeStack) -> None:
+    index = _disagreeing_index()
+    stack = make_stack(index, pep658=True, route={"page_ttl": 0.0})
+    before, _ = _metadata(stack, "gpu-lib", GPU_MAC)
+    assert "extra-tool" not in _names(before)
+    newcomer = wheel("gpu_lib-1.0-cp311-cp311-manylinux_2_17_aarch64.whl", ["numpy", "extra-tool"])
+    stack.upstream.set_index(FakeIndex.from_files({"gpu-lib": [*index.projects["gpu-lib"], newcomer]}))
+    assert stack.client.get(stack.page("gpu-lib")).status_code == 200  # page_ttl 0: revalidated
+    after, headers = _metadata(stack, "gpu-lib", GPU_MAC)
+    assert headers["x-wheelmeld-meld"] == "melded"
+    assert {"extra-tool", "nvidia-thing"} <= _names(after)

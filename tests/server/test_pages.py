@@ -369,3 +369,29 @@ def test_html_page_is_valid_pep503_with_metadata_attributes(shared_seed: Stack) 
         value = link.get("data-core-metadata") or ""
         assert value == "true" or value.startswith("sha256="), value
     assert json.loads(json.dumps(shared_seed.json_page("torch")))["name"] == "torch"
+
+
+def test_expired_page_is_revalidated_with_its_validators(make_stack: MakeStack) -> None:
+    stack = make_stack(_demo_index(), format="json", route={"page_ttl": 0.0})
+    first = stack.client.get("/simple/demo-pkg/", headers={"Accept": JSON})
+    second = stack.client.get("/simple/demo-pkg/", headers={"Accept": JSON})
+    assert second.status_code == 200 and second.content == first.content
+    pages = stack.upstream.requests_for("/simple/demo-pkg/")
+    assert len(pages) == 2
+    assert "if-none-match" in pages[1].headers or "if-modified-since" in pages[1].headers
+    assert pages[1].status == 304
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy/server/app.py _page: the upstream path is always the client's path; when upstream keeps "
+    "a project under a non-normalized directory (PyTorch's 'lower-cased but not PEP 503-normalized'), "
+    "the normalized URL installers ask for 404s upstream and becomes a 404, while the upstream spelling "
+    "301s to that same 404",
+)
+def test_project_kept_upstream_under_a_non_normalized_directory(make_stack: MakeStack) -> None:
+    index = FakeIndex.from_files({"typing_extensions": [wheel("typing_extensions-4.12.2-py3-none-any.whl")]})
+    stack = make_stack(index, prefix="/whl/nightly/cu126", hashes=False)
+    normalized = stack.client.get(stack.page("typing-extensions"))
+    assert normalized.status_code == 200
+    assert any(a["#text"] == "typing_extensions-4.12.2-py3-none-any.whl" for a in anchors(normalized.text))
