@@ -363,11 +363,19 @@ def _ownership(
         for loser in candidates:
             if loser is not winner and stories.get(loser.filename) != stories.get(winner.filename):
                 overlaps.setdefault((winner.filename, loser.filename), []).append(cell)
-    conflicts = [
-        f"{loser} disagrees with {winner} in {len(cells)} environment(s) markers cannot tell apart "
-        f"(e.g. {_describe(min(cells))}); serving {winner}'s requirements there, as an installer prefers it"
-        for (winner, loser), cells in sorted(overlaps.items())
-    ]
+    # One line per wheel that lost somewhere: a py3-none-any fallback can lose to a hundred wheels.
+    by_loser: dict[str, dict[str, list[Cell]]] = {}
+    for (winner, loser), cells in sorted(overlaps.items()):
+        by_loser.setdefault(loser, {})[winner] = cells
+    conflicts = []
+    for loser, winners in by_loser.items():
+        cells = [cell for found in winners.values() for cell in found]
+        first, example = min((min(found), winner) for winner, found in winners.items())
+        who = example if len(winners) == 1 else f"{len(winners)} wheels preferred over it (e.g. {example})"
+        conflicts.append(
+            f"{loser} disagrees with {who} in {len(cells)} environment(s) markers cannot tell apart "
+            f"(e.g. {_describe(first)}); serving the preferred wheel's requirements there"
+        )
     return owned, conflicts
 
 

@@ -140,6 +140,9 @@ def _renderings(
     universe: Universe,
 ) -> Iterable[str]:
     yield _positive_form(dims, positive, negative, universe)
+    factored = _factored_form(dims, positive, negative, universe)
+    if factored:
+        yield factored
     if _PYTHON not in dims:
         yield _and(
             _or(_compare(dims[i], value, "!=", universe) for i, value in enumerate(group))
@@ -173,6 +176,66 @@ def _positive_form(
         python = _python_clause(wanted[rest], forbidden.get(rest, set()), universe.pythons)
         terms.append(_and([*parts, python] if python else parts))
     return _or(terms)
+
+
+def _factored_form(
+    dims: Sequence[int],
+    positive: set[tuple[object, ...]],
+    negative: set[tuple[object, ...]],
+    universe: Universe,
+) -> str | None:
+    """``(platform or platform …) and (interpreter clause)`` per distinct interpreter clause.
+
+    Releases are usually a product (every platform × every Python), so many platforms share one
+    interpreter clause; factoring it out keeps a py3-none-any fallback's complement readable.
+    """
+    platform_dims = [d for d in dims if d < _PYTHON]
+    interpreter_dims = [d for d in dims if d >= _PYTHON]
+    if not platform_dims or not interpreter_dims:
+        return None
+    wanted: dict[tuple[object, ...], set[tuple[object, ...]]] = {}
+    forbidden: dict[tuple[object, ...], set[tuple[object, ...]]] = {}
+    for target, groups in ((wanted, positive), (forbidden, negative)):
+        for group in groups:
+            values = dict(zip(dims, group, strict=True))
+            platform = tuple(values[d] for d in platform_dims)
+            target.setdefault(platform, set()).add(tuple(values[d] for d in interpreter_dims))
+    by_clause: dict[str, list[tuple[object, ...]]] = {}
+    for platform in sorted(wanted, key=repr):
+        clause = _interpreter_clause(
+            interpreter_dims, wanted[platform], forbidden.get(platform, set()), universe
+        )
+        by_clause.setdefault(clause, []).append(platform)
+    terms = []
+    for clause, platforms in by_clause.items():
+        where = _or(
+            _and(_compare(d, value, "==", universe) for d, value in zip(platform_dims, platform, strict=True))
+            for platform in platforms
+        )
+        terms.append(_and([where, clause]))
+    return _or(terms)
+
+
+def _interpreter_clause(
+    dims: Sequence[int],
+    wanted: set[tuple[object, ...]],
+    forbidden: set[tuple[object, ...]],
+    universe: Universe,
+) -> str:
+    if dims == [_PYTHON]:
+        return _python_clause({w[0] for w in wanted}, {f[0] for f in forbidden}, universe.pythons)  # type: ignore[misc]
+    if _PYTHON not in dims:
+        return _or(_compare(dims[0], w[0], "==", universe) for w in sorted(wanted, key=repr))
+    # Python and implementation: per implementation, its Python ranges.
+    per_impl: dict[object, tuple[set[tuple[int, int]], set[tuple[int, int]]]] = {}
+    for target, groups in ((0, wanted), (1, forbidden)):
+        for python, impl in groups:
+            per_impl.setdefault(impl, (set(), set()))[target].add(python)  # type: ignore[arg-type]
+    return _or(
+        _and([_compare(3, impl, "==", universe), _python_clause(want, avoid, universe.pythons)])
+        for impl, (want, avoid) in sorted(per_impl.items(), key=repr)
+        if want
+    )
 
 
 def _python_clause(
@@ -235,4 +298,4 @@ def _and(parts: Iterable[str]) -> str:
 
 def _or(parts: Iterable[str]) -> str:
     items = [p for p in parts if p]
-    return " or ".join(f"({p})" if " and " in p and " or " in p and len(items) > 1 else p for p in items)
+    return " or ".join(items)  # "and" binds tighter than "or": no parentheses needed
