@@ -154,6 +154,12 @@ async def _page(request: Request, state: _State, upstream: Upstream, segments: t
     return Response(body, headers=headers, media_type=content_type)
 
 
+def _header_value(text: str, limit: int = 500) -> str:
+    """Upstream-controlled text made safe for a header: one line, ASCII, bounded."""
+    flat = " ".join(text.split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
+
+
 def _redirect_to(request: Request, prefix: str, segments: tuple[str, ...]) -> Response:
     target = prefix + "/" + "/".join(quote(s) for s in segments) + "/"
     if request.url.query:
@@ -178,10 +184,12 @@ async def _file(request: Request, state: _State, upstream: Upstream, segments: t
         headers = {
             "ETag": f'"{served.sha256}"',
             "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
-            "X-Wheelmeld-Meld": served.meld_state,
+            "X-Wheelmeld-Meld": _header_value(served.meld_state),
         }
         if served.conflicts:
-            headers["X-Wheelmeld-Conflicts"] = f"{len(served.conflicts)}: {served.conflicts[0]}"[:500]
+            headers["X-Wheelmeld-Conflicts"] = _header_value(
+                f"{len(served.conflicts)}: {served.conflicts[0]}"
+            )
         body = b"" if request.method == "HEAD" else served.body
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(served.body))

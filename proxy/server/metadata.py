@@ -221,6 +221,12 @@ class MetadataService:
             body = await self.original(key, dist, upstream)
         conflicts = tuple(str(c) for c in record.report.get("conflicts", ()))  # type: ignore[union-attr]
         state = "melded" if record.report.get("disagreed") else "agree"
+        problems = record.report.get("problems") or {}
+        if problems:
+            # Some sibling could not take part (corrupt metadata, wrong name): say so, every time.
+            first = next(iter(problems.items()))  # type: ignore[union-attr]
+            state += f"; incomplete: {len(problems)} wheel(s) left out, e.g. {first[0]}: {first[1]}"
+            state = state[:400]
         return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
 
     async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], upstream: Upstream,
@@ -248,9 +254,11 @@ class MetadataService:
         by_name = dict(zip((d.filename for d in siblings), originals, strict=True))
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
         record = _MeldRecord(hashes=hashes, changed=changed, report=report)
-        await asyncio.to_thread(self._save_meld, key, release_key, record)
-        self._melds[(key, release_key)] = record
-        self.generation += 1
+        if report.get("complete", True):
+            await asyncio.to_thread(self._save_meld, key, release_key, record)
+            self._melds[(key, release_key)] = record
+            self.generation += 1
+        # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
         self._metrics.meld_done(
             disagreed=bool(report.get("disagreed")), conflicts=len(report.get("conflicts", ()))
         )  # type: ignore[arg-type]
