@@ -202,7 +202,13 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
             project, version, len(wheels), False, complete, problems=MappingProxyType(problems)
         )
         return MeldResult(MappingProxyType(outputs), report)
-    return _meld(parsed, members, outputs, problems, project, version, len(wheels))
+    try:
+        return _meld(parsed, members, dict(outputs), problems, project, version, len(wheels))
+    except Exception as exc:
+        # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
+        problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
+        report = MeldReport(project, version, len(wheels), True, False, problems=MappingProxyType(problems))
+        return MeldResult(MappingProxyType(outputs), report)
 
 
 def _identity(
@@ -263,41 +269,22 @@ def _meld(
             extras.setdefault(canonical, spelled)
         for _, req in wheel.read.requirements:
             first_seen.setdefault(req.key, req)
-    all_extras = tuple(sorted(extras))
 
     changed: dict[RequirementKey, str | None] = {}  # key → new text (None: dropped)
-    result_text: dict[RequirementKey, str] = {}
+    result_text: dict[RequirementKey, str] = {key: req.text for key, req in first_seen.items()}
     added: list[AddedRequirement] = []
     for key, req in first_seen.items():
         declaring = [w for w in parsed if key in w.read.keys]
         lacking = [w for w in parsed if key not in w.read.keys]
-        result_text[key] = req.text
         if not lacking:
             continue
-        marker_text = str(req.marker) if req.marker is not None else ""
-        extras_here = tuple(sorted(set(all_extras) | mentioned_extras(marker_text)))
-
-        def could(
-            cell: Cell, marker_text: str = marker_text, extras_here: tuple[str, ...] = extras_here
-        ) -> bool:
-            return not marker_text or possibly_true(marker_text, cell, extras_here)
-
-        false_cells = {c for w in lacking for c in owned[w.member.filename] if could(c)}
-        names = (tuple(w.member.filename for w in declaring), tuple(w.member.filename for w in lacking))
-        if not false_cells:
-            added.append(AddedRequirement(req.text, req.text, None, *names))
-            continue
-        true_cells = {c for w in declaring for c in owned[w.member.filename] if could(c)}
-        if not true_cells:
+        item = _limit(req, declaring, lacking, owned, universe, tuple(sorted(extras)))
+        added.append(item)
+        if item.result is None:
             changed[key] = None
-            added.append(AddedRequirement(req.text, None, None, *names))
             conflicts.append(f"{req.text!r} dropped: only wheels an installer never picks declare it")
-            continue
-        limit = Marker(separating_marker(true_cells, false_cells, universe))
-        new = with_marker(req, req.marker & limit if req.marker is not None else limit)
-        changed[key] = new.text
-        result_text[key] = new.text
-        added.append(AddedRequirement(req.text, new.text, str(limit), *names))
+        elif item.marker is not None:
+            changed[key] = result_text[key] = item.result
 
     rewritten: list[str] = []
     for wheel in parsed:
@@ -326,6 +313,35 @@ def _meld(
         changed=tuple(rewritten),
     )
     return MeldResult(MappingProxyType(outputs), report)
+
+
+def _limit(
+    req: ParsedRequirement,
+    declaring: Sequence[_Parsed],
+    lacking: Sequence[_Parsed],
+    owned: Mapping[str, set[Cell]],
+    universe: Universe,
+    extras: tuple[str, ...],
+) -> AddedRequirement:
+    """What R* holds for a requirement only some wheels declare (see the module docstring)."""
+    marker_text = str(req.marker) if req.marker is not None else ""
+    # ``extra`` is never assumed false: try every extra any wheel provides or the marker names.
+    extras_here = tuple(sorted(set(extras) | mentioned_extras(marker_text)))
+
+    def could(cell: Cell) -> bool:
+        return not marker_text or possibly_true(marker_text, cell, extras_here)
+
+    names = (tuple(w.member.filename for w in declaring), tuple(w.member.filename for w in lacking))
+    false_cells = {cell for w in lacking for cell in owned[w.member.filename] if could(cell)}
+    if not false_cells:
+        return AddedRequirement(req.text, req.text, None, *names)  # the wheels lacking it cannot use it
+    # Cells where R's own marker is false are don't-care: "(own) and (M)" is false there anyway.
+    true_cells = {cell for w in declaring for cell in owned[w.member.filename] if could(cell)}
+    if not true_cells:
+        return AddedRequirement(req.text, None, None, *names)
+    limit = Marker(separating_marker(true_cells, false_cells, universe))
+    new = with_marker(req, req.marker & limit if req.marker is not None else limit)
+    return AddedRequirement(req.text, new.text, str(limit), *names)
 
 
 def _ownership(

@@ -102,3 +102,18 @@ def test_report_is_json_able() -> None:
     assert data["changed"] == [x86.filename, GOOD_ARM.filename]
     assert data["added"][0]["lacking"] == [GOOD_ARM.filename]
     assert data["added"][0]["marker"] == 'platform_machine == "x86_64"'
+
+
+def test_an_internal_failure_serves_upstreams_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract item 7 holds even against a bug in the engine itself."""
+    import proxy.meld.engine as engine
+
+    def broken(*_: object) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "separating_marker", broken)
+    x86 = WheelInput(GOOD_X86.filename, build_metadata("demo", "1.0", ["numpy", "cuda-libs"]))
+    result = meld_release([x86, GOOD_ARM])
+    assert result.outputs[x86.filename] is x86.metadata
+    assert result.outputs[GOOD_ARM.filename] is GOOD_ARM.metadata
+    assert "boom" in result.report.problems["(release)"] and not result.report.complete
