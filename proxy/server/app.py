@@ -27,7 +27,14 @@ from starlette.routing import Route
 
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
-from proxy.errors import BadRequest, MethodNotAllowed, NotAcceptableError, NotFound, WheelmeldError
+from proxy.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptableError,
+    NotFound,
+    OfflineMiss,
+    WheelmeldError,
+)
 from proxy.index.errors import NotAcceptable
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
@@ -123,15 +130,44 @@ def _render(state: _State, entry: PageEntry, upstream: Upstream, content_type: s
     return body
 
 
+def _upstream_spellings(canonical: str) -> list[str]:
+    """Directory names an upstream may keep a project under besides the PEP 503 one.
+
+    The PyTorch index lower-cases project directories without normalizing them
+    (``typing_extensions/``), so the normalized URL installers ask for can 404 there.
+    """
+    return [
+        s for s in dict.fromkeys((canonical.replace("-", "_"), canonical.replace("-", "."))) if s != canonical
+    ]
+
+
+async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]) -> PageEntry:
+    """The page at ``segments``; a normalized project name missing upstream is tried as spelled there."""
+    try:
+        return await state.pages.get(ProjectKey(upstream.route.name, segments), upstream)
+    except (NotFound, OfflineMiss) as missing:
+        if not segments or canonicalize_name(segments[-1]) != segments[-1]:
+            raise
+        for spelled in _upstream_spellings(segments[-1]):
+            try:
+                entry = await state.pages.get(
+                    ProjectKey(upstream.route.name, (*segments[:-1], spelled)), upstream
+                )
+            except (NotFound, OfflineMiss):
+                continue
+            if entry.kind == "project":
+                return entry
+        raise missing
+
+
 async def _page(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
-    key = ProjectKey(upstream.route.name, segments)
     try:
         content_type = choose_content_type(request.headers.get("accept"), request.query_params.get("format"))
     except NotAcceptable as exc:
         raise NotAcceptableError(str(exc)) from exc
     canonical = canonicalize_name(segments[-1]) if segments else None
     try:
-        entry = await state.pages.get(key, upstream)
+        entry = await _get_page(state, upstream, segments)
     except NotFound:
         if canonical is not None and canonical != segments[-1]:
             return _redirect_to(request, upstream.route.prefix, (*segments[:-1], canonical))
@@ -169,8 +205,8 @@ def _redirect_to(request: Request, prefix: str, segments: tuple[str, ...]) -> Re
 
 async def _file(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
     *page_path, name = segments
-    key = ProjectKey(upstream.route.name, tuple(page_path))
-    entry = await state.pages.get(key, upstream)
+    entry = await _get_page(state, upstream, tuple(page_path))
+    key = entry.key
     files = entry.files_by_name()
     wants_metadata = name.endswith(".metadata") and name[: -len(".metadata")] in files
     dist: DistFile | None = files.get(name[: -len(".metadata")] if wants_metadata else name)

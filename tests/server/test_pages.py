@@ -382,13 +382,6 @@ def test_expired_page_is_revalidated_with_its_validators(make_stack: MakeStack) 
     assert pages[1].status == 304
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/server/app.py _page: the upstream path is always the client's path; when upstream keeps "
-    "a project under a non-normalized directory (PyTorch's 'lower-cased but not PEP 503-normalized'), "
-    "the normalized URL installers ask for 404s upstream and becomes a 404, while the upstream spelling "
-    "301s to that same 404",
-)
 def test_project_kept_upstream_under_a_non_normalized_directory(make_stack: MakeStack) -> None:
     index = FakeIndex.from_files({"typing_extensions": [wheel("typing_extensions-4.12.2-py3-none-any.whl")]})
     stack = make_stack(index, prefix="/whl/nightly/cu126", hashes=False)
