@@ -21,8 +21,10 @@ from proxy.errors import ConfigError
 
 __all__ = [
     "PYTORCH_INDEX_URL",
+    "AuthConfig",
     "CliOverrides",
     "Config",
+    "Credential",
     "RouteConfig",
     "default_cache_dir",
     "load_config",
@@ -36,6 +38,7 @@ PYTORCH_INDEX_URL = "https://download.pytorch.org/whl"
 _PREFIX_RE = re.compile(r"^(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,28 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """One ``[[auth.users]]`` or ``[[auth.tokens]]`` entry; ``secret_hash`` is ``scrypt$n$r$p$salt$hash``."""
+
+    kind: str  # "user" (HTTP Basic with this name) or "token" (Bearer, or Basic with any name)
+    name: str  # the user name; for a token, a label for the operator
+    secret_hash: str = field(repr=False)
+    routes: tuple[str, ...] = ("*",)  # route prefixes it may read; "*" = every route
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Access control (``proxy.server.auth``); no credentials means the proxy is open to anyone."""
+
+    credentials: tuple[Credential, ...] = ()
+    cache_ttl: float = 60.0  # seconds a verified credential is remembered (scrypt is slow on purpose)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.credentials)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -71,6 +96,7 @@ class Config:
     upstream_timeout: float = 30.0
     upstream_concurrency: int = 16  # sibling metadata fetched at once for one meld
     routes: tuple[RouteConfig, ...] = ()
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
     notes: tuple[str, ...] = ()
 
@@ -168,18 +194,46 @@ def _check_prefix(prefix: str, where: str) -> str:
     return prefix
 
 
+# What each route key must be in TOML; a value of another type is refused, never coerced
+# (``bool("off")`` is True: coercing would turn ``meld = "off"`` into melding on).
+_ROUTE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "prefix": ((str,), "a string"),
+    "upstream": ((str,), "a string"),
+    "page_ttl": ((int, float), "a number"),
+    "meld": ((bool,), "true or false"),
+    "extra_file_hosts": ((list,), "an array of strings"),
+    "allow_public_hosts": ((bool,), "true or false"),
+    "keep_pruned": ((bool,), "true or false"),
+    "credentials_env": ((str,), "a string"),
+}
+
+
+def _check_route_types(table: Mapping[str, Any], where: str) -> None:
+    for key, value in table.items():
+        types, wanted = _ROUTE_KEYS[key]
+        # bool is an int in Python, but ``page_ttl = true`` is a mistake, not one second.
+        wrong_bool = isinstance(value, bool) and bool not in types
+        items_ok = key != "extra_file_hosts" or (
+            isinstance(value, list) and all(isinstance(h, str) for h in value)
+        )
+        if not isinstance(value, types) or wrong_bool or not items_ok:
+            raise ConfigError(f"{where}: route key {key!r} must be {wanted}, got {value!r}")
+
+
 def _route_from_table(table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> RouteConfig:
-    known = {f for f in RouteConfig.__dataclass_fields__ if f != "credentials"}
-    unknown = set(table) - known
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: a route must be a table, got {table!r}")
+    unknown = set(table) - set(_ROUTE_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown route key(s) {sorted(unknown)!r}")
     if "prefix" not in table or "upstream" not in table:
         raise ConfigError(f"{where}: a route needs both 'prefix' and 'upstream'")
+    _check_route_types(table, where)
     values = dict(table)
-    values["prefix"] = _check_prefix(str(values["prefix"]), where)
-    values["extra_file_hosts"] = tuple(
-        _check_file_host(str(h), where) for h in values.get("extra_file_hosts", ())
-    )
+    values["prefix"] = _check_prefix(values["prefix"], where)
+    values["extra_file_hosts"] = tuple(_check_file_host(h, where) for h in values.get("extra_file_hosts", ()))
+    if "page_ttl" in values:
+        values["page_ttl"] = float(values["page_ttl"])
     route = RouteConfig(**values)
     return _finish_route(route, where, environ)
 
@@ -241,14 +295,101 @@ def _bool(value: str, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _int(value: Any, name: str, minimum: int = 0) -> int:
+def _int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, bool | float):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
     if number < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {number}")
     return number
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+    return number
+
+
+def _table_bool(value: Any, name: str) -> bool:
+    # TOML has real booleans; a string here ("false") would be truthy if coerced.
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _unique_prefixes(routes: Sequence[RouteConfig], where: str) -> tuple[RouteConfig, ...]:
+    """Refuse two routes with one prefix in one source (across sources, a later one replaces)."""
+    seen: set[str] = set()
+    for route in routes:
+        if route.prefix in seen:
+            raise ConfigError(f"{where}: two routes share the prefix {route.prefix!r}")
+        seen.add(route.prefix)
+    return tuple(routes)
+
+
+def _credential(table: Any, kind: str, where: str) -> Credential:
+    from proxy.server.auth import SecretHash, SecretHashError
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table with name, secret and routes")
+    unknown = set(table) - {"name", "secret", "routes"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)!r}")
+    name, secret, routes = table.get("name"), table.get("secret"), table.get("routes", ["*"])
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ConfigError(f"{where}: 'name' must be a non-empty string without ':'")
+    if not isinstance(secret, str):
+        raise ConfigError(f"{where} ({name}): 'secret' must be a scrypt$... string")
+    try:
+        SecretHash.parse(secret)
+    except SecretHashError as exc:
+        raise ConfigError(f"{where} ({name}): {exc}") from exc
+    if not isinstance(routes, list) or not routes or not all(isinstance(r, str) for r in routes):
+        raise ConfigError(f"{where} ({name}): 'routes' must be a non-empty array of prefixes or \"*\"")
+    prefixes = tuple(r if r == "*" else "/" + r.strip().strip("/") for r in routes)
+    return Credential(kind=kind, name=name, secret_hash=secret, routes=prefixes)
+
+
+def _auth_from_table(data: Any, where: str) -> AuthConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: [auth] must be a table")
+    unknown = set(data) - {"users", "tokens", "cache_ttl"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) auth.{sorted(unknown)!r}")
+    credentials: list[Credential] = []
+    for section, kind in (("users", "user"), ("tokens", "token")):
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: 'auth.{section}' must be an array of tables ([[auth.{section}]])")
+        credentials += [_credential(t, kind, f"{where} auth.{section}[{i}]") for i, t in enumerate(entries)]
+    users = [c.name for c in credentials if c.kind == "user"]
+    if len(set(users)) != len(users):
+        raise ConfigError(f"{where}: two [[auth.users]] share a name")
+    ttl = _positive_float(data["cache_ttl"], "auth.cache_ttl") if "cache_ttl" in data else 60.0
+    return AuthConfig(credentials=tuple(credentials), cache_ttl=ttl)
+
+
+def _check_auth_routes(auth: AuthConfig, routes: Sequence[RouteConfig]) -> None:
+    # A prefix that names no route is a typo that would lock its user out (or, worse, seem to work).
+    known = {r.prefix for r in routes}
+    for credential in auth.credentials:
+        for prefix in credential.routes:
+            if prefix != "*" and prefix not in known:
+                raise ConfigError(
+                    f"auth {credential.kind} {credential.name!r} lists {prefix!r}, which is no route "
+                    f"(routes: {sorted(known)!r})"
+                )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -262,7 +403,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, str], where: str) -> Config:
-    allowed = {"server", "cache", "upstream", "routes"}
+    allowed = {"server", "cache", "upstream", "routes", "auth"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)!r}")
@@ -271,10 +412,12 @@ def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, s
     for key, value in server.items():
         if key in ("host", "log_format"):
             changes[key] = str(value)
-        elif key in ("port", "workers"):
-            changes[key] = _int(value, f"server.{key}", 1 if key == "workers" else 0)
+        elif key == "port":
+            changes["port"] = _int(value, "server.port", 0, _MAX_PORT)
+        elif key == "workers":
+            changes["workers"] = _int(value, "server.workers", 1)
         elif key == "offline":
-            changes["offline"] = bool(value)
+            changes["offline"] = _table_bool(value, "server.offline")
         else:
             raise ConfigError(f"{where}: unknown key server.{key}")
     for key, value in cache.items():
@@ -286,7 +429,7 @@ def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, s
             raise ConfigError(f"{where}: unknown key cache.{key}")
     for key, value in upstream.items():
         if key == "timeout":
-            changes["upstream_timeout"] = float(value)
+            changes["upstream_timeout"] = _positive_float(value, "upstream.timeout")
         elif key == "concurrency":
             changes["upstream_concurrency"] = _int(value, "upstream.concurrency", 1)
         else:
@@ -295,9 +438,11 @@ def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, s
         routes = data["routes"]
         if not isinstance(routes, list):
             raise ConfigError(f"{where}: 'routes' must be an array of tables ([[routes]])")
-        changes["routes"] = tuple(
-            _route_from_table(t, f"{where} routes[{i}]", environ) for i, t in enumerate(routes)
+        changes["routes"] = _unique_prefixes(
+            [_route_from_table(t, f"{where} routes[{i}]", environ) for i, t in enumerate(routes)], where
         )
+    if "auth" in data:
+        changes["auth"] = _auth_from_table(data["auth"], where)
     return replace(config, **changes)
 
 
@@ -306,7 +451,7 @@ def _apply_env(config: Config, environ: Mapping[str, str]) -> tuple[Config, tupl
     if "WHEELMELD_HOST" in environ:
         changes["host"] = environ["WHEELMELD_HOST"]
     if "WHEELMELD_PORT" in environ:
-        changes["port"] = _int(environ["WHEELMELD_PORT"], "WHEELMELD_PORT")
+        changes["port"] = _int(environ["WHEELMELD_PORT"], "WHEELMELD_PORT", 0, _MAX_PORT)
     if "WHEELMELD_WORKERS" in environ:
         changes["workers"] = _int(environ["WHEELMELD_WORKERS"], "WHEELMELD_WORKERS", 1)
     if "WHEELMELD_CACHE_DIR" in environ:
@@ -357,9 +502,7 @@ def load_config(cli: CliOverrides | None = None, environ: Mapping[str, str] | No
     if not routes:
         # Built-in defaults only when nobody named a route: a user who names routes gets just those.
         routes, notes = _default_routes(environ)
-    prefixes = [r.prefix for r in routes]
-    if len(set(prefixes)) != len(prefixes):
-        raise ConfigError(f"two routes share a prefix: {prefixes!r}")
+    _check_auth_routes(config.auth, routes)
     if config.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be 'text' or 'json', got {config.log_format!r}")
     if config.workers < 1:
