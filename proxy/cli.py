@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.commands import serve
+from proxy.commands import cache, serve
 from proxy.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
 # Each module registers its own subcommand; add new ones here.
-_COMMANDS = (serve,)
+_COMMANDS = (serve, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

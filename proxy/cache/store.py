@@ -6,11 +6,14 @@ Layout under the cache root (``v1`` so a future layout can live beside it)::
     v1/<route>/<path…>/files/<file>                verified distribution files (+ <file>.sha256)
     v1/<route>/<path…>/metadata/<file>.metadata    original core metadata (immutable)
     v1/<route>/<path…>/meld/<key>.json             one release's meld, keyed by its sibling set
-    tmp/                                                 partial writes; emptied at start
+    tmp/                                                 partial writes; leftovers dropped at start
     locks/                                               flock files; a killed holder frees its lock
 
 Every path component comes from ``_safe_component``, so no name a client sends can leave the root.
 Every write is temp file + fsync + rename: a reader sees the old entry or the new one, never half.
+A temp file is flocked by its writer for as long as it is open, so ``prepare`` (run by every worker
+at start, and by ``wheelmeld cache prune``) drops only what a dead process left behind, never the
+download a live sibling worker is writing.
 """
 
 from __future__ import annotations
@@ -78,16 +81,33 @@ class CacheStore:
         # process need their own exclusion before they reach it.
         self._task_locks: dict[str, list] = {}  # name -> [lock, users]
 
-    def prepare(self) -> None:
-        """Create the layout and drop leftovers of writes a killed process never finished."""
+    def prepare(self) -> int:
+        """Create the layout and drop leftovers of writes a killed process never finished.
+
+        Returns the number of leftovers dropped. A temp file whose writer is alive (its flock is
+        held) is kept: with ``--workers N`` a restarted worker must not pull a download from under
+        its siblings.
+        """
         for folder in (self._data, self._tmp, self._locks_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        dropped = 0
         for leftover in self._tmp.iterdir():
             with contextlib.suppress(OSError):
                 if leftover.is_dir():
                     shutil.rmtree(leftover)
-                else:
-                    leftover.unlink()
+                    dropped += 1
+                elif _unlink_if_abandoned(leftover):
+                    dropped += 1
+        return dropped
+
+    @property
+    def data_root(self) -> Path:
+        """``v1/``: one directory per route below it."""
+        return self._data
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self._tmp
 
     # -- layout -------------------------------------------------------------------------------
     def project_dir(self, key: ProjectKey) -> Path:
@@ -128,6 +148,8 @@ class CacheStore:
         fd, name = tempfile.mkstemp(dir=self._tmp, prefix="part-")
         tmp_path = Path(name)
         try:
+            # Held until the file is closed: marks it as being written (see ``prepare``).
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with os.fdopen(fd, "w+b") as fh:
                 yield tmp_path, fh
         finally:
@@ -158,8 +180,7 @@ class CacheStore:
         try:
             async with entry[0]:
                 self._locks_dir.mkdir(parents=True, exist_ok=True)
-                lock_file = self._locks_dir / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
-                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
                 try:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -174,6 +195,27 @@ class CacheStore:
             if entry[1] == 0:
                 self._task_locks.pop(name, None)
 
+    @contextlib.contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """A non-blocking, cross-process flock for housekeeping (eviction): ``True`` if we got it.
+
+        Blocking code (a thread or the CLI) uses this one; it never waits for another holder.
+        """
+        self._locks_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _lock_file(self, name: str) -> Path:
+        return self._locks_dir / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
+
     # -- size -----------------------------------------------------------------------------------
     def size_on_disk(self) -> int:
         total = 0
@@ -182,3 +224,20 @@ class CacheStore:
                 with contextlib.suppress(OSError):
                     total += os.stat(os.path.join(dirpath, name)).st_size
         return total
+
+
+def _unlink_if_abandoned(path: Path) -> bool:
+    """Remove a temp file unless a living writer holds its flock (blocking but instant)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live download in another worker
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)

@@ -1,0 +1,137 @@
+"""``wheelmeld cache stats|prune|verify``: look after the cache directory a ``serve`` uses.
+
+``--cache-dir`` and ``--config`` mean what they mean for ``serve`` (and ``WHEELMELD_CACHE_DIR`` /
+``WHEELMELD_CACHE_MAX_SIZE`` still win), so the commands find the same directory the proxy uses.
+They are safe to run beside a live proxy: eviction takes the same cross-process lock the server's
+does, a file is only ever removed whole, and a worker that loses a file fetches it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from proxy.cache.evict import evict
+from proxy.cache.inventory import KINDS, Summary, scan, summarize
+from proxy.cache.store import CacheStore
+from proxy.cache.verify import verify
+from proxy.config import CliOverrides, Config, load_config, parse_size
+
+__all__ = ["register", "run_prune", "run_stats", "run_verify"]
+
+# A progress line at most this often (seconds), and at least every this many files.
+_PROGRESS_SECONDS = 2.0
+_PROGRESS_FILES = 500
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cache = commands.add_parser("cache", help="inspect, shrink or check the cache directory")
+    actions = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    stats = actions.add_parser("stats", help="entries and bytes by kind, per route")
+    stats.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    stats.set_defaults(run=run_stats)
+    prune = actions.add_parser("prune", help="evict least-recently-used files down to a size")
+    prune.add_argument("--max-size", help="target size of cached files, e.g. 20GB (default: cache.max_size)")
+    prune.set_defaults(run=run_prune)
+    check = actions.add_parser("verify", help="re-hash every cached file; report and drop bad ones")
+    check.add_argument("--keep", action="store_true", help="report bad files but do not remove them")
+    check.set_defaults(run=run_verify)
+    for sub in (stats, prune, check):
+        sub.add_argument("--cache-dir", type=Path, help="cache directory (default: the user cache dir)")
+        sub.add_argument("--config", type=Path, help="TOML configuration file (see config.example.toml)")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(CliOverrides(config_file=args.config, cache_dir=args.cache_dir))
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _stats_table(summary: Summary) -> str:
+    lines = [f"{'route':<16} " + " ".join(f"{k:>18}" for k in KINDS)]
+    for route, kinds in sorted(summary.routes.items()):
+        cells = " ".join(f"{kinds[k].count:>6} {_human(kinds[k].size):>11}" for k in KINDS)
+        lines.append(f"{route:<16} {cells}")
+    total = summary.total()
+    lines.append(f"total: {total.count} entries, {_human(total.size)}")
+    return "\n".join(lines)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = CacheStore(config.cache_dir)
+    summary = summarize(scan(store.data_root))
+    if args.json:
+        doc = {
+            "cache_dir": str(config.cache_dir),
+            "max_size": config.cache_max_size,
+            "routes": {
+                route: {kind: {"entries": t.count, "bytes": t.size} for kind, t in kinds.items()}
+                for route, kinds in sorted(summary.routes.items())
+            },
+            "total": {"entries": summary.total().count, "bytes": summary.total().size},
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"cache: {config.cache_dir}")
+    limit = _human(config.cache_max_size) if config.cache_max_size else "none"
+    print(f"files: {_human(summary.total('file').size)} (limit: {limit})")
+    print(_stats_table(summary))
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    config = _config(args)
+    max_size = parse_size(args.max_size) if args.max_size is not None else config.cache_max_size
+    store = CacheStore(config.cache_dir)
+    dropped = store.prepare()
+    if dropped:
+        print(f"removed {dropped} abandoned partial download(s)", file=sys.stderr)
+    if not max_size and args.max_size is None:
+        print("no size limit (cache.max_size is 0 and no --max-size given): nothing evicted")
+        return 0
+    result = evict(store, max_size)
+    if result.skipped:
+        print("another process is evicting right now; try again in a moment", file=sys.stderr)
+        return 1
+    print(f"evicted {len(result.removed)} file(s), {_human(result.freed)}; {_human(result.remaining)} remain")
+    return 0
+
+
+class _ProgressLine:
+    """A line on stderr every few seconds or every few hundred files, and one at the end."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, done: int, total: int, done_bytes: int, total_bytes: int) -> None:
+        now = time.monotonic()
+        if done == total or done % _PROGRESS_FILES == 0 or now - self._last >= _PROGRESS_SECONDS:
+            self._last = now
+            print(
+                f"verify: {done}/{total} files, {_human(done_bytes)} of {_human(total_bytes)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    report = verify(CacheStore(config.cache_dir), drop=not args.keep, progress=_ProgressLine())
+    for bad in report.bad:
+        print(f"BAD {bad.path}: {bad.reason}")
+    action = "kept (--keep)" if args.keep else "removed"
+    print(f"checked {report.checked} file(s), {_human(report.size)}; {len(report.bad)} bad, {action}")
+    if report.orphan_hashes:
+        print(f"{report.orphan_hashes} hash file(s) without their file {action}")
+    return 1 if report.bad else 0
