@@ -7,6 +7,10 @@ from byte 0 as it grows, so nobody waits for the whole file. A wrong hash or a t
 every reader's response (their Content-Length then tells their installer) and leaves nothing cached.
 Across worker processes the download holds the file's flock; a second process waits for it and
 then serves the committed file.
+
+Serving a cached file sets its access time: that is the "recently used" of the size limit
+(``cache.max_size``), enforced in a thread after each commit that may have pushed the cache over it,
+sparing files being downloaded or streamed from the cache right now.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,7 @@ import anyio
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from proxy.cache.evict import evict
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
@@ -70,19 +77,24 @@ def _write_and_hash(fh: object, digest: hashlib._Hash, chunk: bytes) -> None:
 
 
 class FileService:
-    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool) -> None:
+    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool, max_size: int = 0) -> None:
         self._store = store
         self._metrics = metrics
         self._offline = offline
+        self._max_size = max_size  # bytes of cached files; 0 = no limit
         self._downloads: dict[Path, _Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: Counter[Path] = Counter()  # cached files being sent right now
+        self._eviction_queued = False
+        self._eviction_lock = asyncio.Lock()
         # Bumped when a file is committed: pages then advertise its hash where upstream gave none.
         self.generation = 0
 
     async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
         final = self._store.file_path(key, dist.filename)
-        if final.exists():
-            return self._cached_response(final, dist)
+        cached = self._cached_response(final, dist)
+        if cached is not None:
+            return cached
         if self._offline:
             raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
         download = self._downloads.get(final)
@@ -95,8 +107,10 @@ class FileService:
         await download.started.wait()
         if download.error is not None and download.reading_path is None:
             raise UpstreamError(download.error)
-        if download.done and download.error is None and final.exists():
-            return self._cached_response(final, dist)
+        if download.done and download.error is None:
+            cached = self._cached_response(final, dist)
+            if cached is not None:
+                return cached
         headers = {"Cache-Control": _IMMUTABLE}
         if download.total is not None:
             headers["Content-Length"] = str(download.total)
@@ -106,13 +120,45 @@ class FileService:
             self._follow(download), headers=headers, media_type="application/octet-stream"
         )
 
-    def _cached_response(self, path: Path, dist: DistFile) -> Response:
+    def _cached_response(self, path: Path, dist: DistFile) -> Response | None:
+        """The committed file, marked as used now; ``None`` when the cache does not hold it."""
+        stat = _touch(path)
+        if stat is None:
+            return None
         digest = dist.hashes.get("sha256") or read_sidecar_hash(path)
         headers = {"Cache-Control": _IMMUTABLE}
         if digest:
             headers["ETag"] = f'"{digest}"'
         # FileResponse answers Range, If-Range and HEAD itself; its own ETag is replaced by the hash.
-        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+        return _TrackedFileResponse(
+            path, self._serving, stat, headers=headers, media_type="application/octet-stream"
+        )
+
+    # -- the size limit ---------------------------------------------------------------------------
+    def _schedule_eviction(self, committed: Path) -> None:
+        """After a commit: bring the cache under ``max_size`` in the background (one run queued)."""
+        if not self._max_size or self._eviction_queued:
+            return
+        self._eviction_queued = True
+        task = asyncio.create_task(self._evict(committed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _evict(self, committed: Path) -> None:
+        async with self._eviction_lock:
+            self._eviction_queued = False  # commits from now on queue a run of their own
+            protected = {committed, *self._downloads, *(p for p, n in self._serving.items() if n > 0)}
+            try:
+                result = await asyncio.to_thread(evict, self._store, self._max_size, frozenset(protected))
+            except OSError as exc:
+                log.warning("eviction failed: %s", exc)
+                return
+            if result.removed:
+                self.generation += 1  # pages stop advertising hashes only a dropped file gave
+                log.info(
+                    "evicted %d file(s), %d bytes; %d bytes of files remain",
+                    len(result.removed), result.freed, result.remaining,
+                )  # fmt: skip
 
     async def _run(self, download: _Download, dist: DistFile, upstream: Upstream) -> None:
         try:
@@ -156,6 +202,7 @@ class FileService:
             await asyncio.to_thread(self._store.commit, tmp_path, download.final)
         self.generation += 1
         await download.advance(done=True, reading_path=download.final)
+        self._schedule_eviction(download.final)
 
     async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
         """Bytes of the download from 0, as they are written; raises if the download fails.
@@ -223,6 +270,38 @@ class _FollowingResponse(Response):
 
             group.start_soon(stream)
             group.start_soon(watch_disconnect)
+
+
+class _TrackedFileResponse(FileResponse):
+    """A cached file's response that counts itself as "in use" while it sends, so eviction spares it."""
+
+    def __init__(
+        self, path: Path, in_use: Counter[Path], stat: os.stat_result | None, **kwargs: object
+    ) -> None:
+        super().__init__(path, stat_result=stat, **kwargs)  # type: ignore[arg-type]
+        self._in_use, self._tracked = in_use, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._in_use[self._tracked] += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._in_use[self._tracked] -= 1
+            if self._in_use[self._tracked] <= 0:
+                del self._in_use[self._tracked]
+
+
+def _touch(path: Path) -> os.stat_result | None:
+    """Mark a cached file as used now (its access time; the modification time stays ours).
+
+    ``None`` when the cache does not hold it (never did, or evicted a moment ago).
+    """
+    try:
+        stat = os.stat(path)
+        os.utime(path, ns=(time.time_ns(), stat.st_mtime_ns))
+    except OSError:
+        return None
+    return stat
 
 
 def _open_either(download: _Download):  # type: ignore[no-untyped-def]

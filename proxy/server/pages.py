@@ -4,12 +4,19 @@ A page is whatever the upstream has at a path: a project page (files) or a proje
 an index, or a PyTorch directory such as ``/whl/nightly/``). Both are kept parsed in memory and on
 disk as our own PEP 691 JSON rendering with upstream's absolute URLs, plus the validators for the
 next conditional request — so a 304 costs no re-parse and a restart costs no upstream request.
+
+Workers share the disk copy: each remembers the identity (inode, mtime) of the copy it last read or
+wrote, and re-reads it only when another worker replaced it, so an expired page costs a ``stat``, a
+conditional request and, on 304, one small write — never a parse. A failing upstream (timeout, reset,
+5xx, unreadable page) leaves the last good page in service, marked stale, logged and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,8 +33,13 @@ from proxy.server.upstream import Upstream
 
 __all__ = ["PageEntry", "PageService"]
 
+log = logging.getLogger("wheelmeld")
+
 _JSON = "application/vnd.pypi.simple.v1+json"
 _STALE_RETRY_SECONDS = 10.0
+
+# Identity of one on-disk copy: every save is a rename of a new file, so a new inode.
+_DiskStamp = tuple[int, int]
 
 
 @dataclass(slots=True)
@@ -49,6 +61,8 @@ class PageEntry:
     # filename -> the file as we serve it; reused while its hashes are unchanged, because a reused
     # DistFile keeps its memoized rendering (a 20,000-file page re-renders in ms, not 50 ms).
     served_files: dict[str, DistFile] = field(default_factory=dict)
+    disk_stamp: _DiskStamp | None = None  # the disk copy this entry was read from or written to
+    disk_body: bytes | None = None  # its page as stored, so a 304 re-saves without re-rendering
 
     _by_name: dict[str, DistFile] | None = None
     _groups: dict[str, tuple[DistFile, ...]] | None = None
@@ -103,7 +117,15 @@ class PageService:
         self._clock = clock or time.time
 
     # -- persistence ----------------------------------------------------------------------------
+    def _stamp(self, key: ProjectKey) -> _DiskStamp | None:
+        try:
+            st = os.stat(self._store.page_path(key))
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
     def _load(self, key: ProjectKey) -> PageEntry | None:
+        stamp = self._stamp(key)
         raw = self._store.read(self._store.page_path(key))
         if raw is None:
             return None
@@ -115,15 +137,19 @@ class PageService:
                 if doc["kind"] == "project"
                 else (None, parse_project_list(body, _JSON, doc["url"]))
             )
-            return PageEntry(
+            entry = PageEntry(
                 key, doc["kind"], page, listing, float(doc["fetched_at"]),
                 doc.get("etag"), doc.get("last_modified"), doc["url"],
             )  # fmt: skip
         except (ValueError, KeyError, TypeError, PageParseError):
             return None  # a damaged entry is a miss, never an error
+        entry.disk_stamp, entry.disk_body = stamp, body
+        return entry
 
     def _save(self, entry: PageEntry) -> None:
-        body = render_project_json(entry.page) if entry.page else render_list_json(entry.listing)  # type: ignore[arg-type]
+        body = entry.disk_body
+        if body is None:
+            body = render_project_json(entry.page) if entry.page else render_list_json(entry.listing)  # type: ignore[arg-type]
         doc = {
             "kind": entry.kind,
             "url": entry.url,
@@ -133,6 +159,7 @@ class PageService:
             "body": body.decode(),
         }
         self._store.write_atomic(self._store.page_path(entry.key), json.dumps(doc).encode())
+        entry.disk_body, entry.disk_stamp = body, self._stamp(entry.key)
 
     # -- the one entry point --------------------------------------------------------------------
     async def get(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
@@ -146,7 +173,9 @@ class PageService:
                 return entry  # a failing upstream is retried every few seconds, not per request
         async with self._store.lock("page:" + key.label):
             entry = self._entries.get(key)
-            on_disk = await asyncio.to_thread(self._load, key)
+            on_disk = None
+            if entry is None or entry.disk_stamp != await asyncio.to_thread(self._stamp, key):
+                on_disk = await asyncio.to_thread(self._load, key)
             if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
                 # Another worker refreshed it (or this process just started): adopt its copy.
                 if entry is not None:
@@ -184,6 +213,7 @@ class PageService:
             if entry is None:
                 raise
             # Never worse than no proxy: the last good page beats an error.
+            log.warning("serving the cached page /%s/ stale: %s", key.label, exc.reason)
             entry.stale_reason = exc.reason
             entry.stale_until = self._clock() + _STALE_RETRY_SECONDS
             return entry
