@@ -52,6 +52,7 @@ log = logging.getLogger("wheelmeld")
 
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg", ".exe", ".msi", ".rpm", ".metadata")
 _JSON = "application/vnd.pypi.simple.v1+json"
+_IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 class _State:
@@ -68,7 +69,9 @@ class _State:
             self.store, self.metrics, self.meld_log,
             offline=config.offline, concurrency=config.upstream_concurrency,
         )  # fmt: skip
-        self.files = FileService(self.store, self.metrics, offline=config.offline)
+        self.files = FileService(
+            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
+        )
         self.started = time.time()
 
 
@@ -219,7 +222,10 @@ async def _file(request: Request, state: _State, upstream: Upstream, segments: t
         )
         headers = {
             "ETag": f'"{served.sha256}"',
-            "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
+            # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
+            "Cache-Control": (
+                _IMMUTABLE if served.meld_state == "off" else f"max-age={int(upstream.route.page_ttl)}"
+            ),
             "X-Wheelmeld-Meld": _header_value(served.meld_state),
         }
         if served.conflicts:
