@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.commands import cache, serve
+from proxy.commands import audit, bundle, cache, prefetch, serve
 from proxy.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
 # Each module registers its own subcommand; add new ones here.
-_COMMANDS = (serve, cache)
+_COMMANDS = (serve, cache, audit, prefetch, bundle)
 
 
 def build_parser() -> argparse.ArgumentParser:

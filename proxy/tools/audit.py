@@ -1,0 +1,225 @@
+"""``wheelmeld audit``: which releases of a project have wheels that disagree about ``Requires-Dist``.
+
+The audit reads a project page and every wheel's own core metadata with the server's own parts — the
+page cache (``PageService``), the SSRF-checked upstream client (``Upstream``) and the metadata reader
+(``MetadataService.original``: PEP 658 file, else METADATA by range requests, else the whole file) —
+over the same ``CacheStore``, so an audit warms the cache a later ``serve`` uses and vice versa. Each
+release (exact version, local label included) is melded with ``meld_release``; the report says, per
+requirement not every wheel declares, which wheels (by tag) lack it and the marker the meld adds.
+
+Releases whose siblings upstream advertises with one and the same metadata hash agree by
+construction and cost no request (MISSION.md: "cheapest of all").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.config import Config, RouteConfig
+from proxy.errors import WheelmeldError
+from proxy.index.model import DistFile
+from proxy.meld import MeldReport, WheelInput, meld_release
+from proxy.network.ssrf import redact_url
+from proxy.server.metadata import MetadataService, release_groups
+from proxy.server.observability import MeldLog, Metrics
+from proxy.server.pages import PageService
+from proxy.server.upstream import Upstream
+from proxy.tools.local_proxy import route_path
+
+__all__ = ["AuditReport", "ReleaseFinding", "audit_project", "render_json", "render_table", "wheel_platforms"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFinding:
+    """One release that is not consistent (or could not be fully checked)."""
+
+    version: str
+    wheels: tuple[str, ...]
+    report: MeldReport
+    errors: dict[str, str] = field(default_factory=dict)  # wheel -> why its metadata could not be had
+
+    @property
+    def inconsistent(self) -> bool:
+        return self.report.disagreed or bool(self.report.conflicts)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    project: str
+    index: str  # redacted
+    releases_checked: int
+    findings: tuple[ReleaseFinding, ...]
+
+    @property
+    def inconsistent(self) -> tuple[ReleaseFinding, ...]:
+        return tuple(f for f in self.findings if f.inconsistent)
+
+    @property
+    def incomplete(self) -> tuple[ReleaseFinding, ...]:
+        return tuple(f for f in self.findings if not f.report.complete)
+
+    def exit_code(self) -> int:
+        """0: consistent; 1: some release's wheels disagree; 3: none disagree but some were unreadable."""
+        if self.inconsistent:
+            return 1
+        return 3 if self.incomplete else 0
+
+
+def wheel_platforms(filenames: Sequence[str]) -> list[str]:
+    """Short tag names for wheels: ``cp311-linux_aarch64`` (interpreter and platform; the ABI is noise)."""
+    out: dict[str, None] = {}
+    for filename in filenames:
+        tags = sorted(parse_wheel_filename(filename)[3], key=str)
+        interpreters = sorted({t.interpreter for t in tags})
+        platforms = sorted({t.platform for t in tags})
+        out[f"{'.'.join(interpreters)}-{'.'.join(platforms)}"] = None
+    return list(out)
+
+
+def _agree_by_hash(siblings: Sequence[DistFile]) -> bool:
+    digests = set()
+    for dist in siblings:
+        advertised = dist.core_metadata
+        digest = advertised.get("sha256") if isinstance(advertised, dict) else None
+        if not digest:
+            return False
+        digests.add(digest.lower())
+    return len(digests) == 1
+
+
+def audit_route(config: Config, index_url: str) -> tuple[RouteConfig, tuple[str, ...]]:
+    """The configured route fronting ``index_url`` (so the audit shares its cache), or an ad-hoc one."""
+    routed = route_path(index_url, config.routes)
+    bare = index_url.rstrip("/")
+    if routed is not None and (bare == routed.route.upstream or bare.startswith(routed.route.upstream + "/")):
+        return routed.route, routed.segments
+    return RouteConfig(prefix="/audit", upstream=index_url.rstrip("/")), ()
+
+
+async def audit_project(
+    config: Config, project: str, index_url: str, versions: SpecifierSet | None = None
+) -> AuditReport:
+    """Meld every multi-wheel release of ``project`` on ``index_url`` and report the inconsistent ones."""
+    route, below = audit_route(config, index_url)
+    name = canonicalize_name(project)
+    key = ProjectKey(route.name, (*below, name))
+    # No ``prepare()``: it empties tmp/, where a server sharing this cache may be writing.
+    store = CacheStore(config.cache_dir)
+    metrics = Metrics()
+    upstream = Upstream(route, metrics, config.upstream_timeout)
+    try:
+        pages = PageService(store, offline=config.offline)
+        metadata = MetadataService(store, metrics, MeldLog(), offline=config.offline,
+                                   concurrency=config.upstream_concurrency)  # fmt: skip
+        entry = await pages.get(key, upstream)
+        files = entry.page.files if entry.page is not None else ()
+        groups: dict[str, tuple[DistFile, ...]] = {}
+        for group in release_groups(files).values():
+            groups.setdefault(group[0].filename, group)
+        gate = asyncio.Semaphore(config.upstream_concurrency)
+
+        async def read(dist: DistFile, errors: dict[str, str]) -> WheelInput:
+            async with gate:
+                try:
+                    return WheelInput(dist.filename, await metadata.original(key, dist, upstream))
+                except WheelmeldError as exc:
+                    errors[dist.filename] = exc.reason
+                    return WheelInput(dist.filename, None)
+
+        findings: list[ReleaseFinding] = []
+        checked = 0
+        for group in groups.values():
+            version = parse_wheel_filename(group[0].filename)[1]
+            if versions is not None and not versions.contains(version, prereleases=True):
+                continue
+            checked += 1
+            if len(group) < 2 or _agree_by_hash(group):
+                continue
+            errors: dict[str, str] = {}
+            inputs = await asyncio.gather(*(read(d, errors) for d in group))
+            result = await asyncio.to_thread(meld_release, inputs)
+            finding = ReleaseFinding(str(version), tuple(d.filename for d in group), result.report, errors)
+            if finding.inconsistent or not result.report.complete:
+                findings.append(finding)
+    finally:
+        await upstream.client.aclose()
+    findings.sort(key=lambda f: Version(f.version))
+    return AuditReport(name, redact_url(index_url), checked, tuple(findings))
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+
+def _finding_dict(finding: ReleaseFinding) -> dict[str, Any]:
+    report = finding.report
+    return {
+        "version": finding.version,
+        "wheels": len(finding.wheels),
+        "consistent": not finding.inconsistent,
+        "complete": report.complete,
+        "differences": [
+            {
+                "requirement": added.requirement,
+                "served_as": added.result,
+                "marker_added": added.marker,
+                "declared_on": wheel_platforms(added.declared_by),
+                "missing_on": wheel_platforms(added.lacking),
+                "declared_by": list(added.declared_by),
+                "lacking": list(added.lacking),
+            }
+            for added in report.added
+        ],
+        "provides_extra": list(report.provides_extra),
+        "conflicts": list(report.conflicts),
+        "problems": {**dict(report.problems), **finding.errors},
+    }
+
+
+def render_json(report: AuditReport) -> str:
+    doc = {
+        "project": report.project,
+        "index": report.index,
+        "releases_checked": report.releases_checked,
+        "inconsistent_releases": len(report.inconsistent),
+        "releases": [_finding_dict(f) for f in report.findings],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render_table(report: AuditReport) -> str:
+    lines = [f"{report.project} on {report.index}: {report.releases_checked} release(s) checked, "
+             f"{len(report.inconsistent)} inconsistent"]  # fmt: skip
+    if not report.findings:
+        lines.append("every release's wheels declare the same requirements")
+    for finding in report.findings:
+        doc = _finding_dict(finding)
+        state = "INCONSISTENT" if finding.inconsistent else "incomplete"
+        lines += ["", f"{report.project} {finding.version}  ({doc['wheels']} wheels)  {state}"]
+        rows = [("requirement", "missing on", "marker the meld adds")]
+        for diff in doc["differences"]:
+            rows.append(
+                (
+                    diff["requirement"],
+                    ", ".join(diff["missing_on"]),
+                    diff["marker_added"] or "(own marker kept)",
+                )
+            )
+        if len(rows) > 1:
+            width0 = min(max(len(r[0]) for r in rows), 60)
+            width1 = min(max(len(r[1]) for r in rows), 70)
+            for r in rows:
+                lines.append(f"  {r[0]:<{width0}}  {r[1]:<{width1}}  {r[2]}")
+        for conflict in doc["conflicts"]:
+            lines.append(f"  conflict: {conflict}")
+        for wheel, problem in doc["problems"].items():
+            lines.append(f"  unreadable: {wheel}: {problem}")
+    return "\n".join(lines)
