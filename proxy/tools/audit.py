@@ -35,7 +35,15 @@ from proxy.server.pages import PageService
 from proxy.server.upstream import Upstream
 from proxy.tools.local_proxy import route_path
 
-__all__ = ["AuditReport", "ReleaseFinding", "audit_project", "render_json", "render_table", "wheel_platforms"]
+__all__ = [
+    "AuditReport",
+    "ReleaseFinding",
+    "audit_project",
+    "platform_summary",
+    "render_json",
+    "render_table",
+    "wheel_platforms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,31 +203,35 @@ def render_json(report: AuditReport) -> str:
     return json.dumps(doc, indent=2)
 
 
+def platform_summary(filenames: Sequence[str]) -> str:
+    """``linux_aarch64 (cp311, cp312), win_amd64 (cp311)``: wheels grouped by platform tag."""
+    by_platform: dict[str, set[str]] = {}
+    for filename in filenames:
+        for tag in parse_wheel_filename(filename)[3]:
+            by_platform.setdefault(tag.platform, set()).add(tag.interpreter)
+    return ", ".join(f"{p} ({', '.join(sorted(by_platform[p]))})" for p in sorted(by_platform))
+
+
 def render_table(report: AuditReport) -> str:
-    lines = [f"{report.project} on {report.index}: {report.releases_checked} release(s) checked, "
-             f"{len(report.inconsistent)} inconsistent"]  # fmt: skip
+    """The terminal view: per release, requirements grouped by the wheels that lack them."""
+    lines = [
+        f"{report.project} on {report.index}: {report.releases_checked} release(s) checked, "
+        f"{len(report.inconsistent)} inconsistent"
+    ]
     if not report.findings:
         lines.append("every release's wheels declare the same requirements")
     for finding in report.findings:
-        doc = _finding_dict(finding)
         state = "INCONSISTENT" if finding.inconsistent else "incomplete"
-        lines += ["", f"{report.project} {finding.version}  ({doc['wheels']} wheels)  {state}"]
-        rows = [("requirement", "missing on", "marker the meld adds")]
-        for diff in doc["differences"]:
-            rows.append(
-                (
-                    diff["requirement"],
-                    ", ".join(diff["missing_on"]),
-                    diff["marker_added"] or "(own marker kept)",
-                )
-            )
-        if len(rows) > 1:
-            width0 = min(max(len(r[0]) for r in rows), 60)
-            width1 = min(max(len(r[1]) for r in rows), 70)
-            for r in rows:
-                lines.append(f"  {r[0]:<{width0}}  {r[1]:<{width1}}  {r[2]}")
-        for conflict in doc["conflicts"]:
+        lines += ["", f"{report.project} {finding.version}  ({len(finding.wheels)} wheels)  {state}"]
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for added in finding.report.added:
+            marker = f"  + marker: {added.marker}" if added.marker else "  (own marker kept)"
+            groups.setdefault(added.lacking, []).append(f"{added.requirement}{marker}")
+        for lacking, requirements in groups.items():
+            lines.append(f"  missing on {platform_summary(lacking) or '(no wheel)'}:")
+            lines += [f"    {line}" for line in requirements]
+        for conflict in finding.report.conflicts:
             lines.append(f"  conflict: {conflict}")
-        for wheel, problem in doc["problems"].items():
+        for wheel, problem in {**dict(finding.report.problems), **finding.errors}.items():
             lines.append(f"  unreadable: {wheel}: {problem}")
     return "\n".join(lines)
