@@ -75,7 +75,7 @@ def _check_name(name: str) -> PurePosixPath:
     path = PurePosixPath(name)
     parts = path.parts
     if path.is_absolute() or len(parts) < 2 or parts[0] != _LAYOUT or "/".join(parts) != name:
-        raise BundleError(f"member {name!r} is not a path below {_LAYOUT}/")
+        raise BundleError(f"unsafe member name {name!r}: not a path below {_LAYOUT}/")
     for part in parts[1:]:
         if part in (".", "..") or ".." in part or not _COMPONENT_RE.match(part):
             raise BundleError(f"unsafe component {part!r} in member {name!r}")
