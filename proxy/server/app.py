@@ -39,11 +39,12 @@ from proxy.index.errors import NotAcceptable
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, read_sidecar_hash
 from proxy.server.metadata import MetadataService
 from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
 from proxy.server.pages import PageEntry, PageService
-from proxy.server.status import render_status
+from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
 
 __all__ = ["create_app"]
@@ -285,9 +286,26 @@ async def _metrics(request: Request) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+def _principal(request: Request) -> Principal:
+    # The auth middleware admitted every request that gets here; without its word, show nothing.
+    return principal_of(request.scope) or Principal("-", frozenset())
+
+
 async def _status(request: Request) -> Response:
     state: _State = request.app.state.wheelmeld
-    return Response(render_status(state.config, state.metrics, state.meld_log), media_type="text/html")
+    body = render_status(state.config, state.metrics, state.meld_log, _principal(request))
+    return Response(body, media_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+async def _release(request: Request) -> Response:
+    state: _State = request.app.state.wheelmeld
+    try:
+        body = await render_release(
+            state.config, state.store, state.metadata, _principal(request), request.path_params["path"]
+        )
+    except WheelmeldError as exc:
+        return _error_response(exc)
+    return Response(body, media_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 def create_app(config: Config) -> Starlette:
@@ -313,8 +331,13 @@ def create_app(config: Config) -> Starlette:
             Route("/healthz", _healthz, methods=["GET", "HEAD"]),
             Route("/metrics", _metrics, methods=["GET"]),
             Route("/", _status, methods=["GET", "HEAD"]),
+            Route(RELEASE_PREFIX + "/{path:path}", _release, methods=["GET", "HEAD"]),
             Route("/{path:path}", _guarded, methods=all_methods),
         ],
-        middleware=[Middleware(AccessLog, metrics=metrics, fmt=config.log_format)],
+        # Outermost first: the access log sees (and counts) the 401s the auth middleware answers.
+        middleware=[
+            Middleware(AccessLog, metrics=metrics, fmt=config.log_format),
+            Middleware(AuthMiddleware, config=config),
+        ],
         lifespan=lifespan,
     )

@@ -295,6 +295,25 @@ class MetadataService:
         record = self._melds.get((key, _release_key(siblings)))
         return record.report if record else None
 
+    def stored_melds(self, key: ProjectKey) -> list[tuple[tuple[str, ...], dict[str, object]]]:
+        """Every meld the cache holds for ``key``'s page, newest first: (its wheels, its report).
+
+        Read-only, for the status page's per-release view; blocking (run it in a thread).
+        """
+        directory = self._store.meld_path(key, "x").parent
+        try:
+            paths = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return []
+        found = []
+        for path in paths:
+            try:
+                doc = json.loads(path.read_bytes())
+                found.append((tuple(sorted(doc["hashes"])), dict(doc["report"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a record being replaced or unreadable: the status page skips it
+        return found
+
 
 def _all_agree(siblings: Sequence[DistFile]) -> bool:
     """Upstream's own hashes say every sibling's metadata is the same bytes: nothing to meld."""

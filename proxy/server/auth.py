@@ -1,0 +1,345 @@
+"""Access control for a shared mirror: hashed secrets, HTTP Basic (RFC 7617) and Bearer (RFC 6750).
+
+Secrets are stored only as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (salt and hash in unpadded
+URL-safe base64, one random salt per secret); ``python -m proxy.server.auth hash`` prints one for a
+secret read from standard input, ``python -m proxy.server.auth token`` makes a new random token and
+prints it with its hash.
+
+Who may pass, per request:
+
+* ``/healthz`` is always open (container and load-balancer health checks carry no credentials);
+* below a route prefix, a credential that lists that prefix (or ``*``); a valid credential without it
+  gets 403, a missing or wrong one 401 with ``WWW-Authenticate: Basic realm="wheelmeld"``;
+* everything else (``/``, ``/-/…``, ``/metrics``) needs any valid credential; the status pages then
+  show only the routes that credential may read.
+
+A user is ``Authorization: Basic`` with its name and password. A token is ``Authorization: Bearer``,
+or Basic with any user name and the token as the password: that is what uv and pip send for an index
+URL written ``https://__token__:<token>@host/…``.
+
+scrypt costs tens of milliseconds on purpose, far too much for every one of thousands of requests
+a second, so each verdict is kept in memory for ``cache_ttl`` seconds under a keyed BLAKE2 hash of the
+presented header (never the secret itself), and concurrent requests with one credential share one
+verification. Verifications run off the event loop, a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from proxy.config import AuthConfig, Config
+
+__all__ = [
+    "ANYONE",
+    "AuthMiddleware",
+    "Principal",
+    "SecretHash",
+    "SecretHashError",
+    "hash_secret",
+    "main",
+    "principal_of",
+]
+
+_SCHEME = "scrypt"
+# 16 MiB and ~40 ms per derivation on a laptop: the stdlib default cost OWASP suggests for scrypt.
+_N, _R, _P = 2**14, 8, 1
+_SALT_BYTES = 16
+_HASH_BYTES = 32
+_MAX_MEMORY = 64 * 1024 * 1024
+_REALM = "wheelmeld"
+_SCOPE_KEY = "wheelmeld_principal"
+_CACHE_LIMIT = 4096  # remembered verdicts; past this the expired ones go, then all of them
+_CONCURRENT_VERIFICATIONS = 4  # a flood of wrong secrets must not take every worker thread
+
+
+class SecretHashError(ValueError):
+    """A configured secret is not in the ``scrypt$n$r$p$salt$hash`` format."""
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class SecretHash:
+    """A parsed ``scrypt$n$r$p$salt$hash`` string."""
+
+    n: int
+    r: int
+    p: int
+    salt: bytes
+    digest: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> SecretHash:
+        parts = text.split("$")
+        if len(parts) != 6 or parts[0] != _SCHEME:
+            # Do not echo the value: an operator may have pasted a plain-text secret here.
+            raise SecretHashError(
+                f"a secret must be stored hashed as {_SCHEME}$n$r$p$salt$hash "
+                "(make one with: python -m proxy.server.auth hash)"
+            )
+        try:
+            n, r, p = (int(x) for x in parts[1:4])
+            salt, digest = _b64decode(parts[4]), _b64decode(parts[5])
+        except (ValueError, binascii.Error) as exc:
+            raise SecretHashError(f"malformed {_SCHEME} hash: {exc}") from exc
+        if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * r * n * p > _MAX_MEMORY:
+            raise SecretHashError(f"unusable {_SCHEME} parameters n={n} r={r} p={p}")
+        if len(salt) < 8 or len(digest) < 16:
+            raise SecretHashError(f"{_SCHEME} salt or hash too short")
+        return cls(n, r, p, salt, digest)
+
+    def __str__(self) -> str:
+        return f"{_SCHEME}${self.n}${self.r}${self.p}${_b64encode(self.salt)}${_b64encode(self.digest)}"
+
+    def _derive(self, secret: str) -> bytes:
+        return hashlib.scrypt(
+            secret.encode(), salt=self.salt, n=self.n, r=self.r, p=self.p,
+            maxmem=_MAX_MEMORY + 1024 * 1024, dklen=len(self.digest),
+        )  # fmt: skip
+
+    def matches(self, secret: str) -> bool:
+        """Whether ``secret`` is the hashed one; constant time in the compare (blocking: ~40 ms)."""
+        return hmac.compare_digest(self._derive(secret), self.digest)
+
+
+def hash_secret(secret: str, *, n: int = _N, r: int = _R, p: int = _P) -> str:
+    """The ``scrypt$…`` string to put in the config for ``secret``, with a fresh random salt."""
+    if not secret:
+        raise SecretHashError("refusing to hash an empty secret")
+    salt = secrets.token_bytes(_SALT_BYTES)
+    shell = SecretHash(n, r, p, salt, b"\0" * _HASH_BYTES)
+    return str(SecretHash(n, r, p, salt, shell._derive(secret)))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request is: a user or token name and the route prefixes it may read (``*``: all)."""
+
+    name: str
+    routes: frozenset[str]
+
+    def may_read(self, prefix: str) -> bool:
+        return "*" in self.routes or prefix in self.routes
+
+
+# What every request is when access control is off.
+ANYONE = Principal("-", frozenset({"*"}))
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The principal the middleware admitted this request as; ``None`` if it never ran (deny then)."""
+    found = scope.get("state", {}).get(_SCOPE_KEY)
+    return found if isinstance(found, Principal) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str
+    secret: SecretHash
+    routes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Presented:
+    """What one ``Authorization`` header offers: a user name (Basic) or ``None`` (Bearer), a secret."""
+
+    user: str | None
+    secret: str
+
+
+def _parse_authorization(value: str) -> _Presented | None:
+    scheme, _, rest = value.strip().partition(" ")
+    rest = rest.strip()
+    if scheme.lower() == "bearer" and rest:
+        return _Presented(None, rest)
+    if scheme.lower() != "basic" or not rest:
+        return None
+    try:
+        raw = base64.b64decode(rest, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # RFC 7617's historical default
+    user, sep, password = text.partition(":")
+    return _Presented(user, password) if sep and password else None
+
+
+class _Verifier:
+    """Checks presented credentials against the configured hashes, remembering verdicts briefly."""
+
+    def __init__(self, auth: AuthConfig) -> None:
+        self._users = {
+            c.name: _Entry(c.name, SecretHash.parse(c.secret_hash), frozenset(c.routes))
+            for c in auth.credentials
+            if c.kind == "user"
+        }
+        self._tokens = tuple(
+            _Entry(c.name, SecretHash.parse(c.secret_hash), frozenset(c.routes))
+            for c in auth.credentials
+            if c.kind == "token"
+        )
+        self._ttl = auth.cache_ttl
+        # Verdicts live under a keyed hash of the header: a memory dump shows no reusable secret.
+        self._key = secrets.token_bytes(32)
+        self._verdicts: dict[bytes, tuple[Principal | None, float]] = {}
+        self._pending: dict[bytes, asyncio.Future[Principal | None]] = {}
+        self._gate: asyncio.Semaphore | None = None
+        # Unknown users still cost one derivation, so timing does not tell which names exist.
+        self._decoy = SecretHash.parse(hash_secret(secrets.token_urlsafe(16)))
+
+    async def principal(self, header: str) -> Principal | None:
+        digest = hashlib.blake2b(header.encode("utf-8", "surrogateescape"), key=self._key).digest()
+        now = time.monotonic()
+        verdict = self._verdicts.get(digest)
+        if verdict is not None and verdict[1] > now:
+            return verdict[0]
+        pending = self._pending.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._pending[digest] = future
+        try:
+            presented = _parse_authorization(header)
+            found = None if presented is None else await self._verify_off_loop(presented)
+            self._remember(digest, found, time.monotonic())
+            future.set_result(found)
+            return found
+        except asyncio.CancelledError:
+            future.cancel()  # the waiters see it cancelled too; their clients retry
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited future does not warn
+            raise
+        finally:
+            del self._pending[digest]
+
+    async def _verify_off_loop(self, presented: _Presented) -> Principal | None:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(_CONCURRENT_VERIFICATIONS)
+        async with self._gate:
+            return await asyncio.to_thread(self._verify, presented)
+
+    def _verify(self, presented: _Presented) -> Principal | None:
+        candidates: list[_Entry] = []
+        user = self._users.get(presented.user) if presented.user is not None else None
+        if user is not None:
+            candidates.append(user)
+        candidates.extend(self._tokens)
+        if not candidates:
+            self._decoy.matches(presented.secret)
+            return None
+        for entry in candidates:
+            if entry.secret.matches(presented.secret):
+                return Principal(entry.name, entry.routes)
+        return None
+
+    def _remember(self, digest: bytes, found: Principal | None, now: float) -> None:
+        if len(self._verdicts) >= _CACHE_LIMIT:
+            self._verdicts = {k: v for k, v in self._verdicts.items() if v[1] > now}
+            if len(self._verdicts) >= _CACHE_LIMIT:
+                self._verdicts.clear()
+        self._verdicts[digest] = (found, now + self._ttl)
+
+
+async def _answer(send: Send, status: int, reason: str, challenge: bool) -> None:
+    body = (reason + "\n").encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if challenge:
+        headers.append((b"www-authenticate", f'Basic realm="{_REALM}", charset="UTF-8"'.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuthMiddleware:
+    """Admits a request as a ``Principal`` (see the module docstring) or answers 401 / 403 itself."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self._config = config
+        self._verifier = _Verifier(config.auth) if config.auth.enabled else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if self._verifier is None:
+            state[_SCOPE_KEY] = ANYONE
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        header = _header(scope["headers"], b"authorization")
+        principal = None if header is None else await self._verifier.principal(header)
+        if principal is None:
+            reason = "authentication required" if header is None else "wrong credentials"
+            await _answer(send, 401, reason, challenge=True)
+            return
+        route = self._config.route_for(path)
+        if route is not None and not principal.may_read(route.prefix):
+            await _answer(send, 403, f"this credential may not read {route.prefix}/", challenge=False)
+            return
+        state[_SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m proxy.server.auth hash`` (secret on stdin) or ``… token`` (new random token)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["hash"]:
+        secret = sys.stdin.readline().rstrip("\r\n")
+        try:
+            print(hash_secret(secret))
+        except SecretHashError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args == ["token"]:
+        token = secrets.token_urlsafe(32)
+        print(f"token:  {token}\nsecret: {hash_secret(token)}")
+        return 0
+    print(
+        "usage: python -m proxy.server.auth hash   < secret  (prints its scrypt hash for the config)\n"
+        "       python -m proxy.server.auth token            (a new random token and its hash)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
