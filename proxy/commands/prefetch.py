@@ -50,7 +50,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--python", action="append", default=[], help="Python versions, e.g. 3.11,3.12 (default: this one)"
     )
     parser.add_argument("--proxy", help="a running wheelmeld to fill (default: start one in process)")
-    parser.add_argument("--index-route", help="route to resolve requirements against (default /simple)")
+    parser.add_argument(
+        "--index", help="proxy path of the index to resolve against, e.g. /whl/cu126 (default /simple)"
+    )
     parser.add_argument("--uv", help="the uv binary (default: the one installed with wheelmeld, else PATH)")
     add_cache_options(parser)
     parser.set_defaults(run=run)
@@ -70,14 +72,14 @@ def _find_uv(explicit: str | None) -> str:
         return found
 
 
-def _index_route(config: Config, prefix: str | None) -> RouteConfig:
-    wanted = prefix or "/simple"
-    for route in config.routes:
-        if route.prefix == "/" + wanted.strip("/"):
-            return route
-    if prefix is None and len(config.routes) == 1:
-        return config.routes[0]
-    raise ConfigError(f"no route {wanted!r}; routes: {', '.join(r.prefix for r in config.routes)}")
+def _index_route(config: Config, index: str | None) -> tuple[RouteConfig, str]:
+    path = "/" + (index or "/simple").strip("/")
+    route = config.route_for(path)
+    if route is None and index is None and len(config.routes) == 1:
+        route, path = config.routes[0], config.routes[0].prefix
+    if route is None:
+        raise ConfigError(f"no route serves {path!r}; routes: {', '.join(r.prefix for r in config.routes)}")
+    return route, path
 
 
 def _requirements(args: argparse.Namespace) -> list[str]:
@@ -106,8 +108,9 @@ async def _prefetch(
             if not targets:
                 raise ConfigError("resolving requirements needs --platform (e.g. linux_x86_64,linux_aarch64)")
             pythons = parse_python_versions(args.python) or (sys.version_info[:2],)
-            route = _index_route(config, args.index_route)
-            items = await plan_requirements(client, _find_uv(args.uv), requirements, targets, pythons, route)
+            route, path = _index_route(config, args.index)
+            uv = _find_uv(args.uv)
+            items = await plan_requirements(client, uv, requirements, targets, pythons, route, path)
         progress = Progress(len(dict.fromkeys(items)))
         summary = await run_plan(client, items, store=store, progress=progress)
     print(summary.line(), file=sys.stderr)

@@ -212,10 +212,14 @@ async def plan_requirements(
     targets: Sequence[Target],
     pythons: Sequence[tuple[int, int]],
     route: RouteConfig,
+    index_path: str,
 ) -> list[FetchItem]:
-    """Resolve ``requirements`` with uv per (platform, Python) against the proxy's ``route``, then
-    pick the wheel an installer there would take (or the sdist when none fits) of every pin."""
-    index_url = f"{str(client.base_url).rstrip('/')}{route.prefix}"
+    """Resolve ``requirements`` with uv per (platform, Python) against the proxy's index at
+    ``index_path`` (``route`` serves it), then pick the wheel an installer there would take (or the
+    sdist when none fits) of every pin."""
+    index_path = "/" + index_path.strip("/")
+    below = tuple(s for s in index_path[len(route.prefix) :].split("/") if s)
+    index_url = f"{str(client.base_url).rstrip('/')}{index_path}"
     wanted: dict[str, set[tuple[Target, tuple[int, int]]]] = {}
     for target in targets:
         for python in pythons:
@@ -225,7 +229,7 @@ async def plan_requirements(
     items: list[FetchItem] = []
     for pin, where in sorted(wanted.items()):
         name, _, version = pin.partition("==")
-        page_path = f"{route.prefix}/{name}/"
+        page_path = f"{index_path}/{name}/"
         response = await client.get(page_path, headers={"Accept": _JSON_ACCEPT}, follow_redirects=True)
         if response.status_code != 200:
             raise PlanError(f"the proxy answered {response.status_code} for {page_path}")
@@ -240,7 +244,7 @@ async def plan_requirements(
             sdists = [f.filename for f in release if not f.filename.endswith(".whl")]
             for filename in [best] if best else sdists[:1]:
                 chosen[filename] = None
-        key = ProjectKey(route.name, (name,))
+        key = ProjectKey(route.name, (*below, name))
         items += _page_items(
             page_path, key, ((n, by_name[n].hashes.get("sha256"), by_name[n].size) for n in chosen)
         )
