@@ -8,6 +8,7 @@ The offline proxy listens on the port the lock was made against, because a lock 
 from __future__ import annotations
 
 import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_bundle_then_offline_install_with_the_upstream_stopped(world: World, tmp
         )  # fmt: skip
         installed = {p.name.split("-", 1)[0].lower() for p in target.glob("*.dist-info")}
         assert "torch" in installed and "nvidia_cudnn_cu12" in installed and "pytorch_triton" in installed
+
+
+def test_bundle_export_of_a_lock_carries_only_what_its_platform_needs(world: World, tmp_path: Path) -> None:
+    cache = world.tmp / "cache-prefetch"
+    if not cache.exists():
+        argv = ["prefetch", "--lock", str(world.lock), "--platform", ",".join(PLATFORMS)]
+        assert main([*argv, "--cache-dir", str(cache), "--route", world.route()]) == 0
+    archive = tmp_path / "x86.tar"
+    argv = ["bundle", "export", str(archive), "--lock", str(world.lock), "--platform", "linux_x86_64"]
+    assert main([*argv, "--cache-dir", str(cache), "--route", world.route()]) == 0
+    with tarfile.open(archive) as tar:
+        names = [m.name for m in tar.getmembers()]
+    files = {n.rsplit("/", 1)[-1] for n in names if "/files/" in n and not n.endswith(".sha256")}
+    assert "v1/whl/nightly/cu126/torch/page.json" in names
+    assert any(n.startswith("v1/whl/nightly/cu126/torch/meld/") for n in names)
+    assert any("manylinux_2_28_x86_64" in f and f.startswith("torch-") for f in files)
+    assert not any("aarch64" in f for f in files)
+    # Asking for a platform the cache was not filled for: written, but the missing files are reported.
+    argv = [
+        "bundle",
+        "export",
+        str(tmp_path / "win.tar"),
+        "--lock",
+        str(world.lock),
+        "--platform",
+        "win_amd64",
+    ]
+    assert main([*argv, "--cache-dir", str(cache), "--route", world.route()]) == 1
