@@ -14,7 +14,7 @@ import sys
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from proxy.errors import ConfigError, WheelmeldError
-from proxy.tools.audit import audit_project, render_json, render_table
+from proxy.tools.audit import adhoc_prefix, audit_project, render_json, render_table
 from proxy.tools.options import add_cache_options, tool_config
 
 __all__ = ["register", "run"]
@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         if args.index is None:
             raise
         # No default route can be built here, but the audit names its index itself: an ad-hoc route.
-        config = tool_config(argparse.Namespace(**{**vars(args), "route": [f"/audit={args.index}"]}))
+        config = tool_config(
+            argparse.Namespace(**{**vars(args), "route": [f"{adhoc_prefix(args.index)}={args.index}"]})
+        )
     index = args.index
     if index is None:
         from proxy.default_index import DefaultIndexError, discover_default_index

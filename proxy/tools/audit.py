@@ -14,6 +14,7 @@ construction and cost no request (MISSION.md: "cheapest of all").
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from proxy.tools.local_proxy import route_path
 __all__ = [
     "AuditReport",
     "ReleaseFinding",
+    "adhoc_prefix",
     "audit_project",
     "platform_summary",
     "render_json",
@@ -110,7 +112,13 @@ def audit_route(config: Config, index_url: str) -> tuple[RouteConfig, tuple[str,
     bare = index_url.rstrip("/")
     if routed is not None and (bare == routed.route.upstream or bare.startswith(routed.route.upstream + "/")):
         return routed.route, routed.segments
-    return RouteConfig(prefix="/audit", upstream=index_url.rstrip("/")), ()
+    return RouteConfig(prefix=adhoc_prefix(index_url), upstream=index_url.rstrip("/")), ()
+
+
+def adhoc_prefix(index_url: str) -> str:
+    """A route prefix of its own for an index no configured route fronts: one cache tree per index,
+    so two indexes' pages of one project never share a cache entry."""
+    return "/audit-" + hashlib.sha256(index_url.rstrip("/").encode()).hexdigest()[:12]
 
 
 async def audit_project(

@@ -117,3 +117,18 @@ def test_bad_versions_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_platform_names(filenames: list[str], short: list[str], summary: str) -> None:
     assert wheel_platforms(filenames) == short
     assert platform_summary(filenames) == summary
+
+
+def test_two_unrouted_indexes_never_share_a_cached_page(
+    pytorch_upstream: UpstreamServer,
+    pypi_torch_upstream: UpstreamServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = _audit(capsys, "torch", "--index", f"{pytorch_upstream.url}/whl/nightly/cu126",
+                   "--cache-dir", str(tmp_path), "--json")  # fmt: skip
+    second = _audit(capsys, "torch", "--index", f"{pypi_torch_upstream.url}/simple",
+                    "--cache-dir", str(tmp_path), "--json")  # fmt: skip
+    assert json.loads(first[1])["releases"][0]["version"].startswith("2.7.0")
+    assert all(r["version"] == "2.1.0" for r in json.loads(second[1])["releases"])
+    assert any(r.path.endswith("/simple/torch/") for r in pypi_torch_upstream.log.records())
