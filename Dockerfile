@@ -1,25 +1,38 @@
-# wheelmeld as a container: non-root, cache on a volume, health-checked.
-# Build elsewhere (no Docker engine on this project's development machines): docker compose up --build
+# wheelmeld as a container: non-root, cache on a volume, health-checked, configuration mounted.
+# Built elsewhere (no Docker engine on this project's development machines): docker compose up --build
+# tests/unit/test_container.py checks what can be checked without Docker: this file's instructions,
+# and that its entrypoint and health check work with the environment set here.
+
+# Stage 1: build the wheel (the build backend stays out of the final image).
+FROM python:3.12-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# Stage 2: the runtime, with wheelmeld and its dependencies only.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     WHEELMELD_HOST=0.0.0.0 \
     WHEELMELD_PORT=8000 \
-    WHEELMELD_CACHE_DIR=/cache
+    WHEELMELD_CACHE_DIR=/cache \
+    WHEELMELD_LOG_FORMAT=json
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY proxy ./proxy
-RUN python -m pip install . && rm -rf /src \
+COPY --from=build /wheels /tmp/wheels
+RUN python -m pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin wheelmeld \
-    && mkdir -p /cache && chown wheelmeld /cache
+    && mkdir -p /cache /etc/wheelmeld && chown wheelmeld /cache
 
-USER wheelmeld
+# A named volume starts as a copy of this directory, ownership included: writable by the user below.
 VOLUME ["/cache"]
+USER 10001
 EXPOSE 8000
+# /healthz stays open when access control is on; the port follows WHEELMELD_PORT if it is changed.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('WHEELMELD_PORT', '8000'), timeout=2)"]
 ENTRYPOINT ["wheelmeld"]
 CMD ["serve"]
