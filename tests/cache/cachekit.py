@@ -105,10 +105,13 @@ def serve_process(
             if process.poll() is not None:
                 raise RuntimeError(f"wheelmeld serve exited {process.returncode}:\n{served.log()}")
             try:
-                if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
-                    break
+                status = httpx.get(served.url + "/healthz", timeout=1).status_code
             except httpx.HTTPError:
-                pass
+                status = None
+            if status == 200:
+                break
+            if status is not None:
+                raise RuntimeError(f"wheelmeld serve answered /healthz with {status}:\n{served.log()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"wheelmeld serve did not start:\n{served.log()}")
             time.sleep(0.05)
