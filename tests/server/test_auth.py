@@ -398,3 +398,15 @@ def test_pip_installs_with_credentials_in_the_index_url(
             "--python", str(python), "install", "--force-reinstall", "--index-url", _index(guarded), "tiny"
         )
     assert "path=/simple/tiny/ status=401" in "\n".join(lines)
+
+
+def test_the_example_auth_section_loads_once_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text(encoding="utf-8")
+    section = example[example.index("# [auth]") :]
+    lines = [line[2:] for line in section.splitlines() if line.startswith("# ")]
+    text = "\n".join(lines).replace("scrypt$16384$8$1$<salt>$<hash>", hash_secret("x", **_FAST))
+    auth = _load(tmp_path, text)
+    assert [(c.kind, c.name, c.routes) for c in auth.credentials] == [
+        ("user", "alice", ("*",)),
+        ("token", "ci", ("/simple",)),
+    ]
