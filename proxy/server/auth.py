@@ -11,7 +11,9 @@ Who may pass, per request:
 * below a route prefix, a credential that lists that prefix (or ``*``); a valid credential without it
   gets 403, a missing or wrong one 401 with ``WWW-Authenticate: Basic realm="wheelmeld"``;
 * everything else (``/``, ``/-/…``, ``/metrics``) needs any valid credential; the status pages then
-  show only the routes that credential may read.
+  show only the routes that credential may read;
+* answers to admitted requests say ``Cache-Control: private`` where they said ``public``, so a shared
+  HTTP cache in front of the proxy never serves one credential's answer to another client.
 
 A user is ``Authorization: Basic`` with its name and password. A token is ``Authorization: Bearer``,
 or Basic with any user name and the token as the password: that is what uv and pip send for an index
@@ -37,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from proxy.config import AuthConfig, Config
@@ -308,7 +310,28 @@ class AuthMiddleware:
             await _answer(send, 403, f"this credential may not read {route.prefix}/", challenge=False)
             return
         state[_SCOPE_KEY] = principal
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _private(send))
+
+
+def _private(send: Send) -> Send:
+    """``send`` with ``Cache-Control: public`` turned ``private``: what one credential may read, a
+    shared cache in front of the proxy must not hand to the next client (RFC 9111, section 3.5)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (key, _privatize(value) if key.lower() == b"cache-control" else value)
+                for key, value in message.get("headers", ())
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def _privatize(value: bytes) -> bytes:
+    directives = [d.strip() for d in value.split(b",")]
+    return b", ".join(b"private" if d.lower() == b"public" else d for d in directives)
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:

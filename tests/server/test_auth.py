@@ -20,7 +20,14 @@ import pytest
 
 from proxy.config import AuthConfig, CliOverrides, Credential, load_config
 from proxy.errors import ConfigError
-from proxy.server.auth import SecretHash, SecretHashError, _parse_authorization, _Presented, hash_secret
+from proxy.server.auth import (
+    SecretHash,
+    SecretHashError,
+    _parse_authorization,
+    _Presented,
+    _privatize,
+    hash_secret,
+)
 from tests.e2e.e2ekit import ClientError, Clients
 from tests.server.kit import index_of, wheel
 from tests.support.proxy import ProxyServer, proxy_config
@@ -294,9 +301,27 @@ def test_the_status_page_shows_only_readable_routes(client: httpx.Client) -> Non
     assert client.get("/metrics", headers=_basic("bob", BOB_PASSWORD)).status_code == 200
 
 
-def test_files_download_with_credentials(client: httpx.Client) -> None:
-    response = client.get("/simple/tiny/tiny-1.0-py3-none-any.whl", headers=_basic("alice", ALICE_PASSWORD))
-    assert response.status_code == 200 and response.content[:2] == b"PK"
+def test_files_download_with_credentials_and_stay_out_of_shared_caches(client: httpx.Client) -> None:
+    for _ in range(2):  # a miss streamed from upstream, then a hit from the cache
+        response = client.get(
+            "/simple/tiny/tiny-1.0-py3-none-any.whl", headers=_basic("alice", ALICE_PASSWORD)
+        )
+        assert response.status_code == 200 and response.content[:2] == b"PK"
+        directives = {d.strip() for d in response.headers.get("cache-control", "").split(",")}
+        assert "public" not in directives and "private" in directives
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"public, max-age=31536000, immutable", b"private, max-age=31536000, immutable"),
+        (b"max-age=600", b"max-age=600"),
+        (b"PUBLIC", b"private"),
+        (b"no-store", b"no-store"),
+    ],
+)
+def test_public_answers_become_private(value: bytes, expected: bytes) -> None:
+    assert _privatize(value) == expected
 
 
 def test_one_verification_serves_many_requests(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
