@@ -46,10 +46,16 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def read_sidecar_hash(path: Path) -> str | None:
+    """The verified sha256 of a cached file, or ``None`` unless the cache holds the file itself.
+
+    The sidecar is written just before the file's commit (and outlives it for a moment when the file
+    is evicted): a hash is only ever advertised for a file we can serve.
+    """
     try:
-        return path.with_name(path.name + ".sha256").read_text().strip() or None
+        digest = path.with_name(path.name + ".sha256").read_text().strip()
     except OSError:
         return None
+    return digest if digest and path.exists() else None
 
 
 @dataclass(slots=True)
