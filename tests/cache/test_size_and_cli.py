@@ -55,7 +55,7 @@ def test_max_size_evicts_the_least_recently_used_file_only(make_stack: MakeStack
     _get(stack, one)  # served from the cache: now the most recently used
     _get(stack, three)
     _wait(lambda: _held(stack) == {one, three}, f"the least recently used ({two}) evicted: {_held(stack)}")
-    assert not cache_files(stack.cache_dir, two + ".sha256")
+    _wait(lambda: not cache_files(stack.cache_dir, two + ".sha256"), "its hash goes with it")
     assert cache_files(stack.cache_dir, two + ".metadata"), "metadata is never evicted"
     assert list(stack.cache_dir.rglob("page.json")), "pages are never evicted"
     # What was evicted is fetched again on demand, verified and cached anew.
@@ -160,3 +160,19 @@ def test_verify_checks_the_pages_hash_too(filled: Stack, capsys: pytest.CaptureF
     assert main(["cache", "verify", "--cache-dir", str(filled.cache_dir)]) == 1
     assert "page's" in capsys.readouterr().out
     assert name not in _held(filled)
+
+
+def test_an_evicted_file_stops_lending_its_hash_to_the_page(make_stack: MakeStack) -> None:
+    """Upstream gives no hash (a nightly): the page shows ours only while we hold the file."""
+    stack = make_stack(_index(), hashes=False, config={"cache_max_size": int(1.5 * _SIZE)})
+    one, two, _ = NAMES
+    _get(stack, one)
+    _wait(lambda: one in _held(stack), "first file committed")
+    assert f"{one}#sha256=" in stack.client.get("/simple/pkg/").text
+    _get(stack, two)
+    _wait(lambda: _held(stack) == {two}, "the first file evicted")
+    # The eviction's page re-render follows its last unlink by a moment.
+    _wait(
+        lambda: f"{one}#sha256=" not in stack.client.get("/simple/pkg/").text, "no hash for an evicted file"
+    )
+    assert f"{two}#sha256=" in stack.client.get("/simple/pkg/").text
