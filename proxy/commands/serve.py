@@ -3,20 +3,20 @@
 It builds a frozen ``Config`` (defaults < ``--config`` file < flags < ``WHEELMELD_*``), refuses
 routes that point back at the proxy itself, prints where each upstream came from, and runs uvicorn.
 With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
-handed over in one environment variable, so every worker serves exactly what the parent resolved.
+the parent wrote to a private file, so every worker serves exactly what the parent resolved.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
+import pickle
 import sys
+import tempfile
 from pathlib import Path
 
-from proxy.config import CliOverrides, Config, RouteConfig, load_config
+from proxy.config import CliOverrides, Config, load_config
 from proxy.default_index import is_self_reference
 from proxy.errors import ConfigError
 
@@ -44,34 +44,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(run=run)
 
 
-def _config_to_json(config: Config) -> str:
-    data = dataclasses.asdict(config)
-    data["cache_dir"] = str(config.cache_dir)
-    return json.dumps(data)
+def _write_resolved(config: Config) -> Path:
+    """The resolved config for worker processes, in a file only this user can read.
 
-
-def _config_from_json(text: str) -> Config:
-    data = json.loads(text)
-    routes = tuple(
-        RouteConfig(
-            **{
-                **r,
-                "extra_file_hosts": tuple(r["extra_file_hosts"]),
-                "credentials": tuple(r["credentials"]) if r["credentials"] else None,
-            }
-        )
-        for r in data.pop("routes")
-    )
-    return Config(
-        **{**data, "cache_dir": Path(data["cache_dir"]), "routes": routes, "notes": tuple(data["notes"])}
-    )
+    A pickle of our own frozen dataclasses round-trips every field (auth, credentials, routes)
+    without a second, drifting serializer; a file rather than the environment keeps secrets out of
+    ``/proc/<pid>/environ``.
+    """
+    fd, name = tempfile.mkstemp(prefix="wheelmeld-config-", suffix=".pickle")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(config, fh)
+    return Path(name)
 
 
 def app_from_environment():  # type: ignore[no-untyped-def]
     """uvicorn's factory for worker processes: the app for the configuration the parent resolved."""
     from proxy.server.app import create_app
 
-    return create_app(_config_from_json(os.environ[_RESOLVED_ENV]))
+    with Path(os.environ[_RESOLVED_ENV]).open("rb") as fh:
+        config = pickle.load(fh)  # written by our own parent process (_write_resolved), mode 0600
+    if not isinstance(config, Config):
+        raise ConfigError("the resolved configuration handed to this worker is not a Config")
+    return create_app(config)
 
 
 def _check_routes(config: Config) -> None:
@@ -109,15 +103,19 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # our access log already says what happened
     if config.workers > 1:
-        os.environ[_RESOLVED_ENV] = _config_to_json(config)
-        uvicorn.run(
-            "proxy.commands.serve:app_from_environment",
-            factory=True,
-            host=config.host,
-            port=config.port,
-            workers=config.workers,
-            access_log=False,
-        )
+        resolved = _write_resolved(config)
+        os.environ[_RESOLVED_ENV] = str(resolved)
+        try:
+            uvicorn.run(
+                "proxy.commands.serve:app_from_environment",
+                factory=True,
+                host=config.host,
+                port=config.port,
+                workers=config.workers,
+                access_log=False,
+            )
+        finally:
+            resolved.unlink(missing_ok=True)
     else:
         from proxy.server.app import create_app
 

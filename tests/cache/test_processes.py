@@ -29,12 +29,6 @@ async def _gather(url: str, clients: int) -> list[tuple[int, bytes]]:
         return await asyncio.gather(*(one() for _ in range(clients)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/commands/serve.py _config_from_json does not rebuild Config.auth from its JSON form, so "
-    "every worker of --workers N answers 500 ('dict' object has no attribute 'enabled'); with that fixed "
-    "this test passes",
-)
 def test_two_workers_sharing_a_cache_fetch_each_object_once(tmp_path: Path) -> None:
     meld_index, siblings = disagreeing_release()
     metadata = metadata_from_fields("big", "1.0", ["idna"])
