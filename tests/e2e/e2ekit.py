@@ -47,6 +47,7 @@ __all__ = [
     "parse_compile",
     "seed_pyproject",
     "selected_by_export",
+    "venv_python",
     "write_project",
 ]
 
@@ -235,7 +236,7 @@ class Clients:
     def new_venv(self, path: Path) -> Path:
         """A fresh, empty virtual environment (no pip inside); its Python."""
         self.run([sys.executable, "-m", "venv", "--without-pip", str(path)])
-        return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        return venv_python(path)
 
     def pip(self, *args: str) -> Output:
         """The project's pip (``pip>=24``, run as ``python -m pip``); aim it with ``--python``."""
@@ -272,6 +273,11 @@ name = "default"
 url = "{index_url}"
 default = true
 """
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of the virtual environment at ``venv``."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def write_project(directory: Path, pyproject: str) -> Path:

@@ -25,11 +25,12 @@ from tests.e2e.e2ekit import (
     lock_packages,
     seed_pyproject,
     selected_by_export,
+    venv_python,
     write_project,
 )
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import ProxyServer
-from tests.support.upstream import UpstreamServer
+from tests.support.upstream import RequestRecord, UpstreamServer
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +69,8 @@ class Locked:
     pyproject: str
     lock: dict[str, Any]
     index_url: str
+    # What the proxy asked the upstream for while uv locked (empty for the direct lock).
+    proxy_requests: tuple[RequestRecord, ...] = ()
 
     def only(self, name: str) -> dict[str, Any]:
         entries = lock_packages(self.lock).get(canonicalize_name(name), [])
@@ -75,10 +78,15 @@ class Locked:
         return dict(entries[0])
 
 
-def _lock(clients: Clients, directory: Path, index_url: str) -> Locked:
+def _lock(clients: Clients, directory: Path, index_url: str, upstream: UpstreamServer) -> Locked:
     pyproject = seed_pyproject(index_url)
     project = write_project(directory, pyproject)
-    return Locked(project, pyproject, clients.lock(project), index_url)
+    before = len(upstream.log)
+    lock = clients.lock(project)
+    by_proxy = tuple(
+        r for r in upstream.log.records()[before:] if r.headers.get("user-agent", "").startswith("wheelmeld")
+    )
+    return Locked(project, pyproject, lock, index_url, by_proxy)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +94,20 @@ def direct(
     clients: Clients, seed_upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Locked:
     """The seed project locked straight against the PyTorch-shaped upstream."""
-    return _lock(clients, tmp_path_factory.mktemp("direct"), f"{seed_upstream.url}/whl/nightly/cu126")
+    index_url = f"{seed_upstream.url}/whl/nightly/cu126"
+    return _lock(clients, tmp_path_factory.mktemp("direct"), index_url, seed_upstream)
 
 
 @pytest.fixture(scope="module")
-def proxied(clients: Clients, seed_proxy: ProxyServer, tmp_path_factory: pytest.TempPathFactory) -> Locked:
+def proxied(
+    clients: Clients,
+    seed_proxy: ProxyServer,
+    seed_upstream: UpstreamServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Locked:
     """The same project, only the host swapped for wheelmeld's."""
-    return _lock(clients, tmp_path_factory.mktemp("proxied"), f"{seed_proxy.url}/whl/nightly/cu126")
+    index_url = f"{seed_proxy.url}/whl/nightly/cu126"
+    return _lock(clients, tmp_path_factory.mktemp("proxied"), index_url, seed_upstream)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +157,16 @@ def test_proxied_lock_limits_each_cuda_dependency_to_linux_x86_64(proxied: Locke
     assert not PLATFORMS["windows-amd64"].evaluate(marker), str(marker)
 
 
+def test_proxy_read_each_torch_sibling_with_range_requests(proxied: Locked, seed_index: FakeIndex) -> None:
+    # The seed upstream has no PEP 658 files: the meld must read every sibling's METADATA from
+    # the wheel itself, with ranges (a real torch wheel is ~900 MB), once per file.
+    for file in seed_index.projects["torch"]:
+        reads = [r for r in proxied.proxy_requests if unquote(r.path).endswith(f"/{file.filename}")]
+        assert reads, f"the proxy never read {file.filename}"
+        assert len(reads) <= 2, (file.filename, reads)
+        assert all(r.range is not None and r.status == 206 for r in reads), (file.filename, reads)
+
+
 # --- 3. every platform right ----------------------------------------------------------------------
 
 
@@ -180,7 +205,7 @@ def test_uv_sync_installs_the_cuda_packages(
     clients: Clients, proxied: Locked, expected: dict[str, frozenset[tuple[str, str]]]
 ) -> None:
     clients.uv_run("sync", "--frozen", cwd=proxied.path)
-    installed = _installed(clients, proxied.path / ".venv" / "bin" / "python")
+    installed = _installed(clients, venv_python(proxied.path / ".venv"))
     assert set(CUDA_PACKAGES) <= set(installed)
     # This machine is linux x86_64: the environment is exactly that platform's resolution.
     assert frozenset(installed.items()) == expected["linux-x86_64"]
