@@ -32,7 +32,7 @@ def seed_index() -> FakeIndex:
 
 @pytest.fixture(scope="session")
 def seed_upstream(seed_index: FakeIndex) -> Iterator[UpstreamServer]:
-    """The seed index, like download.pytorch.org, under ``/whl/nightly/cu126/``."""
+    """The seed index, served like the PyTorch index, under ``/whl/nightly/cu126/``."""
     with UpstreamServer(seed_index, PYTORCH_OPTIONS) as up:
         yield up
 

@@ -51,7 +51,7 @@ __all__ = [
     "write_project",
 ]
 
-# The seed index served like download.pytorch.org (same options as ``tests/conftest.py``'s
+# The seed index served like the PyTorch index (same options as ``tests/conftest.py``'s
 # ``pytorch_upstream``).
 PYTORCH_OPTIONS = UpstreamOptions(
     format="html", pep658=False, ranges=True, hashes=False, link_style="relative", prefix="/whl/nightly/cu126"
