@@ -1,0 +1,288 @@
+"""Benchmark (issue 7, workloads a and b): ``uv lock`` straight to an index vs through the proxies.
+
+(b), the default: the seed's PyTorch-shaped fake upstream (``_upstream.py --fixture pytorch``, the
+``pytorch_upstream`` test fixture's options, 50 ms injected per upstream request) and the seed's
+project (``tests.e2e.e2ekit.seed_pyproject``).  Nothing leaves 127.0.0.1.
+
+(a), ``--live``: the project ``requests numpy pandas fastapi httpx pydantic sqlalchemy rich`` against
+the real default index (whatever ``proxy.default_index.discover_default_index()`` finds: uv's or
+pip's configured index; no host name is written here).  Opt-in because it costs the real index
+traffic; bounded by ``--rounds`` and a per-lock timeout.
+
+Systems, interleaved in a rotating order every round: the index directly; wheelmeld
+``--workers 1`` and ``2`` (``python -m proxy serve``, a fresh cache per round); the same with
+measured fixes patched in (``_serve_patched.py``: ``+nodelay`` TCP_NODELAY on the listener, and with
+``--live`` ``+dnscache`` one shared DNS answer per host); proxpi (its own
+venv, gunicorn, fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
+proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
+``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
+how many requests each lock cost it.
+
+Run: ``.venv/bin/python benchmarks/bench_uv_lock.py`` (``--live`` for a; ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from uv import find_uv_bin
+
+from benchmarks._harness import (
+    BenchError,
+    Server,
+    dump_json,
+    exit_on_sigterm,
+    machine,
+    proxpi,
+    proxpi_available,
+    spread,
+    upstream,
+    upstream_stats,
+    wheelmeld,
+)
+from proxy.default_index import discover_default_index
+from tests.e2e.e2ekit import seed_pyproject
+
+__all__ = ["main"]
+
+LIVE_REQUIREMENTS = ("requests", "numpy", "pandas", "fastapi", "httpx", "pydantic", "sqlalchemy", "rich")
+_SEED_PREFIX = "/whl/nightly/cu126"
+# Only how to reach a host (TLS roots, an outbound proxy), never which index: passed through.
+_TRANSPORT = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
+class LockFailed(RuntimeError):
+    """``uv lock`` exited non-zero or timed out."""
+
+
+@dataclass
+class _Cell:
+    seconds: list[float] = field(default_factory=list)
+    upstream_requests: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def live_pyproject(index_url: str) -> str:
+    deps = ", ".join(f'"{r}"' for r in LIVE_REQUIREMENTS)
+    return f"""\
+[project]
+name = "bench-live"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = [{deps}]
+
+[[tool.uv.index]]
+name = "under-test"
+url = "{index_url}"
+default = true
+"""
+
+
+def _uv_env(home: Path, cache: Path) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "UV_CACHE_DIR": str(cache),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PYTHON": sys.executable,
+        "UV_NO_PROGRESS": "1",
+    }
+    env.update({k: os.environ[k] for k in _TRANSPORT if k in os.environ})
+    if any(k.lower().endswith("_proxy") for k in env):
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
+    """Seconds one ``uv lock`` takes in a fresh project with a fresh uv cache."""
+    run = Path(tempfile.mkdtemp(prefix="lock-", dir=workdir))
+    (run / "project").mkdir()
+    (run / "home").mkdir()
+    (run / "project" / "pyproject.toml").write_text(pyproject)
+    env = _uv_env(run / "home", run / "uv-cache")
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [find_uv_bin(), "lock"],
+            cwd=run / "project",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LockFailed(f"uv lock timed out after {timeout:.0f} s") from exc
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(run, ignore_errors=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise LockFailed(f"uv lock exited {done.returncode}: {' / '.join(lines[-3:])}")
+    return elapsed
+
+
+# A system: name → factory(workdir) giving a context manager that yields the index URL for uv.
+_System = Callable[[Path], contextlib.AbstractContextManager[str]]
+
+
+def _systems(
+    args: argparse.Namespace, index_url: str, route: tuple[str, str], suffix: str
+) -> dict[str, _System]:
+    """``route``: (prefix, upstream) for wheelmeld; ``suffix``: the index path below the proxy."""
+
+    @contextlib.contextmanager
+    def direct(workdir: Path) -> Iterator[str]:
+        yield index_url
+
+    def wm(workers: int, patches: tuple[str, ...] = ()) -> _System:
+        @contextlib.contextmanager
+        def start(workdir: Path) -> Iterator[str]:
+            with wheelmeld(workdir, {route[0]: route[1]}, workers=workers, patches=patches) as server:
+                yield server.url + suffix
+
+        return start
+
+    @contextlib.contextmanager
+    def px(workdir: Path) -> Iterator[str]:
+        with proxpi(workdir, index_url.rstrip("/") + "/") as server:
+            yield server.url + "/index/"
+
+    systems: dict[str, _System] = {"direct": direct, "wheelmeld w1": wm(1), "wheelmeld w2": wm(2)}
+    if not args.no_patched:
+        if args.live:
+            systems["wheelmeld w1 +dnscache"] = wm(1, ("dnscache",))
+            systems["wheelmeld w2 +nodelay +dnscache"] = wm(2, ("nodelay", "dnscache"))
+        else:
+            systems["wheelmeld w2 +nodelay"] = wm(2, ("nodelay",))
+    why = proxpi_available()
+    if why is None and not args.no_proxpi:
+        systems["proxpi"] = px
+    elif why:
+        print(f"proxpi skipped: {why}", file=sys.stderr)
+    return systems
+
+
+def _measure(
+    args: argparse.Namespace,
+    workdir: Path,
+    systems: dict[str, _System],
+    pyproject: Callable[[str], str],
+    up: Server | None,
+) -> dict[str, dict[str, _Cell]]:
+    cells: dict[str, dict[str, _Cell]] = {name: {"cold": _Cell(), "warm": _Cell()} for name in systems}
+    names = list(systems)
+    for round_ in range(args.rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            phases = ("cold",) if name == "direct" else ("cold", "warm")
+            try:
+                with systems[name](workdir) as url:
+                    for phase in phases:
+                        before = upstream_stats(up)["requests"] if up else 0
+                        cell = cells[name][phase]
+                        try:
+                            seconds = uv_lock(workdir, pyproject(url), args.timeout)
+                        except LockFailed as exc:
+                            cell.failures.append(str(exc))
+                            print(f"round {round_ + 1} {name} {phase}: FAILED {exc}", file=sys.stderr)
+                            continue
+                        cell.seconds.append(seconds)
+                        if up:
+                            cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
+                        print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
+            except BenchError as exc:
+                cells[name]["cold"].failures.append(str(exc).splitlines()[0])
+                print(f"round {round_ + 1} {name}: could not start: {exc}", file=sys.stderr)
+    if "direct" in cells:
+        cells["direct"]["warm"] = cells["direct"]["cold"]  # no proxy cache: one number
+    return cells
+
+
+def _print(
+    title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namespace, with_upstream: bool
+) -> None:
+    print(f"\n### {title}: uv lock seconds, {args.rounds} rounds, median (min–max)\n")
+    print(f"Machine: {machine()}\n")
+    direct = cells.get("direct", {}).get("cold")
+    base = sorted(direct.seconds)[len(direct.seconds) // 2] if direct and direct.seconds else None
+    head = "| system | proxy cold | proxy warm | cold / direct | warm / direct |"
+    rule = "|---|---:|---:|---:|---:|"
+    if with_upstream:
+        head += " upstream requests cold / warm |"
+        rule += "---:|"
+    print(head)
+    print(rule)
+    for name, phases in cells.items():
+        row = f"| {name} | {spread(phases['cold'].seconds)} | {spread(phases['warm'].seconds)} |"
+        for phase in ("cold", "warm"):
+            secs = sorted(phases[phase].seconds)
+            row += f" {secs[len(secs) // 2] / base:.2f}× |" if base and secs else " – |"
+        if with_upstream:
+            reqs = [
+                spread([float(x) for x in phases[p].upstream_requests], "{:.0f}") for p in ("cold", "warm")
+            ]
+            row += f" {reqs[0]} / {reqs[1]} |"
+        print(row)
+    failures = [(n, p, f) for n, ph in cells.items() for p, c in ph.items() for f in c.failures]
+    for name, phase, failure in dict.fromkeys(failures):
+        print(f"\n- {name} {phase} failed: {failure}")
+
+
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="wm-bench-"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="wm-bench-") as tmp:
+            yield Path(tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--live", action="store_true", help="workload (a): the real default index (opt-in)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="(b): injected per upstream request")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per uv lock")
+    parser.add_argument("--no-proxpi", action="store_true")
+    parser.add_argument("--no-patched", action="store_true", help="skip the patched wheelmeld variants")
+    parser.add_argument("--json", type=Path, help="also write raw numbers here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+    with _workdir(args.keep) as workdir:
+        if args.live:
+            index = discover_default_index().url.rstrip("/")
+            print(f"live index: found via {discover_default_index().source}", file=sys.stderr)
+            systems = _systems(args, index + "/", ("/simple", index), "/simple/")
+            cells = _measure(args, workdir, systems, live_pyproject, None)
+            title = f"(a) live index, {' '.join(LIVE_REQUIREMENTS)}"
+            _print(title, cells, args, with_upstream=False)
+        else:
+            latency = ["--latency-ms", str(args.latency_ms)]
+            with upstream(workdir, "--fixture", "pytorch", *latency) as up:
+                index = up.url + _SEED_PREFIX
+                systems = _systems(args, index, ("/whl", up.url + "/whl"), _SEED_PREFIX)
+                cells = _measure(args, workdir, systems, seed_pyproject, up)
+            title = f"(b) seed PyTorch-shaped upstream, {args.latency_ms:g} ms per upstream request"
+            _print(title, cells, args, with_upstream=True)
+        dump_json(args.json, {n: {p: c.__dict__ for p, c in ph.items()} for n, ph in cells.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
