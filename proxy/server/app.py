@@ -64,12 +64,12 @@ class _State:
         self.store = CacheStore(config.cache_dir)
         self.metrics = metrics
         self.meld_log = MeldLog()
-        self.upstreams = {r.prefix: Upstream(r, metrics, config.upstream_timeout) for r in config.routes}
+        self.upstreams = {
+            r.prefix: Upstream(r, metrics, config.upstream_timeout, config.upstream_concurrency)
+            for r in config.routes
+        }
         self.pages = PageService(self.store, offline=config.offline)
-        self.metadata = MetadataService(
-            self.store, self.metrics, self.meld_log,
-            offline=config.offline, concurrency=config.upstream_concurrency,
-        )  # fmt: skip
+        self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )

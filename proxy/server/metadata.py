@@ -109,13 +109,11 @@ def _read_local_metadata(path: Path, filename: str) -> bytes | None:
 
 
 class MetadataService:
-    def __init__(self, store: CacheStore, metrics: Metrics, meld_log: MeldLog, *, offline: bool,
-                 concurrency: int) -> None:  # fmt: skip
+    def __init__(self, store: CacheStore, metrics: Metrics, meld_log: MeldLog, *, offline: bool) -> None:
         self._store = store
         self._metrics = metrics
         self._meld_log = meld_log
         self._offline = offline
-        self._concurrency = concurrency
         self._probes: dict[str, _ProbeStats] = {}
         self._melds: dict[tuple[ProjectKey, str], _MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
@@ -155,6 +153,11 @@ class MetadataService:
                 return data
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
+        async with upstream.metadata_gate:
+            return await self._fetch_remote(dist, upstream, may_probe)
+
+    async def _fetch_remote(self, dist: DistFile, upstream: Upstream, may_probe: bool) -> bytes:
+        """PEP 658 file when advertised (or while probing pays off), else the remote-zip reader."""
         advertised = dist.core_metadata
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
         worth_probing = may_probe and (probe.hits > 0 or probe.misses < _PROBE_GIVE_UP)
@@ -231,11 +234,9 @@ class MetadataService:
 
     async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], upstream: Upstream,
                     release_key: str) -> _MeldRecord:  # fmt: skip
-        gate = asyncio.Semaphore(self._concurrency)
-
         async def one(dist: DistFile, may_probe: bool = True) -> bytes:
-            async with gate:
-                return await self.original(key, dist, upstream, may_probe=may_probe)
+            # Network fetches wait on the route's metadata gate inside; cache hits do not.
+            return await self.original(key, dist, upstream, may_probe=may_probe)
 
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
         undecided = probe.hits == 0 and probe.misses < _PROBE_GIVE_UP

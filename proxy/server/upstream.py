@@ -43,30 +43,26 @@ class _CachingResolver:
     def __init__(self, ttl: float = 60.0) -> None:
         self._ttl = ttl
         self._answers: dict[str, tuple[float, list[str]]] = {}
-        self._pending: dict[str, asyncio.Future[list[str]]] = {}
+        self._pending: dict[str, asyncio.Task[list[str]]] = {}
 
     async def __call__(self, host: str) -> list[str]:
-        now = time.monotonic()
         cached = self._answers.get(host)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        pending = self._pending.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._pending[host] = future
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            answer = [str(info[4][0]) for info in infos]
-            self._answers[host] = (time.monotonic() + self._ttl, answer)
-            future.set_result(answer)
-            return answer
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a lookup nobody else awaited logs no warning
-            raise
-        finally:
-            del self._pending[host]
+        task = self._pending.get(host)
+        if task is None:
+            # A task of its own: a requester that is cancelled (its client hung up) must not cancel
+            # the lookup every other requester of this host is waiting on.
+            task = asyncio.get_running_loop().create_task(self._lookup(host))
+            self._pending[host] = task
+            task.add_done_callback(lambda _t: self._pending.pop(host, None))
+        return await asyncio.shield(task)
+
+    async def _lookup(self, host: str) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        answer = [str(info[4][0]) for info in infos]
+        self._answers[host] = (time.monotonic() + self._ttl, answer)
+        return answer
 
 
 def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -> httpx.AsyncClient:
@@ -75,9 +71,13 @@ def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -
     async def check_hop(request: httpx.Request) -> None:
         await check_url(str(request.url), policy, resolver=resolver)
 
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        limits=limits,
+        # A connect that fails or times out is retried (twice) before it becomes a 502: a burst of
+        # new connections to a file host sometimes loses one, and nothing was sent yet.
+        transport=httpx.AsyncHTTPTransport(retries=2, limits=limits, trust_env=True),
         follow_redirects=True,
         max_redirects=5,
         headers={"User-Agent": _USER_AGENT},
@@ -114,7 +114,9 @@ class PageFetch:
 class Upstream:
     """One route's view of the network: its base URL, its policy, its credentials."""
 
-    def __init__(self, route: RouteConfig, metrics: Metrics, timeout: float) -> None:
+    def __init__(
+        self, route: RouteConfig, metrics: Metrics, timeout: float, metadata_concurrency: int = 16
+    ) -> None:
         self.route = route
         self._metrics = metrics
         self.base = route.upstream
@@ -125,6 +127,10 @@ class Upstream:
             _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None
         )
         self.client = _make_client(self.policy, self._auth, timeout)
+        # One gate for every metadata fetch of this route, whatever the number of melds under way:
+        # uv asks for many releases at once, and 64 new connections at once to one file host lost
+        # connects to timeouts where 16 at a time did not (measured with the real index's host).
+        self.metadata_gate = asyncio.Semaphore(metadata_concurrency)
 
     def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
         path = "/".join(path_segments)

@@ -131,11 +131,10 @@ async def audit_project(
     # No ``prepare()``: it empties tmp/, where a server sharing this cache may be writing.
     store = CacheStore(config.cache_dir)
     metrics = Metrics()
-    upstream = Upstream(route, metrics, config.upstream_timeout)
+    upstream = Upstream(route, metrics, config.upstream_timeout, config.upstream_concurrency)
     try:
         pages = PageService(store, offline=config.offline)
-        metadata = MetadataService(store, metrics, MeldLog(), offline=config.offline,
-                                   concurrency=config.upstream_concurrency)  # fmt: skip
+        metadata = MetadataService(store, metrics, MeldLog(), offline=config.offline)
         entry = await pages.get(key, upstream)
         files = entry.page.files if entry.page is not None else ()
         groups: dict[str, tuple[DistFile, ...]] = {}

@@ -204,7 +204,7 @@ def _hand_written(tmp_path: Path) -> tuple[Config, CacheStore, MetadataService]:
     }
     doc = {"hashes": dict.fromkeys(wheels, "0" * 64), "changed": {}, "report": report}
     store.write_atomic(store.meld_path(key, "k1"), json.dumps(doc).encode())
-    return config, store, MetadataService(store, Metrics(), MeldLog(), offline=True, concurrency=1)
+    return config, store, MetadataService(store, Metrics(), MeldLog(), offline=True)
 
 
 def test_upstream_text_is_escaped_everywhere(tmp_path: Path) -> None:

@@ -174,10 +174,19 @@ def test_non_public_addresses(address: str) -> None:
 @pytest.mark.parametrize(
     "address",
     [
-        PUBLIC_V4, "8.8.8.8", "1.1.1.1", PUBLIC_V6, "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+        PUBLIC_V4,
+        "8.8.8.8",
+        "1.1.1.1",
+        PUBLIC_V6,
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
         # documentation ranges: routed nowhere, used by intercepting networks (see ssrf._DOCUMENTATION)
-        "192.0.2.1", "198.51.100.1", "203.0.113.80", "2001:db8::1",
-    ],  # fmt: skip
+        "192.0.2.1",
+        "198.51.100.1",
+        "203.0.113.80",
+        "2001:db8::1",
+    ],
 )
 def test_public_addresses(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
