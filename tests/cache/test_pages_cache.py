@@ -5,6 +5,7 @@ upstream connection at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import select
 import socket
@@ -213,3 +214,21 @@ def test_melded_metadata_is_not_immutable(make_stack: MakeStack) -> None:
     response = stack.client.get(f"/simple/demo/{A}.metadata")
     assert response.status_code == 200
     assert response.headers["cache-control"] == "max-age=300", "a new sibling may change a meld"
+
+
+def test_fifty_clients_of_an_uncached_page_make_one_upstream_request(make_stack: MakeStack) -> None:
+    stack = make_stack(_index(), latency_ms=200)  # the fetch is still running when the others arrive
+
+    async def run() -> list[tuple[int, bytes]]:
+        async with httpx.AsyncClient(base_url=stack.proxy.url, timeout=30) as client:
+
+            async def one() -> tuple[int, bytes]:
+                response = await client.get("/simple/demo/")
+                return response.status_code, response.content
+
+            return await asyncio.gather(*(one() for _ in range(50)))
+
+    results = asyncio.run(run())
+    assert {status for status, _ in results} == {200}
+    assert len({body for _, body in results}) == 1
+    assert _page_requests(stack) == [200]
