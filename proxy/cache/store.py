@@ -35,6 +35,10 @@ from proxy.errors import BadRequest
 
 __all__ = ["CacheStore", "ProjectKey"]
 
+# Waiting for a lock another process holds: first retry after 5 ms, then back off to 100 ms.
+_POLL_FIRST = 0.005
+_POLL_MAX = 0.1
+
 # A path component we are willing to create: what index paths, project names and file names use.
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
 
@@ -182,11 +186,7 @@ class CacheStore:
                 self._locks_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
                 try:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        # Another process holds it: wait in a thread, never on the event loop.
-                        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                    await _flock_polling(fd)
                     yield
                 finally:
                     os.close(fd)  # closing the descriptor releases the flock
@@ -224,6 +224,23 @@ class CacheStore:
                 with contextlib.suppress(OSError):
                     total += os.stat(os.path.join(dirpath, name)).st_size
         return total
+
+
+async def _flock_polling(fd: int) -> None:
+    """Take an exclusive flock without blocking the event loop or parking a thread.
+
+    Another worker may hold a file's lock for the minutes a large download takes; a thread blocked
+    in ``flock`` per waiting key would soon fill the default executor (a handful of threads) and
+    stall every other ``to_thread`` call of this worker. Polling with backoff costs nothing instead.
+    """
+    delay = _POLL_FIRST
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
 
 
 def _unlink_if_abandoned(path: Path) -> bool:

@@ -161,3 +161,53 @@ def test_one_evictor_at_a_time(tmp_path: Path) -> None:
     with store.try_lock("evict") as got:
         assert got
         assert evict(store, 0).skipped
+
+
+_MANY_HOLDER = textwrap.dedent(
+    """
+    import contextlib, sys, time
+    from pathlib import Path
+    from proxy.cache.store import CacheStore
+
+    store = CacheStore(Path(sys.argv[1]))
+    with contextlib.ExitStack() as stack:
+        assert all(stack.enter_context(store.try_lock(f"file:{i}")) for i in range(int(sys.argv[2])))
+        print("held", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_waiting_for_locks_another_process_holds_parks_no_threads(tmp_path: Path) -> None:
+    """Twenty downloads waiting on another worker must not starve this worker's thread pool."""
+    store = CacheStore(tmp_path)
+    store.prepare()
+    keys = 20
+    with subprocess.Popen(
+        [sys.executable, "-c", _MANY_HOLDER, str(tmp_path), str(keys)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+            async def scenario() -> float:
+                async def wait_for(i: int) -> None:
+                    async with store.lock(f"file:{i}"):
+                        pass
+
+                waiters = [asyncio.create_task(wait_for(i)) for i in range(keys)]
+                await asyncio.sleep(0.1)
+                started = time.monotonic()
+                await asyncio.wait_for(asyncio.to_thread(time.sleep, 0), timeout=5)
+                elapsed = time.monotonic() - started
+                assert not any(w.done() for w in waiters), "the other process still holds every lock"
+                holder.kill()  # the holder dies: every waiter gets its lock
+                await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
+                return elapsed
+
+            assert asyncio.run(scenario()) < 1.0
+        finally:
+            holder.kill()
+            holder.wait(timeout=10)
