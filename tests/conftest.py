@@ -8,28 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
-from tests.support.upstream import UpstreamOptions, UpstreamServer
-
-# The seed's index as the PyTorch wheel index serves it: static HTML, no PEP 658 files, ranges,
-# relative %2B links, no #sha256 on nightly files, the non-standard data-upload-time.
-PYTORCH_OPTIONS = UpstreamOptions(
-    format="html",
-    pep658=False,
-    ranges=True,
-    hashes=False,
-    link_style="relative",
-    prefix="/whl/nightly/cu126",
-)
-# torch 2.1.0's real metadata as PEP 658 files, real names and hashes on an HTML page, absolute
-# links to the files (a package index usually links to a separate file host).
-PYPI_TORCH_OPTIONS = UpstreamOptions(
-    format="html", pep658=True, ranges=True, hashes=True, link_style="absolute", prefix="/simple"
-)
+from tests.support.stack import MakeStack, Stack, start_stack
+from tests.support.upstream import PYPI_TORCH_OPTIONS, PYTORCH_OPTIONS, UpstreamOptions, UpstreamServer
 
 
 @pytest.fixture(scope="session")
@@ -65,5 +51,32 @@ def make_upstream() -> Iterator[Callable[..., UpstreamServer]]:
 
         def make(index: FakeIndex, **options: Any) -> UpstreamServer:
             return stack.enter_context(UpstreamServer(index, UpstreamOptions(**options)))
+
+        yield make
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[MakeStack]:
+    """``make_stack(index, route={...}, config={...}, cache_dir=..., **upstream_options)`` → a ``Stack``.
+
+    Upstream options default to a ``/simple`` prefix; ``route`` changes the proxy's RouteConfig
+    (``page_ttl``, ``keep_pruned``...), ``config`` its Config (``offline``...); ``cache_dir`` lets a
+    test restart a proxy on the cache of an earlier one.
+    """
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def make(
+            index: FakeIndex,
+            *,
+            route: dict[str, Any] | None = None,
+            config: dict[str, Any] | None = None,
+            cache_dir: Path | None = None,
+            **options: Any,
+        ) -> Stack:
+            nonlocal count
+            count += 1
+            opts = UpstreamOptions(**{"prefix": "/simple", **options})
+            return start_stack(stack, cache_dir or tmp_path / f"cache{count}", index, opts, route, config)
 
         yield make

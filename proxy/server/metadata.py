@@ -32,7 +32,13 @@ from proxy.network.remote_zip import RemoteZipError, fetch_wheel_metadata
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.upstream import Upstream
 
-__all__ = ["MetadataService", "ServedMetadata", "release_groups", "release_siblings"]
+__all__ = [
+    "MetadataService",
+    "ServedMetadata",
+    "release_groups",
+    "release_siblings",
+    "siblings_agree_by_hash",
+]
 
 # After this many PEP 658 probes that all missed on one route, stop probing it (the PyTorch index).
 _PROBE_GIVE_UP = 8
@@ -205,7 +211,7 @@ class MetadataService:
 
         ``siblings`` is ``dist``'s release group (``release_groups``), computed once per page.
         """
-        if not meld or len(siblings) <= 1 or _all_agree(siblings):
+        if not meld or len(siblings) <= 1 or siblings_agree_by_hash(siblings):
             advertised = dist.core_metadata
             if isinstance(advertised, dict) and advertised.get("sha256"):
                 return advertised["sha256"]
@@ -218,7 +224,7 @@ class MetadataService:
         """``dist``'s served metadata; ``siblings`` is its release group (``release_groups``)."""
         if not dist.filename.endswith(".whl"):
             raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
-        if not upstream.route.meld or len(siblings) <= 1 or _all_agree(siblings):
+        if not upstream.route.meld or len(siblings) <= 1 or siblings_agree_by_hash(siblings):
             state = "off" if not upstream.route.meld else ("single" if len(siblings) <= 1 else "agree")
             body = await self.original(key, dist, upstream)
             return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
@@ -341,7 +347,7 @@ class MetadataService:
         return found
 
 
-def _all_agree(siblings: Sequence[DistFile]) -> bool:
+def siblings_agree_by_hash(siblings: Sequence[DistFile]) -> bool:
     """Upstream's own hashes say every sibling's metadata is the same bytes: nothing to meld."""
     hashes = set()
     for dist in siblings:

@@ -30,7 +30,7 @@ from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldReport, WheelInput, meld_release
 from proxy.network.ssrf import redact_url
-from proxy.server.metadata import MetadataService, release_groups
+from proxy.server.metadata import MetadataService, release_groups, siblings_agree_by_hash
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.pages import PageService
 from proxy.server.upstream import Upstream
@@ -95,17 +95,6 @@ def wheel_platforms(filenames: Sequence[str]) -> list[str]:
     return list(out)
 
 
-def _agree_by_hash(siblings: Sequence[DistFile]) -> bool:
-    digests = set()
-    for dist in siblings:
-        advertised = dist.core_metadata
-        digest = advertised.get("sha256") if isinstance(advertised, dict) else None
-        if not digest:
-            return False
-        digests.add(digest.lower())
-    return len(digests) == 1
-
-
 def audit_route(config: Config, index_url: str) -> tuple[RouteConfig, tuple[str, ...]]:
     """The configured route fronting ``index_url`` (so the audit shares its cache), or an ad-hoc one."""
     routed = route_path(index_url, config.routes)
@@ -157,7 +146,7 @@ async def audit_project(
             if versions is not None and not versions.contains(version, prereleases=True):
                 continue
             checked += 1
-            if len(group) < 2 or _agree_by_hash(group):
+            if len(group) < 2 or siblings_agree_by_hash(group):
                 continue
             errors: dict[str, str] = {}
             inputs = await asyncio.gather(*(read(d, errors) for d in group))

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.server.kit import wheel
 from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.stack import wheel
 
 __all__ = [
     "REPO",

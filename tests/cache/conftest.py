@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.server.kit import Stack, start_stack
 from tests.support.fake_index import FakeIndex
-from tests.support.upstream import UpstreamOptions
-
-MakeStack = Callable[..., Stack]
+from tests.support.stack import MakeStack, Stack
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path) -> Iterator[MakeStack]:
-    """``make_stack(index, route={...}, config={...}, cache_dir=..., **upstream_options)`` → a ``Stack``.
+def make_stack(make_stack: MakeStack) -> MakeStack:
+    """The root ``make_stack``, with upstream hashes on by default: cache tests verify files."""
 
-    Upstream options default to a ``/simple`` prefix with hashes; ``route`` changes the proxy's
-    RouteConfig (``page_ttl``, ``keep_pruned``...), ``config`` its Config (``offline``...).
-    """
-    with contextlib.ExitStack() as stack:
-        count = 0
+    def make(index: FakeIndex, **options: Any) -> Stack:
+        options.setdefault("hashes", True)
+        return make_stack(index, **options)
 
-        def make(
-            index: FakeIndex,
-            *,
-            route: dict[str, Any] | None = None,
-            config: dict[str, Any] | None = None,
-            cache_dir: Path | None = None,
-            **options: Any,
-        ) -> Stack:
-            nonlocal count
-            count += 1
-            opts = UpstreamOptions(**{"prefix": "/simple", "hashes": True, **options})
-            cache = cache_dir or tmp_path / f"cache{count}"
-            return start_stack(stack, cache, index, opts, route, config)
-
-        yield make
+    return make

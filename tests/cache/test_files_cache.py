@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from tests.cache.cachekit import cache_files, disagreeing_release, tmp_leftovers
-from tests.cache.conftest import MakeStack
-from tests.server.kit import Stack, wheel
 from tests.support.fake_index import FakeIndex
+from tests.support.stack import MakeStack, wheel
 from tests.support.upstream import Fault
 
 BIG = "big-1.0-py3-none-any.whl"
@@ -22,18 +21,6 @@ BIG = "big-1.0-py3-none-any.whl"
 
 def _big_index(size: int = 2 * 1024 * 1024) -> FakeIndex:
     return FakeIndex.from_files({"big": [wheel(BIG, ["idna"], payload_size=size)]})
-
-
-def _fetch(stack: Stack, path: str) -> tuple[int | None, bytes]:
-    """(status, body), or (None, what arrived) when the transfer broke off."""
-    received = b""
-    try:
-        with stack.client.stream("GET", path) as response:
-            for chunk in response.iter_raw():
-                received += chunk
-            return response.status_code, received
-    except httpx.HTTPError:
-        return None, received
 
 
 def _settled(cache_dir: Path) -> None:
@@ -60,7 +47,7 @@ def test_faulty_download_leaves_nothing_and_a_retry_succeeds(make_stack: MakeSta
     assert content is not None
     assert stack.client.get("/simple/big/").status_code == 200
     stack.upstream.inject_fault("/" + BIG, fault)
-    status, body = _fetch(stack, f"/simple/big/{BIG}")
+    status, body = stack.fetch(f"/simple/big/{BIG}")
     assert status in (None, 200, 502)
     assert body != content, "never a whole body for a download that failed"
     if status == 502:

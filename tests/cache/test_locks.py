@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from tests.e2e.e2ekit import ClientError, Clients, seed_pyproject, write_project
-from tests.server.kit import start_stack, wheel
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
 from tests.support.proxy import ProxyServer, proxy_config
-from tests.support.upstream import UpstreamOptions, UpstreamServer
+from tests.support.stack import start_stack, wheel
+from tests.support.upstream import PYTORCH_OPTIONS, UpstreamOptions, UpstreamServer
 
 pytestmark = pytest.mark.e2e
 
@@ -83,14 +83,7 @@ def test_a_file_upstream_pruned_still_syncs_with_keep_pruned(tmp_path: Path, kee
 
 def test_a_lock_is_reproduced_with_upstream_stopped_and_offline(tmp_path: Path) -> None:
     seed = FakeIndex.from_pytorch_fixture(FIXTURES_DIR / "pytorch-nightly-cu126.json")
-    options = UpstreamOptions(
-        format="html",
-        pep658=False,
-        ranges=True,
-        hashes=False,
-        link_style="relative",
-        prefix="/whl/nightly/cu126",
-    )
+    options = PYTORCH_OPTIONS
     cache = tmp_path / "cache"
     locks: dict[str, bytes] = {}
 

@@ -19,10 +19,9 @@ import pytest
 
 import proxy.server.pages as pages_module
 from tests.cache.cachekit import metric
-from tests.cache.conftest import MakeStack
-from tests.server.kit import Stack, single_line, wheel
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import ProxyServer
+from tests.support.stack import MakeStack, Stack, single_line, wheel
 from tests.support.upstream import Fault
 
 A = "demo-1.0-py3-none-any.whl"

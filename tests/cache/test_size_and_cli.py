@@ -13,9 +13,8 @@ import pytest
 
 from proxy.cli import main
 from tests.cache.cachekit import cache_files
-from tests.cache.conftest import MakeStack
-from tests.server.kit import Stack, wheel
 from tests.support.fake_index import FakeIndex
+from tests.support.stack import MakeStack, Stack, wheel
 
 _SIZE = 1_000_000
 NAMES = [f"pkg-{v}.0-py3-none-any.whl" for v in (1, 2, 3)]

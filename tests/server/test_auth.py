@@ -29,8 +29,8 @@ from proxy.server.auth import (
     hash_secret,
 )
 from tests.e2e.e2ekit import ClientError, Clients
-from tests.server.kit import index_of, wheel
 from tests.support.proxy import ProxyServer, proxy_config
+from tests.support.stack import index_of, wheel
 from tests.support.upstream import UpstreamOptions, UpstreamServer
 
 # Cheap parameters keep the tests fast; the format and the code path are the production ones.

@@ -11,12 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PYTORCH_OPTIONS
-from tests.server.conftest import MakeStack
-from tests.server.kit import Stack, raw_get, single_line, start_stack, wheel
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import ProxyServer, proxy_config
-from tests.support.upstream import Fault, UpstreamOptions, UpstreamServer
+from tests.support.stack import MakeStack, Stack, raw_get, single_line, start_stack, wheel
+from tests.support.upstream import PYTORCH_OPTIONS, Fault, UpstreamOptions, UpstreamServer
 
 FAR = "far-1.0-py3-none-any.whl"
 

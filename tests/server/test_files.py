@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import MakeStack
-from tests.server.kit import Stack, raw_get, sha256, wheel
 from tests.support.fake_index import FakeIndex
+from tests.support.stack import MakeStack, Stack, raw_get, sha256, wheel
 from tests.support.upstream import Fault
 
 BIG = "big-1.0-py3-none-any.whl"
@@ -33,18 +32,6 @@ def _wait_cached(cache_dir: Path, name: str) -> list[Path]:
     while not (found := _cached_files(cache_dir, name)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return found
-
-
-def _fetch(stack: Stack, path: str) -> tuple[int | None, bytes]:
-    """(status, body) of a GET, or (None, what arrived) when the transfer broke off."""
-    received = b""
-    try:
-        with stack.client.stream("GET", path) as response:
-            for chunk in response.iter_raw():
-                received += chunk
-            return response.status_code, received
-    except httpx.HTTPError:
-        return None, received
 
 
 def test_file_is_streamed_then_cached(make_stack: MakeStack) -> None:
@@ -115,7 +102,7 @@ def test_bad_upstream_body_is_not_cached(make_stack: MakeStack, fault: Fault) ->
     content = index.file(BIG).content
     assert content is not None
     stack.upstream.inject_fault("/" + BIG, fault)
-    _fetch(stack, stack.file("big", BIG))
+    stack.fetch(stack.file("big", BIG))
     time.sleep(0.2)  # give a (wrong) commit the time it would need
     assert _cached_files(stack.cache_dir, BIG) == []
     assert not [p for p in stack.cache_dir.rglob(BIG + ".sha256")]
@@ -141,7 +128,7 @@ def test_bad_upstream_body_reaches_the_client_as_an_error(make_stack: MakeStack,
     content = index.file(BIG).content
     assert content is not None
     stack.upstream.inject_fault("/" + BIG, fault)
-    status, body = _fetch(stack, stack.file("big", BIG))
+    status, body = stack.fetch(stack.file("big", BIG))
     assert not (status == 200 and len(body) == len(content)), (
         "a client must see an error or a short body, never a whole wrong file"
     )

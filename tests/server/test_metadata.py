@@ -14,10 +14,9 @@ from packaging.metadata import parse_email
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.server.conftest import MakeStack
-from tests.server.kit import Stack, sha256, wheel
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import ProxyServer
+from tests.support.stack import MakeStack, Stack, sha256, wheel
 from tests.support.upstream import Fault
 
 TORCH = "torch-2.7.0.dev20250116+cu126"

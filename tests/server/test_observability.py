@@ -10,9 +10,8 @@ import re
 
 import pytest
 
-from tests.server.conftest import MakeStack
-from tests.server.kit import Stack
 from tests.support.fake_index import FakeIndex
+from tests.support.stack import MakeStack, Stack
 
 TORCH = "torch-2.7.0.dev20250116+cu126"
 AARCH64 = f"{TORCH}-cp311-cp311-linux_aarch64.whl"

@@ -13,9 +13,8 @@ from urllib.parse import quote, urljoin
 import httpx
 import pytest
 
-from tests.server.conftest import MakeStack
-from tests.server.kit import JSON, Stack, anchors, sha256, wheel
 from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.stack import JSON, MakeStack, Stack, anchors, sha256, wheel
 
 TORCH = "torch-2.7.0.dev20250116+cu126"
 AARCH64 = f"{TORCH}-cp311-cp311-linux_aarch64.whl"

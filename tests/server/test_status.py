@@ -20,8 +20,7 @@ from proxy.server.auth import ANYONE, Principal
 from proxy.server.metadata import MetadataService
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.status import release_href, render_release
-from tests.server.conftest import MakeStack
-from tests.server.kit import Stack, anchors, index_of, raw_get, wheel
+from tests.support.stack import MakeStack, Stack, anchors, index_of, raw_get, wheel
 
 LINUX = "gpu_lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
 MAC = "gpu_lib-1.0-cp311-cp311-macosx_11_0_arm64.whl"

@@ -27,10 +27,8 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import socket
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -40,7 +38,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import aiofiles
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
@@ -48,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
 from tests.support.request_log import RequestLog, RequestRecord, _Entry
+from tests.support.serving import ServerStartError, ThreadedServer
 from tests.support.simple_pages import (
     JSON,
     LAST_MODIFIED,
@@ -62,6 +60,8 @@ from tests.support.simple_pages import (
 )
 
 __all__ = [
+    "PYPI_TORCH_OPTIONS",
+    "PYTORCH_OPTIONS",
     "FakeFile",
     "FakeIndex",
     "Fault",
@@ -132,6 +132,23 @@ class UpstreamOptions:
             raise ValueError(f"unknown format {self.format!r}")
         if self.link_style not in ("relative", "root-relative", "absolute"):
             raise ValueError(f"unknown link style {self.link_style!r}")
+
+
+# The seed's index as the PyTorch wheel index serves it: static HTML, no PEP 658 files, ranges,
+# relative %2B links, no #sha256 on nightly files, the non-standard data-upload-time.
+PYTORCH_OPTIONS = UpstreamOptions(
+    format="html",
+    pep658=False,
+    ranges=True,
+    hashes=False,
+    link_style="relative",
+    prefix="/whl/nightly/cu126",
+)
+# torch 2.1.0's real metadata as PEP 658 files, real names and hashes on an HTML page, absolute
+# links to the files (a package index usually links to a separate file host).
+PYPI_TORCH_OPTIONS = UpstreamOptions(
+    format="html", pep658=True, ranges=True, hashes=True, link_style="absolute", prefix="/simple"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,30 +240,6 @@ class _HideResets(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], _ResetConnection))
 
 
-class _PromptServer(uvicorn.Server):
-    """uvicorn polls ``should_exit`` every 100 ms; tests start and stop hundreds of servers, so
-    ``stop`` wakes the loop at once instead."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        self._wake, self._loop = asyncio.Event(), asyncio.get_running_loop()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter += 10  # on_tick refreshes the Date header when counter % 10 == 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-
-    def wake(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(wake.set)
-
-
 class UpstreamServer:
     """The fake upstream as a context manager: ``with UpstreamServer(index, options) as up: up.url``."""
 
@@ -265,9 +258,7 @@ class UpstreamServer:
         self._faults: dict[str, list[Any]] = {}
         self._digests: dict[str, str] = {}
         self.log = RequestLog()
-        self._server: _PromptServer | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._runner: ThreadedServer | None = None
         self._port = 0
         self._log_filter = _HideResets()
 
@@ -275,54 +266,25 @@ class UpstreamServer:
 
     def start(self) -> UpstreamServer:
         """Bind, start serving in a background thread, and wait until ready."""
-        if self._thread is not None:
+        if self._runner is not None:
             raise UpstreamError("already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self._host, self._requested_port))
-        except OSError as exc:
-            sock.close()
-            raise UpstreamError(f"cannot bind {self._host!r}:{self._requested_port!r}") from exc
-        self._socket, self._port = sock, sock.getsockname()[1]
         app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=["GET", "HEAD"])])
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            loop="asyncio",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = _PromptServer(config)
+        runner = ThreadedServer(app, host=self._host, port=self._requested_port, name="fake upstream")
         logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"upstream:{self._port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise UpstreamError("the fake upstream did not start")
-            time.sleep(0.005)
+        try:
+            self._port = runner.start()
+        except ServerStartError as exc:
+            logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
+            raise UpstreamError(str(exc)) from exc
+        self._runner = runner
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread; idempotent."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._server.wake()
-            self._thread.join(timeout=10)
-            if self._thread.is_alive():
-                self._server.force_exit = True
-                self._thread.join(timeout=5)
-        if self._socket is not None:
-            self._socket.close()
+        if self._runner is not None:
+            self._runner.stop()
         logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-        self._server = self._thread = self._socket = None
+        self._runner = None
 
     def __enter__(self) -> UpstreamServer:
         return self.start()

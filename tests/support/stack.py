@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +25,7 @@ from tests.support.wheels import build_wheel, metadata_from_fields
 
 __all__ = [
     "JSON",
+    "MakeStack",
     "Stack",
     "anchors",
     "raw_get",
@@ -64,9 +65,24 @@ class Stack:
         data: dict[str, Any] = response.json()
         return data
 
+    def fetch(self, path: str) -> tuple[int | None, bytes]:
+        """(status, body) of a GET, or (None, what arrived) when the transfer broke off."""
+        received = b""
+        try:
+            with self.client.stream("GET", path) as response:
+                for chunk in response.iter_raw():
+                    received += chunk
+                return response.status_code, received
+        except httpx.HTTPError:
+            return None, received
+
     def requests(self, suffix: str = "") -> list[tuple[str, str, str | None]]:
         """(method, path, range) of each upstream request whose path ends with ``suffix``."""
         return [(r.method, r.path, r.range) for r in self.upstream.requests_for(suffix)]
+
+
+# What the ``make_stack`` fixture (tests/conftest.py) returns.
+MakeStack = Callable[..., Stack]
 
 
 def _route_prefix(upstream_prefix: str) -> str:
