@@ -66,6 +66,7 @@ class Server:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    stats_url: str = ""  # the fake upstream's counters
 
     @property
     def pid(self) -> int:
@@ -155,6 +156,7 @@ def wheelmeld(
     cache_dir: Path | None = None,
     python: str = sys.executable,
     patches: tuple[str, ...] = (),
+    tag: str = "",
 ) -> Iterator[Server]:
     """``python -m proxy serve`` with ``routes`` ({prefix: upstream}); a fresh cache unless given one.
 
@@ -173,7 +175,7 @@ def wheelmeld(
         env.pop(var, None)
     # cwd too: ``python -m`` puts the working directory first on sys.path.
     proc, log = _spawn(f"wheelmeld-w{workers}-{port}", argv, workdir, env, cwd=source)
-    name = f"wheelmeld w{workers}" + "".join(f" +{p}" for p in patches)
+    name = f"wheelmeld w{workers}" + "".join(f" +{p}" for p in patches) + (f" {tag}" if tag else "")
     server = Server(name, f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_http(server.url + "/healthz", proc, log)
@@ -184,13 +186,15 @@ def wheelmeld(
 
 @contextlib.contextmanager
 def upstream(workdir: Path, *args: str) -> Iterator[Server]:
-    """The fake upstream (``benchmarks/_upstream.py``) in its own process; ``url`` is its index URL."""
-    port = free_port()
-    argv = [sys.executable, str(REPO / "benchmarks" / "_upstream.py"), "--port", str(port), *args]
+    """The fake upstream (``benchmarks/_upstream.py``) in its own process, with its stats port."""
+    port, stats_port = free_port(), free_port()
+    argv = [sys.executable, str(REPO / "benchmarks" / "_upstream.py"), "--port", str(port)]
+    argv += ["--stats-port", str(stats_port), *args]
     proc, log = _spawn(f"upstream-{port}", argv, workdir, {**os.environ, "PYTHONPATH": str(REPO)})
-    server = Server("upstream", f"http://127.0.0.1:{port}", proc, log)
+    server = Server("upstream", f"http://127.0.0.1:{port}", proc, log, f"http://127.0.0.1:{stats_port}/")
     try:
-        wait_http(server.url + "/-/stats", proc, log, timeout=120)
+        wait_http(server.stats_url, proc, log, timeout=120)
+        wait_http(server.url + "/", proc, log)
         yield server
     finally:
         server.stop()
@@ -198,7 +202,7 @@ def upstream(workdir: Path, *args: str) -> Iterator[Server]:
 
 def upstream_stats(server: Server) -> dict[str, int]:
     """Requests and body bytes the fake upstream has sent so far."""
-    stats: dict[str, int] = httpx.get(server.url + "/-/stats", timeout=10).json()
+    stats: dict[str, int] = httpx.get(server.stats_url, timeout=10).json()
     return stats
 
 

@@ -3,24 +3,26 @@
 Kinds: ``--fixture pytorch`` (the seed's PyTorch-shaped index, as the ``pytorch_upstream`` test
 fixture serves it), ``--page-sizes 10,100,...`` (one project ``p<N>`` per size, N tiny files in
 releases of 20 wheels, PEP 691 JSON and HTML) and ``--big-file PATH`` (project ``big`` with one
-wheel streamed from disk).  ``GET /-/stats`` answers the requests and body bytes sent so far, so a
-driver in another process can count what the proxy cost the upstream.
+wheel streamed from disk).  ``GET /`` on ``--stats-port`` answers the requests and body bytes sent
+so far, so a driver in another process can count what the proxy cost the upstream.  Only the test
+support's public API is used (``UpstreamServer(index, options, port=)``, ``.log``), so its
+internals may change under us.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
+import json
 import socket
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
 from tests.support.upstream import UpstreamOptions, UpstreamServer
@@ -35,31 +37,42 @@ _TAGS = tuple(
 )
 
 
-class _CountingUpstream(UpstreamServer):
-    """The fake upstream plus ``/-/stats`` (the request log lives in this process).
+def _nodelay_everywhere() -> None:
+    """TCP_NODELAY on every accepted TCP connection of this process.
 
-    ``nodelay``: the test server binds a plain ``socket.socket()`` (proto 0), so asyncio never sets
-    TCP_NODELAY on accepted connections and every keep-alive response waits ~40 ms for the
-    client's delayed ACK (headers and body are two writes).  Real upstreams do not behave like
-    that, so by default the listener gets TCP_NODELAY, which Linux copies to accepted sockets.
+    The test server binds a plain ``socket.socket()`` (proto 0), so asyncio's check
+    (``proto == IPPROTO_TCP``) never sets TCP_NODELAY and every keep-alive response (headers, then
+    body: two writes) waits ~40 ms for the client's delayed ACK.  Real upstreams do not behave like
+    that; this process is only the benchmark's upstream, so the check is relaxed here.
     """
 
-    def __init__(self, *args: object, nodelay: bool = True, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._nodelay = nodelay
+    def set_nodelay(sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def start(self) -> _CountingUpstream:
-        super().start()
-        if self._nodelay and self._socket is not None:
-            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self
+    asyncio.base_events._set_nodelay = set_nodelay  # type: ignore[attr-defined]
 
-    async def _endpoint(self, request: Request) -> Response:  # type: ignore[override]
-        if request.url.path == "/-/stats":
-            records = self.log.requests_for("")
-            body = {"requests": len(records), "bytes": self.log.bytes_sent_total("")}
-            return JSONResponse(body)
-        return await super()._endpoint(request)  # type: ignore[return-value]
+
+def _serve_stats(up: UpstreamServer, port: int) -> ThreadingHTTPServer:
+    """``GET /`` on ``port``: requests and body bytes the upstream sent so far, as JSON."""
+
+    class Stats(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {"requests": len(up.log.requests_for("")), "bytes": up.log.bytes_sent_total("")}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # one line per poll would drown the upstream's log
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Stats)
+    threading.Thread(target=server.serve_forever, name="stats", daemon=True).start()
+    return server
 
 
 def sized_index(sizes: list[int]) -> FakeIndex:
@@ -91,6 +104,7 @@ def big_file_index(path: Path) -> FakeIndex:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--stats-port", type=int, required=True)
     parser.add_argument("--fixture", choices=("pytorch",))
     parser.add_argument("--page-sizes", help="comma-separated file counts")
     parser.add_argument("--big-file", type=Path)
@@ -121,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         options = UpstreamOptions(format="json", prefix="/simple", latency_ms=args.latency_ms)
     else:
         parser.error("give --fixture, --page-sizes or --big-file")
-    with _CountingUpstream(index, options, port=args.port, nodelay=not args.nagle) as up:
+    if not args.nagle:
+        _nodelay_everywhere()
+    with UpstreamServer(index, options, port=args.port) as up:
+        stats = _serve_stats(up, args.stats_port)
         print(f"fake upstream serving {up.index_url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+        stats.shutdown()
     return 0
 
 

@@ -79,12 +79,22 @@ def _load_test(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, l
         up = stack.enter_context(upstream(workdir, "--fixture", "pytorch"))
         systems: dict[str, dict[str, tuple[str, str | None]]] = {}
         servers: dict[str, Server] = {}
-        variants: list[tuple[int, tuple[str, ...]]] = [(1, ()), (2, ())]
+        variants: list[tuple[int, tuple[str, ...], str | None]] = [(1, (), None), (2, (), None)]
         if not args.no_patched:
-            variants.append((2, ("nodelay",)))
-        for workers, patches in variants:
+            variants.append((2, ("nodelay",), None))
+        if args.fast_python:
+            # The same code under uvicorn's C parser and loop (uvicorn picks them when installed).
+            variants += [(1, (), args.fast_python), (2, ("nodelay",), args.fast_python)]
+        for workers, patches, python in variants:
             wm = stack.enter_context(
-                wheelmeld(workdir, {_PREFIX: up.url + _PREFIX}, workers=workers, patches=patches)
+                wheelmeld(
+                    workdir,
+                    {_PREFIX: up.url + _PREFIX},
+                    workers=workers,
+                    patches=patches,
+                    python=python or sys.executable,
+                    tag="httptools+uvloop" if python else "",
+                )
             )
             page = f"{wm.url}{_PREFIX}/torch/"
             listing = httpx.get(page, headers={"Accept": _JSON}, timeout=60).json()
@@ -222,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-size", type=int, default=20000)
     parser.add_argument("--only", choices=("load", "sizes"), help="run one workload")
     parser.add_argument("--no-proxpi", action="store_true")
+    parser.add_argument(
+        "--fast-python",
+        help="also run wheelmeld under this python: a venv with the same packages plus httptools, uvloop",
+    )
     parser.add_argument(
         "--no-patched",
         action="store_true",

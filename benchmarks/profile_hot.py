@@ -2,9 +2,10 @@
 
 Starts the seed's PyTorch-shaped fake upstream and ``wheelmeld serve --workers 1`` on 127.0.0.1,
 warms the torch project page and one torch wheel's melded ``.metadata``, then for each target runs
-``wrk`` (16 connections) while ``py-spy record`` samples the proxy process.  Prints, per target, the
-functions with the most samples on the stack (inclusive) and at the top of it (self), as shares
-of all samples of the serving thread.
+``wrk`` (16 connections) while ``py-spy record`` samples the proxy process.  Then the same for a
+cold file (``--stream-mb``, sparse, from the fake upstream) streamed to 10 curl clients at once.
+Prints, per target, the self time per layer (h11, starlette, wheelmeld, ...) and the functions with
+the most samples on the stack (inclusive) and at the top of it (self), as shares of all samples.
 
 py-spy is a benchmark-only tool: it is looked up on PATH, then in the proxpi venv
 (``uv pip install py-spy`` into any venv).  Sampling needs ptrace rights (root or
@@ -23,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -57,6 +60,11 @@ def _short(frame: str) -> str:
 # Where a sample's innermost frame lives -> the layer it is charged to (first match wins).
 _LAYERS = (
     ("/logging/", "logging (access log lines)"),
+    ("/futures/", "thread pool (to_thread hops, file I/O, hashing in C)"),
+    ("/threading.py", "thread pool (to_thread hops, file I/O, hashing in C)"),
+    ("/httpx/", "httpx/httpcore (upstream client)"),
+    ("/httpcore/", "httpx/httpcore (upstream client)"),
+    ("/anyio/", "httpx/httpcore (upstream client)"),
     ("/h11/", "h11 (HTTP/1.1 parse + serialize)"),
     ("/uvicorn/", "uvicorn (protocol, middleware)"),
     ("/starlette/", "starlette (routing, middleware, Response)"),
@@ -108,6 +116,64 @@ def summarize(collapsed: str, top: int) -> tuple[int, list[tuple[str, int]], lis
     return total, inclusive.most_common(top), self_.most_common(top)
 
 
+def _record(spy: str, pid: int, seconds: int, rate: int, raw: Path, load: Callable[[], str]) -> str:
+    """Run ``load`` while py-spy samples ``pid``; returns what ``load`` says about itself."""
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate)]
+    argv += ["--format", "raw", "--nonblocking", "-o", str(raw)]
+    spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    said = load()
+    _, err = spy_proc.communicate(timeout=seconds + 60)
+    if spy_proc.returncode != 0 or not raw.exists():
+        raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    return said
+
+
+def _report(label: str, said: str, raw: Path, top: int, keep: Path | None) -> None:
+    text = raw.read_text()
+    total, inclusive, self_ = summarize(text, top)
+    print(f"#### {label}: {said} under py-spy ({total} samples)\n")
+    print("Self time by layer: " + ", ".join(f"{name} {share:.0f}%" for name, share in layers(text)))
+    print()
+    print("| inclusive % | function | | self % | function |")
+    print("|---:|---|---|---:|---|")
+    for (iname, icount), (sname, scount) in zip(inclusive, self_, strict=False):
+        ishare, sshare = 100 * icount / total, 100 * scount / total
+        print(f"| {ishare:.1f} | `{iname}` | | {sshare:.1f} | `{sname}` |")
+    print()
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw, keep / raw.name)
+
+
+def _stream(spy: str, args: argparse.Namespace, workdir: Path) -> None:
+    """Profile a cold file streamed to 10 curl clients (the proxy downloads, hashes, fans out)."""
+    body = workdir / "big-1.0-py3-none-any.whl"
+    with body.open("wb") as fh:
+        fh.truncate(args.stream_mb * 1024 * 1024)
+    with (
+        upstream(workdir, "--big-file", str(body)) as up,
+        wheelmeld(workdir, {"/simple": up.url + "/simple"}) as wm,
+    ):
+        httpx.get(f"{up.url}/simple/big/", timeout=300).raise_for_status()  # upstream hashes it once
+        httpx.get(f"{wm.url}/simple/big/", timeout=60).raise_for_status()
+        url = f"{wm.url}/simple/big/{body.name}"
+
+        def load() -> str:
+            started = time.perf_counter()
+            curls = [
+                subprocess.Popen(["curl", "-s", "-o", "/dev/null", url], stdin=subprocess.DEVNULL)
+                for _ in range(10)
+            ]
+            for curl in curls:
+                curl.wait(timeout=900)
+            mb_s = args.stream_mb / (time.perf_counter() - started)
+            return f"cold {args.stream_mb} MB file to 10 clients, {mb_s:.0f} MB/s per client"
+
+        raw = workdir / "stream.txt"
+        said = _record(spy, wm.pid, args.seconds, args.rate, raw, load)
+        _report("stream", said, raw, args.top, args.keep)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="directory to keep the raw collapsed stacks in")
+    parser.add_argument(
+        "--stream-mb",
+        type=int,
+        default=1024,
+        help="also profile a cold file of this size to 10 clients (0: skip)",
+    )
     args = parser.parse_args(argv)
     exit_on_sigterm()
     spy = _py_spy()
@@ -135,29 +207,14 @@ def main(argv: list[str] | None = None) -> int:
                 httpx.get(url, headers={"Accept": accept or "*/*"}, timeout=60).raise_for_status()
             for label, (url, accept) in targets.items():
                 raw = workdir / f"{label}.txt"
-                argv_spy = [spy, "record", "--pid", str(wm.pid), "--duration", str(args.seconds)]
-                argv_spy += ["--rate", str(args.rate), "--format", "raw", "--nonblocking", "-o", str(raw)]
-                spy_proc = subprocess.Popen(argv_spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                result = wrk(url, seconds=args.seconds, accept=accept)
-                _, err = spy_proc.communicate(timeout=args.seconds + 60)
-                if spy_proc.returncode != 0 or not raw.exists():
-                    raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-                text = raw.read_text()
-                total, inclusive, self_ = summarize(text, args.top)
-                print(f"#### {label}: {result.rps:.0f} req/s under py-spy ({total} samples)\n")
-                print(
-                    "Self time by layer: " + ", ".join(f"{name} {share:.0f}%" for name, share in layers(text))
-                )
-                print()
-                print("| inclusive % | function | | self % | function |")
-                print("|---:|---|---|---:|---|")
-                for (iname, icount), (sname, scount) in zip(inclusive, self_, strict=False):
-                    ishare, sshare = 100 * icount / total, 100 * scount / total
-                    print(f"| {ishare:.1f} | `{iname}` | | {sshare:.1f} | `{sname}` |")
-                print()
-                if args.keep:
-                    args.keep.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(raw, args.keep / raw.name)
+
+                def load(url: str = url, accept: str | None = accept) -> str:
+                    return f"{wrk(url, seconds=args.seconds, accept=accept).rps:.0f} req/s"
+
+                said = _record(spy, wm.pid, args.seconds, args.rate, raw, load)
+                _report(label, said, raw, args.top, args.keep)
+        if args.stream_mb:
+            _stream(spy, args, workdir)
     return 0
 
 
