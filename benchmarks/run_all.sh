@@ -1,5 +1,5 @@
 #!/bin/sh
-# Every issue-7 workload, one after the other, on 127.0.0.1 (~13 minutes on 2 cores); add --live for
+# Every issue-7 workload, one after the other, on 127.0.0.1 (~15 minutes on 2 cores); add --live for
 # workload (a) against the real default index (bounded: 1 round, 90 s per lock, several more minutes).
 # Output: markdown tables on stdout, progress on stderr.
 set -eu
