@@ -16,6 +16,7 @@ Rules, warehouse-like with the tie-break made explicit:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from .errors import NotAcceptable
@@ -82,6 +83,12 @@ def _match(offer: str, ranges: list[_Range]) -> tuple[float, bool] | None:
 
 def choose_content_type(accept: str | None, format_param: str | None = None) -> str:
     """The media type to serve: ``JSON_V1``, ``HTML_V1`` or ``HTML_TEXT``; raises ``NotAcceptable``."""
+    # Clients send a handful of distinct Accept headers, each thousands of times: parse each once.
+    return _choose(accept, format_param)
+
+
+@functools.lru_cache(maxsize=256)
+def _choose(accept: str | None, format_param: str | None) -> str:
     if format_param:
         chosen = _ALIASES.get(format_param.strip().lower())
         if chosen is None:
