@@ -172,6 +172,9 @@ def _systems(
         systems["proxpi"] = px
     elif why:
         print(f"proxpi skipped: {why}", file=sys.stderr)
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        systems = {name: start for name, start in systems.items() if name in wanted}
     return systems
 
 
@@ -260,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per uv lock")
     parser.add_argument("--no-proxpi", action="store_true")
     parser.add_argument("--no-patched", action="store_true", help="skip the patched wheelmeld variants")
+    parser.add_argument("--only", help="comma-separated system names to run (e.g. 'direct,wheelmeld w1')")
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
     args = parser.parse_args(argv)
