@@ -11,6 +11,7 @@ Errors from every layer arrive here as ``WheelmeldError`` and leave as a status 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -53,6 +54,8 @@ log = logging.getLogger("wheelmeld")
 
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg", ".exe", ".msi", ".rpm", ".metadata")
 _JSON = "application/vnd.pypi.simple.v1+json"
+# Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
+_RENDER_ON_LOOP_MAX = 2000
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -116,22 +119,38 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
     return replace(entry.page, files=tuple(rewritten))
 
 
-def _render(state: _State, entry: PageEntry, upstream: Upstream, content_type: str) -> bytes:
-    # Ready bytes per content type; any change to the page or to a meld (new hashes) re-renders.
-    cache_key = f"{content_type}|{state.metadata.generation}|{state.files.generation}"
-    body = entry.rendered.get(cache_key)
-    if body is None:
-        if len(entry.rendered) > 4:
-            entry.rendered.clear()
-        if entry.kind == "list":
-            assert entry.listing is not None
-            json_out = content_type == _JSON
-            body = render_list_json(entry.listing) if json_out else render_list_html(entry.listing)
-        else:
-            page = _served_page(state, entry, upstream)
-            body = render_project_json(page) if content_type == _JSON else render_project_html(page)
-        entry.rendered[cache_key] = body
+def _rendered_key(state: _State, entry: PageEntry, content_type: str) -> str:
+    # A change to this page's advertised hashes (a meld, a committed file, a metadata file read)
+    # re-renders it, no other page; a new PageEntry starts with nothing rendered.
+    key = entry.key
+    return f"{content_type}|{state.metadata.revision(key)}|{state.files.revision(key)}"
+
+
+def _render(state: _State, entry: PageEntry, upstream: Upstream, content_type: str, cache_key: str) -> bytes:
+    if entry.kind == "list":
+        assert entry.listing is not None
+        json_out = content_type == _JSON
+        body = render_list_json(entry.listing) if json_out else render_list_html(entry.listing)
+    else:
+        page = _served_page(state, entry, upstream)
+        body = render_project_json(page) if content_type == _JSON else render_project_html(page)
+    if len(entry.rendered) > 4:
+        entry.rendered.clear()
+    entry.rendered[cache_key] = body
     return body
+
+
+async def _ready_bytes(state: _State, entry: PageEntry, upstream: Upstream, content_type: str) -> bytes:
+    """The page as bytes: ready ones when nothing changed, else rendered (big pages off the loop)."""
+    cache_key = _rendered_key(state, entry, content_type)
+    body = entry.rendered.get(cache_key)
+    if body is not None:
+        return body
+    size = len(entry.page.files) if entry.page is not None else len(entry.listing.projects)  # type: ignore[union-attr]
+    if size < _RENDER_ON_LOOP_MAX:
+        return _render(state, entry, upstream, content_type, cache_key)
+    # A 20,000-file page takes tens of ms to render: other requests must not wait behind it.
+    return await asyncio.to_thread(_render, state, entry, upstream, content_type, cache_key)
 
 
 def _upstream_spellings(canonical: str) -> list[str]:
@@ -187,7 +206,7 @@ async def _page(request: Request, state: _State, upstream: Upstream, segments: t
     if entry.stale_reason:
         headers["X-Wheelmeld-Stale"] = entry.stale_reason
         headers["Warning"] = '110 wheelmeld "Response is stale"'
-    body = _render(state, entry, upstream, content_type)
+    body = await _ready_bytes(state, entry, upstream, content_type)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(body))
         return Response(b"", headers=headers, media_type=content_type)

@@ -63,6 +63,7 @@ def read_sidecar_hash(path: Path) -> str | None:
 
 @dataclass(slots=True)
 class _Download:
+    key: ProjectKey
     final: Path
     total: int | None = None
     written: int = 0
@@ -96,8 +97,13 @@ class FileService:
         self._serving: Counter[Path] = Counter()  # cached files being sent right now
         self._eviction_queued = False
         self._eviction_lock = asyncio.Lock()
-        # Bumped when a file is committed: pages then advertise its hash where upstream gave none.
-        self.generation = 0
+        # Per page, bumped when a file is committed there: that page then advertises its hash where
+        # upstream gave none. Evictions (rare, and not tied to one page) bump every page.
+        self._revisions: Counter[ProjectKey] = Counter()
+        self._evictions = 0
+
+    def revision(self, key: ProjectKey) -> int:
+        return self._revisions[key] + self._evictions
 
     async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
         final = self._store.file_path(key, dist.filename)
@@ -108,7 +114,7 @@ class FileService:
             raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
         download = self._downloads.get(final)
         if download is None:
-            download = _Download(final=final)
+            download = _Download(key=key, final=final)
             self._downloads[final] = download
             task = asyncio.create_task(self._run(download, dist, upstream))
             self._tasks.add(task)
@@ -163,7 +169,7 @@ class FileService:
                 log.warning("eviction failed: %s", exc)
                 return
             if result.removed:
-                self.generation += 1  # pages stop advertising hashes only a dropped file gave
+                self._evictions += 1  # pages stop advertising hashes only a dropped file gave
                 log.info(
                     "evicted %d file(s), %d bytes; %d bytes of files remain",
                     len(result.removed), result.freed, result.remaining,
@@ -209,7 +215,7 @@ class FileService:
             sidecar = download.final.with_name(download.final.name + ".sha256")
             await asyncio.to_thread(self._store.write_atomic, sidecar, actual.encode())
             await asyncio.to_thread(self._store.commit, tmp_path, download.final)
-        self.generation += 1
+        self._revisions[download.key] += 1
         await download.advance(done=True, reading_path=download.final)
         self._schedule_eviction(download.final)
 

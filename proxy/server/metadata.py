@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,13 +128,17 @@ class MetadataService:
         self._melds: dict[tuple[ProjectKey, str], _MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[ProjectKey, str], str] = {}
-        # Bumped whenever an advertised hash becomes known, so rendered pages know to re-render.
-        self.generation = 0
+        # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
+        # no other does (a process-wide counter made every meld re-render every 5 MB page).
+        self._revisions: Counter[ProjectKey] = Counter()
+
+    def revision(self, key: ProjectKey) -> int:
+        return self._revisions[key]
 
     def _remember(self, key: ProjectKey, filename: str, data: bytes) -> bytes:
         if (key, filename) not in self._original_hashes:
             self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
-            self.generation += 1
+            self._revisions[key] += 1
         return data
 
     # -- original metadata of one file ------------------------------------------------------------
@@ -289,7 +294,7 @@ class MetadataService:
         if report.get("complete", True):
             await asyncio.to_thread(self._save_meld, key, release_key, record)
             self._melds[(key, release_key)] = record
-            self.generation += 1
+            self._revisions[key] += 1
         # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
         self._metrics.meld_done(
             disagreed=bool(report.get("disagreed")), conflicts=len(report.get("conflicts", ()))
@@ -320,7 +325,7 @@ class MetadataService:
         except (ValueError, KeyError, TypeError):
             return None
         self._melds[(key, release_key)] = record
-        self.generation += 1
+        self._revisions[key] += 1
         return record
 
     def meld_report(self, key: ProjectKey, siblings: Sequence[DistFile]) -> dict[str, object] | None:
