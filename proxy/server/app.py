@@ -106,8 +106,12 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
             if known:
                 hashes = {**hashes, "sha256": known}
         if dist.filename.endswith(".whl"):
-            siblings = groups.get(dist.filename, ())
-            digest = state.metadata.advertised_hash(entry.key, siblings, dist, upstream.route.meld)
+            release = groups.get(dist.filename)
+            digest = (
+                state.metadata.advertised_hash(entry.key, release, dist, upstream.route.meld)
+                if release
+                else None
+            )
             core: bool | dict[str, str] = {"sha256": digest} if digest else True
         else:
             core = False
@@ -237,9 +241,7 @@ async def _file(request: Request, state: _State, upstream: Upstream, segments: t
         raise NotFound(f"/{key.label}/ lists no file {name!r}")
     if wants_metadata:
         assert entry.page is not None
-        served = await state.metadata.serve(
-            key, entry.release_groups().get(dist.filename, ()), dist, upstream
-        )
+        served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.

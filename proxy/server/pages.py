@@ -28,7 +28,7 @@ from proxy.index.errors import PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
 from proxy.index.parse import parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
-from proxy.server.metadata import release_groups
+from proxy.server.metadata import Release, release_groups
 from proxy.server.upstream import Upstream
 
 __all__ = ["PageEntry", "PageService"]
@@ -65,14 +65,14 @@ class PageEntry:
     disk_body: bytes | None = None  # its page as stored, so a 304 re-saves without re-rendering
 
     _by_name: dict[str, DistFile] | None = None
-    _groups: dict[str, tuple[DistFile, ...]] | None = None
+    _groups: dict[str, Release] | None = None
 
     def files_by_name(self) -> dict[str, DistFile]:
         if self._by_name is None:
             self._by_name = {f.filename: f for f in self.page.files} if self.page else {}
         return self._by_name
 
-    def release_groups(self) -> dict[str, tuple[DistFile, ...]]:
+    def release_groups(self) -> dict[str, Release]:
         """Wheel file name -> its release's wheels; computed once per page, not per request."""
         if self._groups is None:
             self._groups = release_groups(self.page.files) if self.page else {}

@@ -30,7 +30,7 @@ from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldReport, WheelInput, meld_release
 from proxy.network.ssrf import redact_url
-from proxy.server.metadata import MetadataService, release_groups, siblings_agree_by_hash
+from proxy.server.metadata import MetadataService, release_groups
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.pages import PageService
 from proxy.server.upstream import Upstream
@@ -126,9 +126,7 @@ async def audit_project(
         metadata = MetadataService(store, metrics, MeldLog(), offline=config.offline)
         entry = await pages.get(key, upstream)
         files = entry.page.files if entry.page is not None else ()
-        groups: dict[str, tuple[DistFile, ...]] = {}
-        for group in release_groups(files).values():
-            groups.setdefault(group[0].filename, group)
+        releases = {id(r): r for r in release_groups(files).values()}.values()
         gate = asyncio.Semaphore(config.upstream_concurrency)
 
         async def read(dist: DistFile, errors: dict[str, str]) -> WheelInput:
@@ -141,12 +139,13 @@ async def audit_project(
 
         findings: list[ReleaseFinding] = []
         checked = 0
-        for group in groups.values():
+        for release in releases:
+            group = release.wheels
             version = parse_wheel_filename(group[0].filename)[1]
             if versions is not None and not versions.contains(version, prereleases=True):
                 continue
             checked += 1
-            if len(group) < 2 or siblings_agree_by_hash(group):
+            if not release.needs_meld:
                 continue
             errors: dict[str, str] = {}
             inputs = await asyncio.gather(*(read(d, errors) for d in group))
