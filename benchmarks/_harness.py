@@ -100,6 +100,16 @@ def proxy_source() -> Path:
     return Path(os.environ.get("WHEELMELD_BENCH_SOURCE", REPO)).resolve()
 
 
+@contextlib.contextmanager
+def scratch_dir(keep: bool) -> Iterator[Path]:
+    """A scratch directory for one benchmark run; ``keep`` leaves it (and its server logs) behind."""
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="wm-bench-"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="wm-bench-") as tmp:
+            yield Path(tmp)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
-from tests.support.upstream import UpstreamOptions, UpstreamServer
+from tests.support.upstream import PYTORCH_OPTIONS, UpstreamOptions, UpstreamServer
 
 __all__ = ["big_file_index", "main", "sized_index"]
 
@@ -118,13 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fixture == "pytorch":
         index = FakeIndex.from_pytorch_fixture(FIXTURES_DIR / "pytorch-nightly-cu126.json")
         # Exactly the test suite's pytorch_upstream options, plus the injected latency.
-        options = UpstreamOptions(
-            format="html",
-            pep658=False,
-            ranges=True,
-            hashes=False,
-            link_style="relative",
-            prefix="/whl/nightly/cu126",
+        options = dataclasses.replace(
+            PYTORCH_OPTIONS,
             latency_ms=args.latency_ms,
         )
     elif args.page_sizes:

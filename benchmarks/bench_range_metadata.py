@@ -87,9 +87,8 @@ async def _read_all(up: UpstreamServer, concurrency: int, tail_size: int) -> flo
     return time.perf_counter() - started
 
 
-def _measure(up: UpstreamServer, concurrency: int, tail_size: int) -> _Run:
-    up.log.reset()
-    wall = asyncio.run(_read_all(up, concurrency, tail_size))
+def _cost(up: UpstreamServer, wall: float) -> _Run:
+    """What the upstream's log says the wheels cost, PEP 658 probes ("<file>.metadata") included."""
     per_wheel = [up.requests_for(f) + up.requests_for(f + ".metadata") for f in up.index.filenames]
     return _Run(
         wall=wall,
@@ -98,6 +97,12 @@ def _measure(up: UpstreamServer, concurrency: int, tail_size: int) -> _Run:
         max_requests=max(len(r) for r in per_wheel),
         max_bytes=max(sum(x.bytes_sent for x in r) for r in per_wheel),
     )
+
+
+def _measure(up: UpstreamServer, concurrency: int, tail_size: int) -> _Run:
+    up.log.reset()
+    wall = asyncio.run(_read_all(up, concurrency, tail_size))
+    return _cost(up, wall)
 
 
 def _measure_proxy(up: UpstreamServer, cache_root: Path) -> _Run:
@@ -114,14 +119,7 @@ def _measure_proxy(up: UpstreamServer, cache_root: Path) -> _Run:
     response.raise_for_status()
     if response.headers.get("x-wheelmeld-meld") != "melded":
         raise SystemExit(f"expected a meld, got {response.headers.get('x-wheelmeld-meld')!r}")
-    per_wheel = [up.requests_for(f) + up.requests_for(f + ".metadata") for f in up.index.filenames]
-    return _Run(
-        wall=wall,
-        requests=sum(len(r) for r in per_wheel),
-        upstream_bytes=up.bytes_sent_total(),
-        max_requests=max(len(r) for r in per_wheel),
-        max_bytes=max(sum(x.bytes_sent for x in r) for r in per_wheel),
-    )
+    return _cost(up, wall)
 
 
 def _row(label: str, runs: list[_Run], wheels: int) -> str:

@@ -22,7 +22,7 @@ import dataclasses
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,7 @@ from benchmarks._harness import (
     nginx,
     proxpi,
     proxpi_available,
+    scratch_dir,
     spread,
     upstream,
     wheelmeld,
@@ -212,15 +213,6 @@ def _print_sizes(
     print(", ".join(f"{size} files {ms:.0f} ms" for size, ms in cold.items()))
 
 
-@contextlib.contextmanager
-def _workdir(keep: bool) -> Iterator[Path]:
-    if keep:
-        yield Path(tempfile.mkdtemp(prefix="wm-bench-"))
-    else:
-        with tempfile.TemporaryDirectory(prefix="wm-bench-") as tmp:
-            yield Path(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.seconds, args.size_seconds, args.max_size = 1, 2.0, 1.0, 1000
     raw: dict[str, object] = {}
-    with _workdir(args.keep) as workdir:
+    with scratch_dir(args.keep) as workdir:
         if args.only in (None, "load"):
             results = _load_test(args, workdir)
             _print_load(results, args)

@@ -47,6 +47,7 @@ from benchmarks._harness import (
     machine,
     proxpi,
     proxpi_available,
+    scratch_dir,
     spread,
     upstream,
     upstream_stats,
@@ -244,15 +245,6 @@ def _print(
         print(f"\n- {name} {phase} failed: {failure}")
 
 
-@contextlib.contextmanager
-def _workdir(keep: bool) -> Iterator[Path]:
-    if keep:
-        yield Path(tempfile.mkdtemp(prefix="wm-bench-"))
-    else:
-        with tempfile.TemporaryDirectory(prefix="wm-bench-") as tmp:
-            yield Path(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
     args = parser.parse_args(argv)
     exit_on_sigterm()
-    with _workdir(args.keep) as workdir:
+    with scratch_dir(args.keep) as workdir:
         if args.live:
             index = discover_default_index().url.rstrip("/")
             print(f"live index: found via {discover_default_index().source}", file=sys.stderr)
