@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import quote
@@ -76,7 +75,6 @@ class _State:
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
-        self.started = time.time()
 
 
 def _error_response(exc: WheelmeldError) -> Response:
