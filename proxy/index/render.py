@@ -16,7 +16,7 @@ PEP 708 ``tracks`` / ``alternate-locations``, 1.4 with a PEP 792 project status.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html import escape
 from json.encoder import encode_basestring_ascii as _js
 
@@ -102,12 +102,17 @@ def _html_fragment(f: DistFile) -> str:
     return f'    <a href="{_esc(href)}"{attrs}>{_esc(f.filename)}</a><br/>\n'
 
 
-def _html_of(f: DistFile) -> str:
-    fragment: str | None = getattr(f, "_html_fragment", None)
+def _memo(f: DistFile, slot: str, build: Callable[[DistFile], str]) -> str:
+    """``build(f)``, computed once per DistFile and kept in its memo slot (not a field: see model)."""
+    fragment: str | None = getattr(f, slot, None)
     if fragment is None:
-        fragment = _html_fragment(f)
-        object.__setattr__(f, "_html_fragment", fragment)  # memo slot, not a field: see model
+        fragment = build(f)
+        object.__setattr__(f, slot, fragment)
     return fragment
+
+
+def _html_of(f: DistFile) -> str:
+    return _memo(f, "_html_fragment", _html_fragment)
 
 
 def _project_meta_html(page: ProjectPage) -> str:
@@ -166,11 +171,7 @@ def _json_fragment(f: DistFile) -> str:
 
 
 def _json_of(f: DistFile) -> str:
-    fragment: str | None = getattr(f, "_json_fragment", None)
-    if fragment is None:
-        fragment = _json_fragment(f)
-        object.__setattr__(f, "_json_fragment", fragment)  # memo slot, not a field: see model
-    return fragment
+    return _memo(f, "_json_fragment", _json_fragment)
 
 
 def _dumps(data: object) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.e2ekit import ClientError, Clients, seed_pyproject, write_project
+from tests.e2e.e2ekit import ClientError, Clients, project_pyproject, seed_pyproject, write_project
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
 from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.stack import start_stack, wheel
@@ -31,21 +31,6 @@ def _clients(root: Path, name: str) -> Clients:
     return Clients(home=root / f"home-{name}", uv_cache=root / f"uv-cache-{name}")
 
 
-def _demo_pyproject(index_url: str) -> str:
-    return f"""\
-[project]
-name = "pinned"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["demo"]
-
-[[tool.uv.index]]
-name = "proxy"
-url = "{index_url}"
-default = true
-"""
-
-
 def _installed(project: Path) -> set[str]:
     return {p.name for p in project.glob(".venv/lib/python*/site-packages/*.dist-info")}
 
@@ -58,7 +43,9 @@ def test_a_file_upstream_pruned_still_syncs_with_keep_pruned(tmp_path: Path, kee
         s = start_stack(
             stack, tmp_path / "cache", first, options, {"page_ttl": 0.0, "keep_pruned": keep_pruned}
         )
-        project = write_project(tmp_path / "project", _demo_pyproject(f"{s.proxy.url}/simple"))
+        project = write_project(
+            tmp_path / "project", project_pyproject("pinned", ["demo"], f"{s.proxy.url}/simple")
+        )
         clients = _clients(tmp_path, "first")
         clients.lock(project)
         clients.uv_run("sync", "--frozen", cwd=project)

@@ -17,6 +17,7 @@ The checks the issue asks for are built from three small pure pieces:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -267,6 +268,24 @@ dependencies = ["torch", "torchao", "torchaudio", "torchvision"]
 name = "pytorch-nightly-cu126"
 url = "{index_url}"
 explicit = true
+
+[[tool.uv.index]]
+name = "default"
+url = "{index_url}"
+default = true
+"""
+
+
+def project_pyproject(
+    name: str, dependencies: Iterable[str], index_url: str, *, requires_python: str = ">=3.11"
+) -> str:
+    """A virtual project depending on ``dependencies``, with ``index_url`` as its only (default) index."""
+    return f"""\
+[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = "{requires_python}"
+dependencies = {json.dumps(list(dependencies))}
 
 [[tool.uv.index]]
 name = "default"

@@ -22,7 +22,14 @@ from packaging.metadata import Metadata
 from packaging.utils import canonicalize_name
 
 from proxy.default_index import discover_default_index
-from tests.e2e.e2ekit import PLATFORMS, Clients, lock_packages, selected_by_export, write_project
+from tests.e2e.e2ekit import (
+    PLATFORMS,
+    Clients,
+    lock_packages,
+    project_pyproject,
+    selected_by_export,
+    write_project,
+)
 from tests.support.proxy import ProxyServer, proxy_config
 
 pytestmark = [
@@ -72,18 +79,12 @@ def case(request: pytest.FixtureRequest) -> LiveCase:
 def locked(
     clients: Clients, live_proxy: ProxyServer, case: LiveCase, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
-    pyproject = f"""\
-[project]
-name = "live-{case.project}"
-version = "0.1.0"
-requires-python = "{case.requires_python}"
-dependencies = ["{case.requirement}"]
-
-[[tool.uv.index]]
-name = "wheelmeld"
-url = "{live_proxy.url}/simple"
-default = true
-"""
+    pyproject = project_pyproject(
+        f"live-{case.project}",
+        [case.requirement],
+        f"{live_proxy.url}/simple",
+        requires_python=case.requires_python,
+    )
     project = write_project(tmp_path_factory.mktemp("live"), pyproject)
     return project, clients.lock(project)
 

@@ -25,6 +25,7 @@ from tests.e2e.e2ekit import (
     Clients,
     dependency_markers,
     lock_packages,
+    project_pyproject,
     selected_by_export,
     write_project,
 )
@@ -116,24 +117,11 @@ def proxy(upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory) ->
         yield server
 
 
-def _pyproject(index_url: str) -> str:
-    return f"""\
-[project]
-name = "torch21"
-version = "0.1.0"
-requires-python = "==3.11.*"
-dependencies = {list(_REQUIREMENTS)!r}
-
-[[tool.uv.index]]
-name = "default"
-url = "{index_url}"
-default = true
-""".replace("'", '"')
-
-
 @pytest.fixture(scope="module")
 def proxied_project(clients: Clients, proxy: ProxyServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = write_project(tmp_path_factory.mktemp("torch21"), _pyproject(f"{proxy.url}/simple"))
+    index_url = f"{proxy.url}/simple"
+    pyproject = project_pyproject("torch21", _REQUIREMENTS, index_url, requires_python="==3.11.*")
+    project = write_project(tmp_path_factory.mktemp("torch21"), pyproject)
     clients.lock(project)
     return project
 

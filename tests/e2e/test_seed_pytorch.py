@@ -23,6 +23,7 @@ from tests.e2e.e2ekit import (
     Clients,
     dependency_markers,
     lock_packages,
+    project_pyproject,
     seed_pyproject,
     selected_by_export,
     venv_python,
@@ -260,18 +261,7 @@ def test_consistent_project_locks_to_the_same_graph(
 ) -> None:
     graphs = []
     for name, base in (("direct", seed_upstream.url), ("proxied", seed_proxy.url)):
-        pyproject = f"""\
-[project]
-name = "consistent"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = {json.dumps(list(CONSISTENT_REQUIREMENTS))}
-
-[[tool.uv.index]]
-name = "default"
-url = "{base}/whl/nightly/cu126"
-default = true
-"""
+        pyproject = project_pyproject("consistent", CONSISTENT_REQUIREMENTS, f"{base}/whl/nightly/cu126")
         graphs.append(_graph(clients.lock(write_project(tmp_path / name, pyproject))))
     direct_graph, proxied_graph = graphs
     assert len(direct_graph) > len(CONSISTENT_REQUIREMENTS)  # transitive ones (markupsafe, mpmath) too
