@@ -33,7 +33,7 @@ from typing import IO
 
 from proxy.errors import BadRequest
 
-__all__ = ["CacheStore", "ProjectKey"]
+__all__ = ["CacheStore", "ProjectKey", "is_safe_component"]
 
 # Waiting for a lock another process holds: first retry after 5 ms, then back off to 100 ms.
 _POLL_FIRST = 0.005
@@ -43,8 +43,13 @@ _POLL_MAX = 0.1
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
 
 
+def is_safe_component(value: str) -> bool:
+    """Whether the cache would create a file or directory of this name (one segment, no '..')."""
+    return bool(_COMPONENT_RE.match(value)) and ".." not in value
+
+
 def _safe_component(value: str) -> str:
-    if not _COMPONENT_RE.match(value) or ".." in value:
+    if not is_safe_component(value):
         raise BadRequest(f"not a valid path component: {value!r}")
     return value
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from proxy.cache.store import CacheStore
+from proxy.cache.store import CacheStore, is_safe_component
 from proxy.config import RouteConfig
 from proxy.tools.local_proxy import route_path
 from proxy.tools.lockfile import LockedPackage, select_files
@@ -44,9 +44,6 @@ _VERSION = 1
 _LAYOUT = "v1"
 _CHUNK = 1024 * 1024
 _MANIFEST_LIMIT = 256 * 1024 * 1024  # a manifest of a million files is ~150 MB; refuse absurd ones
-# What the cache itself accepts as a path component (``proxy.cache.store``), plus the sidecar and
-# page names it writes; anything else in an archive was not written by a cache.
-_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
 
 
 class BundleError(ValueError):
@@ -77,7 +74,8 @@ def _check_name(name: str) -> PurePosixPath:
     if path.is_absolute() or len(parts) < 2 or parts[0] != _LAYOUT or "/".join(parts) != name:
         raise BundleError(f"unsafe member name {name!r}: not a path below {_LAYOUT}/")
     for part in parts[1:]:
-        if part in (".", "..") or ".." in part or not _COMPONENT_RE.match(part):
+        # Only what the cache itself would create; anything else in an archive was not written by one.
+        if not is_safe_component(part):
             raise BundleError(f"unsafe component {part!r} in member {name!r}")
     return path
 
