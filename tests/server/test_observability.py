@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import pytest
 
@@ -93,6 +94,10 @@ def test_agreeing_release_is_not_listed_as_melded(make_stack: MakeStack, pytorch
     assert "2.1.2" not in stack.client.get("/").text
 
 
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "wheelmeld.access"]
+
+
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_one_access_log_line_per_request(
     make_stack: MakeStack, pytorch_index: FakeIndex, caplog: pytest.LogCaptureFixture, fmt: str
@@ -103,7 +108,12 @@ def test_one_access_log_line_per_request(
         stack.client.get(stack.page("torch") + "?token=s3cret")
         stack.client.get(stack.file("filelock", FILELOCK))
         stack.client.get("/nope/")
-    lines = [r.getMessage() for r in caplog.records if r.name == "wheelmeld.access"]
+        # The line is written after the response's last byte is sent, so the client can have the
+        # answer a moment before the server has logged it.
+        deadline = time.monotonic() + 5
+        while len(_access_lines(caplog)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = _access_lines(caplog)
     assert len(lines) == 3, lines
     assert all("s3cret" not in line for line in lines), "the query string never reaches the log"
     if fmt == "json":
