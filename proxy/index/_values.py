@@ -104,6 +104,14 @@ def upload_time_value(raw: object) -> str | None:
     if not isinstance(raw, str) or not raw.strip():
         return None
     text = raw.strip()
+    if _CANONICAL_TIME.fullmatch(text):
+        # Already in the form we write (every PEP 700 index's): only check that it is a real
+        # moment. strftime alone cost a fifth of parsing a 15,000-file page.
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return text
     try:
         if _EPOCH.fullmatch(text):
             moment = datetime.fromtimestamp(float(text), tz=UTC)
@@ -119,6 +127,8 @@ def upload_time_value(raw: object) -> str | None:
 
 
 _EPOCH = re.compile(r"\d{9,11}(\.\d+)?")
+# What ``upload_time_value`` writes: a year from 1000, and six fraction digits only when not all 0.
+_CANONICAL_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!0{6})\d{6})?Z")
 
 
 def plus_in_path(url: str) -> str:
@@ -147,4 +157,7 @@ def resolve_url(base: str, href: str) -> tuple[str, str]:
 
 def is_plain_filename(name: str) -> bool:
     """True when ``name`` is one safe path segment: the proxy later uses it as a URL and cache name."""
-    return bool(name) and name not in {".", ".."} and not any(c in name for c in "/\\\x00")
+    return bool(name) and name not in {".", ".."} and _UNSAFE_IN_NAME.search(name) is None
+
+
+_UNSAFE_IN_NAME = re.compile(r"[/\\\x00]")

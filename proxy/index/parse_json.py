@@ -70,13 +70,14 @@ def _dist_file(entry: object, index: int, page_url: str) -> DistFile:
     if not is_plain_filename(filename):
         raise PageParseError(f"{where}: {filename!r} is not a plain file name")
     url, fragment = resolve_url(page_url, url.strip())
-    if urlsplit(url).scheme not in {"http", "https"}:
+    # The prefix test answers for nearly every URL; urlsplit (a fifth of this function) for the rest.
+    if not url.startswith(("https://", "http://")) and urlsplit(url).scheme not in {"http", "https"}:
         raise PageParseError(f"{where} ({filename!r}): not an http(s) URL {url!r}")
     raw_hashes = entry.get("hashes", {})
     if not isinstance(raw_hashes, Mapping):
         raise PageParseError(f"{where} ({filename!r}): 'hashes' is not an object")
     # A fragment on a JSON url is not standard, but its hash is as good as one in "hashes".
-    hashes = hashes_from_fragment(fragment)
+    hashes = hashes_from_fragment(fragment) if fragment else {}
     hashes.update(hashes_from_pairs(raw_hashes.items()))
     metadata = entry["core-metadata"] if "core-metadata" in entry else entry.get("dist-info-metadata")
     requires_python = entry.get("requires-python")
