@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
@@ -56,6 +57,8 @@ _JSON = "application/vnd.pypi.simple.v1+json"
 # Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
 _RENDER_ON_LOOP_MAX = 2000
 _IMMUTABLE = "public, max-age=31536000, immutable"
+# What urllib.parse.quote leaves as it is.
+_URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 class _State:
@@ -90,6 +93,24 @@ def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
     return segments, rest.endswith("/")
 
 
+def _served_file(dist: DistFile, hashes: Mapping[str, str], core: bool | dict[str, str]) -> DistFile:
+    """``dist`` as we list it: a link to us by its own name, and what we know of its hashes."""
+    # Built directly, not with dataclasses.replace (three times slower: 15,000 calls on a big page),
+    # and most file names need no quoting at all.
+    url = dist.filename if _URL_SAFE_NAME.fullmatch(dist.filename) else quote(dist.filename)
+    return DistFile(
+        filename=dist.filename,
+        url=url,
+        hashes=hashes,
+        requires_python=dist.requires_python,
+        yanked=dist.yanked,
+        core_metadata=core,
+        size=dist.size,
+        upload_time=dist.upload_time,
+        gpg_sig=dist.gpg_sig,
+    )
+
+
 def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> ProjectPage:
     """Upstream's page as we serve it: links to us, metadata hashes of what *we* serve."""
     assert entry.page is not None
@@ -115,7 +136,7 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
             core = False
         served = entry.served_files.get(dist.filename)
         if served is None or served.hashes != hashes or served.core_metadata != core:
-            served = replace(dist, url=quote(dist.filename), hashes=hashes, core_metadata=core)
+            served = _served_file(dist, hashes, core)
             entry.served_files[dist.filename] = served
         rewritten.append(served)
     return replace(entry.page, files=tuple(rewritten))

@@ -231,3 +231,24 @@ def test_fifty_clients_of_an_uncached_page_make_one_upstream_request(make_stack:
     assert {status for status, _ in results} == {200}
     assert len({body for _, body in results}) == 1
     assert _page_requests(stack) == [200]
+
+
+@pytest.mark.parametrize("upstream_format", ["json", "html"])
+@pytest.mark.parametrize("accept", ["application/vnd.pypi.simple.v1+json", "text/html"])
+def test_a_page_read_back_from_disk_is_served_as_before(
+    make_stack: MakeStack, tmp_path: Path, upstream_format: str, accept: str
+) -> None:
+    # The disk copy is upstream's own bytes for a JSON upstream and our rendering for an HTML one;
+    # either way a restarted proxy serves exactly what the first one did, with no upstream request.
+    index = FakeIndex.from_files(
+        {"demo": [wheel(A, ["idna"]), wheel(B, ["idna>=3"]), wheel("demo-2.0+cpu-cp311-cp311-win_amd64.whl")]}
+    )
+    cache = tmp_path / "shared-cache"
+    first = make_stack(index, format=upstream_format, cache_dir=cache, route={"page_ttl": 600.0})
+    before = first.client.get("/simple/demo/", headers={"Accept": accept})
+    assert before.status_code == 200
+    again = make_stack(index, format=upstream_format, cache_dir=cache, route={"page_ttl": 600.0})
+    after = again.client.get("/simple/demo/", headers={"Accept": accept})
+    assert after.status_code == 200
+    assert after.content == before.content
+    assert not again.upstream.requests_for("/simple/demo/")

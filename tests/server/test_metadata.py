@@ -253,3 +253,16 @@ def test_a_new_sibling_upstream_makes_a_new_meld(make_stack: MakeStack) -> None:
     after, headers = _metadata(stack, "gpu-lib", GPU_MAC)
     assert headers["x-wheelmeld-meld"] == "melded"
     assert {"extra-tool", "nvidia-thing"} <= _names(after)
+
+
+def test_a_malformed_name_sharing_a_release_head_stays_out_of_the_meld(make_stack: MakeStack) -> None:
+    # Pages group wheels by the "name-version-" head of their file names; only names packaging
+    # reads as wheels of the release take part in its meld.
+    index = _disagreeing_index()
+    stray = replace(index.file(GPU_WIN), filename="gpu_lib-1.0-cp311.whl")
+    index = FakeIndex.from_files({"gpu-lib": [*index.projects["gpu-lib"], stray]})
+    stack = make_stack(index, pep658=False)
+    body, headers = _metadata(stack, "gpu-lib", GPU_MAC)
+    assert headers["x-wheelmeld-meld"] == "melded", headers["x-wheelmeld-meld"]
+    assert "nvidia-thing" in _names(body)
+    assert not [p for _m, p, _r in stack.requests() if "gpu_lib-1.0-cp311.whl" in p]
