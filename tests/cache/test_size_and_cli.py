@@ -14,7 +14,7 @@ import pytest
 from proxy.cli import main
 from tests.cache.cachekit import cache_files
 from tests.support.fake_index import FakeIndex
-from tests.support.stack import MakeStack, Stack, wheel
+from tests.support.stack import MakeStack, Stack, wait_until, wheel
 
 _SIZE = 1_000_000
 NAMES = [f"pkg-{v}.0-py3-none-any.whl" for v in (1, 2, 3)]
@@ -30,13 +30,6 @@ def _get(stack: Stack, name: str, suffix: str = "") -> bytes:
     return response.content
 
 
-def _wait(condition: object, what: str) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def _held(stack: Stack) -> set[str]:
     return {name for name in NAMES if cache_files(stack.cache_dir, name)}
 
@@ -49,25 +42,27 @@ def test_max_size_evicts_the_least_recently_used_file_only(make_stack: MakeStack
     for name in (one, two):
         _get(stack, name)
         _get(stack, name, ".metadata")
-        _wait(lambda n=name: n in _held(stack), f"{name} committed")
+        wait_until(lambda n=name: n in _held(stack), f"{name} committed")
     time.sleep(0.01)
     _get(stack, one)  # served from the cache: now the most recently used
     _get(stack, three)
-    _wait(lambda: _held(stack) == {one, three}, f"the least recently used ({two}) evicted: {_held(stack)}")
-    _wait(lambda: not cache_files(stack.cache_dir, two + ".sha256"), "its hash goes with it")
+    wait_until(
+        lambda: _held(stack) == {one, three}, f"the least recently used ({two}) evicted: {_held(stack)}"
+    )
+    wait_until(lambda: not cache_files(stack.cache_dir, two + ".sha256"), "its hash goes with it")
     assert cache_files(stack.cache_dir, two + ".metadata"), "metadata is never evicted"
     assert list(stack.cache_dir.rglob("page.json")), "pages are never evicted"
     # What was evicted is fetched again on demand, verified and cached anew.
     assert _get(stack, two) == index.file(two).content
-    _wait(lambda: two in _held(stack), "re-fetched file committed")
-    _wait(lambda: len(_held(stack)) == 2, "back under the limit")
+    wait_until(lambda: two in _held(stack), "re-fetched file committed")
+    wait_until(lambda: len(_held(stack)) == 2, "back under the limit")
 
 
 def test_no_limit_keeps_everything(make_stack: MakeStack) -> None:
     stack = make_stack(_index())
     for name in NAMES:
         _get(stack, name)
-    _wait(lambda: _held(stack) == set(NAMES), "all committed")
+    wait_until(lambda: _held(stack) == set(NAMES), "all committed")
 
 
 # -- the commands ---------------------------------------------------------------------------------
@@ -82,7 +77,7 @@ def filled(make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     for name in NAMES[:2]:
         _get(stack, name)
         _get(stack, name, ".metadata")
-    _wait(lambda: _held(stack) == set(NAMES[:2]), "two files committed")
+    wait_until(lambda: _held(stack) == set(NAMES[:2]), "two files committed")
     return stack
 
 
@@ -166,12 +161,12 @@ def test_an_evicted_file_stops_lending_its_hash_to_the_page(make_stack: MakeStac
     stack = make_stack(_index(), hashes=False, config={"cache_max_size": int(1.5 * _SIZE)})
     one, two, _ = NAMES
     _get(stack, one)
-    _wait(lambda: one in _held(stack), "first file committed")
+    wait_until(lambda: one in _held(stack), "first file committed")
     assert f"{one}#sha256=" in stack.client.get("/simple/pkg/").text
     _get(stack, two)
-    _wait(lambda: _held(stack) == {two}, "the first file evicted")
+    wait_until(lambda: _held(stack) == {two}, "the first file evicted")
     # The eviction's page re-render follows its last unlink by a moment.
-    _wait(
+    wait_until(
         lambda: f"{one}#sha256=" not in stack.client.get("/simple/pkg/").text, "no hash for an evicted file"
     )
     assert f"{two}#sha256=" in stack.client.get("/simple/pkg/").text

@@ -30,7 +30,7 @@ from proxy.server.auth import (
 )
 from tests.e2e.e2ekit import ClientError, Clients
 from tests.support.proxy import ProxyServer, proxy_config
-from tests.support.stack import index_of, wheel
+from tests.support.stack import index_of, wait_until, wheel
 from tests.support.upstream import UpstreamOptions, UpstreamServer
 
 # Cheap parameters keep the tests fast; the format and the code path are the production ones.
@@ -368,6 +368,7 @@ def test_the_access_log_shows_no_secret(client: httpx.Client) -> None:
         client.get("/simple/tiny/", headers=_basic("alice", ALICE_PASSWORD))
         client.get(f"/simple/tiny/?token={TOKEN}", headers={"Authorization": f"Bearer {TOKEN}"})
         client.get("/simple/tiny/", headers=_basic("alice", "wrong-" + ALICE_PASSWORD))
+        wait_until(lambda: len(lines) >= 3, "three access-log lines")
     assert len(lines) == 3 and "status=401" in lines[2]
     encoded = base64.b64encode(f"alice:{ALICE_PASSWORD}".encode()).decode()
     for line in lines:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
@@ -134,6 +135,15 @@ def wheel(
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Poll ``condition`` briefly: a server's bookkeeping (a commit, a log line) follows the last
+    byte it sent by a moment, so a client can see the answer before that is done."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 def single_line(body: str) -> bool:
