@@ -148,6 +148,29 @@ def _bzip2_wheel() -> bytes:
     return build_wheel(NAME, METADATA, compression=zipfile.ZIP_BZIP2)
 
 
+def _mentioning_wheel(*, real: bool) -> bytes:
+    """A zip whose entries' comments, extras and longer names spell METADATA's name; ``real`` adds
+    the actual entry last. The central directory is searched for names by bytes: only real names count."""
+    mention = b"demo_pkg-2.0.0+local.dist-info/METADATA"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        commented = zipfile.ZipInfo("demo_pkg/__init__.py")
+        commented.comment = b"see " + mention
+        zf.writestr(commented, b"")
+        extra = zipfile.ZipInfo("demo_pkg/data.txt")
+        extra.extra = struct.pack("<HH", 0xCAFE, len(mention)) + mention
+        zf.writestr(extra, b"x")
+        zf.writestr("demo_pkg-2.0.0+local.dist-info/METADATA.orig", b"not it")
+        if real:
+            zf.writestr("demo_pkg-2.0.0+local.dist-info/METADATA", METADATA)
+    return buffer.getvalue()
+
+
+def test_only_real_entry_names_are_metadata(make_upstream: MakeUpstream) -> None:
+    got = _fetch(_serve(make_upstream, _mentioning_wheel(real=True)))
+    assert (got.metadata, got.method, got.requests) == (METADATA, "range", 1)
+
+
 BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ("not-a-zip", lambda: bytes(range(256)) * 40, "end-of-central-directory|not a zip|corrupt"),
     (
@@ -170,6 +193,7 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
         lambda: _corrupt_eocd(build_wheel(NAME, METADATA), 10**9),
         "outside the file|corrupt|unreadable",
     ),
+    ("named-only-in-a-comment", lambda: _mentioning_wheel(real=False), "no demo-pkg-2.0.0\\+local"),
     ("bzip2", _bzip2_wheel, "compression method 12"),
     ("too-big", lambda: build_wheel(NAME, b"A" * (METADATA_SIZE_CAP + 1)), "over the"),
 ]
@@ -247,3 +271,134 @@ def test_headers_are_sent_on_every_request(make_upstream: MakeUpstream) -> None:
     assert len(records) == 3
     assert all(r.headers.get("authorization") == "Bearer t0ken" for r in records)
     assert all(r.headers.get("accept-encoding") == "identity" for r in records)
+
+
+# -- layout hints: a sibling's read in one request -------------------------------------------------
+
+SIBLING = "demo_pkg-2.0.0+local-cp313-cp313-manylinux_2_28_x86_64.whl"
+
+# (id, wheel factory taking a file name, how the hint reads a sibling)
+LAYOUTS: list[tuple[str, Callable[[str], bytes], str]] = [
+    ("dist-info-last", lambda n: build_wheel(n, METADATA, payload_size=3_000_000), "range"),
+    (
+        "dist-info-last, big central directory",
+        lambda n: build_wheel(n, METADATA, payload_size=1_000_000, extra_members=_many_files(3000)),
+        "range",
+    ),
+    (
+        "dist-info-first",
+        lambda n: build_wheel(n, METADATA, payload_size=3_000_000, dist_info_first=True),
+        "prefix",
+    ),
+    (
+        "dist-info-first, big central directory",
+        lambda n: build_wheel(
+            n, METADATA, payload_size=1_000_000, extra_members=_many_files(3000), dist_info_first=True
+        ),
+        "prefix",
+    ),
+    ("tiny", lambda n: build_wheel(n, METADATA), "range"),
+]
+
+
+@pytest.mark.parametrize(("shape", "make", "method"), LAYOUTS, ids=[s[0] for s in LAYOUTS])
+def test_a_siblings_layout_makes_a_read_one_request(
+    make_upstream: MakeUpstream, shape: str, make: Callable[[str], bytes], method: str
+) -> None:
+    files = [FakeFile(NAME, content=make(NAME)), FakeFile(SIBLING, content=make(SIBLING))]
+    up = make_upstream(FakeIndex.from_files({"demo-pkg": files}))
+    first = _fetch(up)
+    assert first.metadata == METADATA and first.layout is not None
+    up.log.reset()
+    sibling = _fetch(up, SIBLING, layout=first.layout)
+    assert (sibling.metadata, sibling.method, sibling.requests) == (METADATA, method, 1)
+    assert sibling.bytes_received == up.bytes_sent_total()
+    assert sibling.bytes_received < 512 * KIB, "a hint never asks for the payload"
+    assert sibling.layout is not None
+
+
+@pytest.mark.parametrize(("given", "make_given", "_m"), LAYOUTS, ids=[s[0] for s in LAYOUTS])
+@pytest.mark.parametrize(("actual", "make_actual", "_n"), LAYOUTS, ids=[s[0] for s in LAYOUTS])
+def test_a_hint_that_does_not_fit_costs_at_most_one_request(
+    make_upstream: MakeUpstream,
+    given: str,
+    make_given: Callable[[str], bytes],
+    actual: str,
+    make_actual: Callable[[str], bytes],
+    _m: str,
+    _n: str,
+) -> None:
+    files = [FakeFile(NAME, content=make_given(NAME)), FakeFile(SIBLING, content=make_actual(SIBLING))]
+    up = make_upstream(FakeIndex.from_files({"demo-pkg": files}))
+    hint = _fetch(up).layout
+    plain = _fetch(up, SIBLING)
+    up.log.reset()
+    hinted = _fetch(up, SIBLING, layout=hint)
+    assert hinted.metadata == METADATA
+    assert hinted.requests <= plain.requests + 1
+    assert hinted.requests == len(up.log)
+
+
+def _unseekable_wheel(filename: str) -> bytes:
+    """A wheel written to a pipe-like stream: zipfile then puts every size in a data descriptor."""
+
+    class Sink(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: object) -> int:
+            self.data += bytes(b)  # type: ignore[call-overload]
+            return len(bytes(b))  # type: ignore[call-overload]
+
+    sink = Sink()
+    dist_info = "demo_pkg-2.0.0+local.dist-info"
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{dist_info}/METADATA", METADATA)
+        zf.writestr("demo_pkg/_payload.bin", bytes(200_000))
+        zf.writestr(f"{dist_info}/RECORD", b"")
+    assert zipfile.ZipFile(io.BytesIO(bytes(sink.data))).infolist()[0].flag_bits & 0x8
+    return bytes(sink.data)
+
+
+def test_a_prefix_hint_never_walks_past_a_data_descriptor(make_upstream: MakeUpstream) -> None:
+    first = build_wheel(NAME, METADATA, payload_size=3_000_000, dist_info_first=True)
+    files = [FakeFile(NAME, content=first), FakeFile(SIBLING, content=_unseekable_wheel(SIBLING))]
+    up = make_upstream(FakeIndex.from_files({"demo-pkg": files}))
+    hint = _fetch(up).layout
+    assert hint is not None and hint.prefix_range() is not None
+    up.log.reset()
+    got = _fetch(up, SIBLING, layout=hint)
+    assert (got.metadata, got.method) == (METADATA, "range"), "the central directory decides"
+    assert got.layout is not None and got.layout.prefix_range() is None, "and no prefix is suggested"
+
+
+def test_a_prefix_hint_upstream_without_ranges_reads_the_whole_file(make_upstream: MakeUpstream) -> None:
+    content = build_wheel(SIBLING, METADATA, payload_size=300_000, dist_info_first=True)
+    hint_source = _serve(
+        make_upstream, build_wheel(NAME, METADATA, payload_size=300_000, dist_info_first=True)
+    )
+    hint = _fetch(hint_source).layout
+    up = _serve(make_upstream, content, SIBLING, ranges=False)
+    got = _fetch(up, SIBLING, layout=hint)
+    assert (got.metadata, got.method, got.requests, got.bytes_received) == (METADATA, "full", 1, len(content))
+
+
+@pytest.mark.parametrize("corrupt_at", [0, 4, 40])
+def test_a_damaged_local_header_falls_back_or_fails_cleanly(
+    make_upstream: MakeUpstream, corrupt_at: int
+) -> None:
+    good = build_wheel(NAME, METADATA, payload_size=300_000, dist_info_first=True)
+    bad = bytearray(build_wheel(SIBLING, METADATA, payload_size=300_000, dist_info_first=True))
+    bad[corrupt_at] ^= 0xFF
+    files = [FakeFile(NAME, content=good), FakeFile(SIBLING, content=bytes(bad))]
+    up = make_upstream(FakeIndex.from_files({"demo-pkg": files}))
+    hint = _fetch(up).layout
+    try:
+        got = _fetch(up, SIBLING, layout=hint)
+    except RemoteZipError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert got.metadata == METADATA

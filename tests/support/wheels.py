@@ -75,16 +75,27 @@ def build_wheel(
     compression: int = zipfile.ZIP_DEFLATED,
     extra_members: Mapping[str, bytes] | None = None,
     force_zip64: bool = False,
+    dist_info_first: bool = False,
 ) -> bytes:
     """The bytes of a valid wheel named ``filename`` whose METADATA is ``metadata``.
 
     ``extra_members`` are written after the payload and before the dist-info files (vendored
     packages, a second ``*.dist-info``, many small files to grow the central directory).
     ``force_zip64`` writes ZIP64 extra fields in local headers and ZIP64 end records, the shape
-    of wheels larger than 4 GiB, without needing 4 GiB.
+    of wheels larger than 4 GiB, without needing 4 GiB. ``dist_info_first`` writes METADATA and
+    WHEEL before everything else, as meson-python does (RECORD still comes last).
     """
     buffer = io.BytesIO()
-    _write(buffer, filename, metadata, payload_size, compression, extra_members or {}, force_zip64)
+    _write(
+        buffer,
+        filename,
+        metadata,
+        payload_size,
+        compression,
+        extra_members or {},
+        force_zip64,
+        dist_info_first,
+    )
     return buffer.getvalue()
 
 
@@ -124,6 +135,7 @@ def _write(
     compression: int,
     extra_members: Mapping[str, bytes],
     force_zip64: bool,
+    dist_info_first: bool = False,
 ) -> None:
     if payload_size < 0:
         raise WheelBuildError(f"payload_size must be >= 0, got {payload_size!r}")
@@ -132,14 +144,21 @@ def _write(
     dist_info = dist_info_dir(filename)
     records: list[tuple[str, str, int]] = []
     with zipfile.ZipFile(fh, "w", compression=compression) as zf:
+
+        def dist_info_files() -> None:
+            _add(zf, f"{dist_info}/METADATA", [metadata], records, force_zip64)
+            _add(zf, f"{dist_info}/WHEEL", [_wheel_file(filename)], records, force_zip64)
+
+        if dist_info_first:
+            dist_info_files()
         init = f'"""Generated test package {name} {version}."""\n__version__ = "{version}"\n'.encode()
         _add(zf, f"{package}/__init__.py", [init], records, force_zip64)
         if payload_size:
             _add(zf, f"{package}/_payload.bin", _payload_chunks(payload_size), records, force_zip64)
         for member, data in extra_members.items():
             _add(zf, member, [data], records, force_zip64)
-        _add(zf, f"{dist_info}/METADATA", [metadata], records, force_zip64)
-        _add(zf, f"{dist_info}/WHEEL", [_wheel_file(filename)], records, force_zip64)
+        if not dist_info_first:
+            dist_info_files()
         record = "".join(f"{path},sha256={digest},{size}\n" for path, digest, size in records)
         record += f"{dist_info}/RECORD,,\n"
         _add(zf, f"{dist_info}/RECORD", [record.encode()], [], force_zip64)
