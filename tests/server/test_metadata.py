@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
+import pytest
 from packaging.markers import default_environment
 from packaging.metadata import parse_email
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.fake_index import FakeIndex
+from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.proxy import ProxyServer
 from tests.support.stack import MakeStack, Stack, sha256, wheel
 from tests.support.upstream import Fault
+from tests.support.wheels import build_wheel, metadata_from_fields
 
 TORCH = "torch-2.7.0.dev20250116+cu126"
 AARCH64 = f"{TORCH}-cp311-cp311-linux_aarch64.whl"
@@ -266,3 +268,70 @@ def test_a_malformed_name_sharing_a_release_head_stays_out_of_the_meld(make_stac
     assert headers["x-wheelmeld-meld"] == "melded", headers["x-wheelmeld-meld"]
     assert "nvidia-thing" in _names(body)
     assert not [p for _m, p, _r in stack.requests() if "gpu_lib-1.0-cp311.whl" in p]
+
+
+@pytest.mark.parametrize("dist_info_first", [False, True], ids=["dist-info-last", "dist-info-first"])
+def test_a_cold_meld_reads_each_sibling_with_one_range_request(
+    make_stack: MakeStack, dist_info_first: bool
+) -> None:
+    # Without PEP 658 files, a wheel whose central directory outgrows the 64 KiB tail costs three
+    # range requests; one wheel per platform pays that and tells its siblings where to look.
+    pythons = ("cp310", "cp311", "cp312", "cp313")
+    platforms = ("manylinux_2_28_x86_64", "win_amd64")
+    names = [f"big_lib-1.0-{py}-{py}-{plat}.whl" for py in pythons for plat in platforms]
+    files = []
+    for name in names:
+        requires = ["numpy", "nvidia-thing==1.2"] if "linux" in name else ["numpy"]
+        metadata = metadata_from_fields("big-lib", "1.0", requires)
+        content = build_wheel(
+            name,
+            metadata,
+            payload_size=400_000,
+            extra_members=_many_modules(3000),
+            dist_info_first=dist_info_first,
+        )
+        files.append(FakeFile(name, content=content, metadata=metadata))
+    stack = make_stack(FakeIndex.from_files({"big-lib": files}), pep658=False, ranges=True)
+    asked = names[-1]
+    body, headers = _metadata(stack, "big-lib", asked)
+    assert headers["x-wheelmeld-meld"] == "melded"
+    assert "nvidia-thing" in _names(body)
+    probes = stack.requests(".metadata")
+    assert [p for _m, p, _r in probes] == [f"/simple/big-lib/{asked}.metadata"], (
+        "one probe, by the asked wheel"
+    )
+    reads = {name: stack.upstream.requests_for("/" + name) for name in names}
+    assert all(r.range for rs in reads.values() for r in rs), "every wheel request is a range request"
+    for platform in platforms:
+        # One wheel per platform (the asked one for its own) learns the layout for the others.
+        counts = sorted(len(reads[n]) for n in names if platform in n)
+        assert counts == [1, 1, 1, 3], (platform, counts)
+    assert len(reads[asked]) == 3
+
+
+def _many_modules(count: int) -> dict[str, bytes]:
+    return {f"big_lib/sub/module_with_a_long_name_{i:05d}.py": b"x = 1\n" for i in range(count)}
+
+
+def test_unadvertised_pep658_files_are_found_by_probing(make_stack: MakeStack) -> None:
+    # The upstream has every .metadata file but its pages do not say so: the asked wheel's probe
+    # finds its file (a range read it started meanwhile is dropped), and its siblings probe too.
+    stack = make_stack(_disagreeing_index(), pep658=True, advertise_pep658=False, ranges=True)
+    body, headers = _metadata(stack, "gpu-lib", GPU_MAC)
+    assert headers["x-wheelmeld-meld"] == "melded"
+    assert "nvidia-thing" in _names(body)
+    fetched = sorted(p for _m, p, _r in stack.requests(".metadata"))
+    assert fetched == sorted(f"/simple/gpu-lib/{n}.metadata" for n in (GPU_LINUX, GPU_MAC, GPU_WIN))
+    assert not stack.upstream.requests_for("/" + GPU_LINUX) and not stack.upstream.requests_for("/" + GPU_WIN)
+    assert len(stack.upstream.requests_for("/" + GPU_MAC)) <= 1, "at most the read raced against the probe"
+
+
+def test_probing_stops_on_a_route_where_it_never_pays(make_stack: MakeStack) -> None:
+    names = [f"solo{i}-1.0-py3-none-any.whl" for i in range(10)]
+    index = FakeIndex.from_files({f"solo{i}": [wheel(n, ["idna"])] for i, n in enumerate(names)})
+    stack = make_stack(index, pep658=False, ranges=True)
+    for i, name in enumerate(names):
+        _body, headers = _metadata(stack, f"solo{i}", name)
+        assert headers["x-wheelmeld-meld"] == "single"
+    probed = [p for _m, p, _r in stack.requests(".metadata")]
+    assert probed == [f"/simple/solo{i}/{n}.metadata" for i, n in enumerate(names[:8])], probed

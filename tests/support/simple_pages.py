@@ -50,6 +50,8 @@ class PageOptions(Protocol):
     @property
     def pep658(self) -> bool: ...
     @property
+    def advertise_pep658(self) -> bool: ...
+    @property
     def upload_time_attr(self) -> bool: ...
 
 
@@ -138,7 +140,7 @@ def project_html(
         attrs = [f'href="{html.escape(href + fragment)}"']
         if file.requires_python:
             attrs.append(f'data-requires-python="{html.escape(file.requires_python)}"')
-        meta_hash = file.metadata_sha256() if options.pep658 else None
+        meta_hash = file.metadata_sha256() if options.pep658 and options.advertise_pep658 else None
         if meta_hash:
             attrs.append(f'data-dist-info-metadata="sha256={meta_hash}"')
             attrs.append(f'data-core-metadata="sha256={meta_hash}"')
@@ -173,7 +175,7 @@ def project_json(
         }
         if file.requires_python:
             entry["requires-python"] = file.requires_python
-        meta_hash = file.metadata_sha256() if options.pep658 else None
+        meta_hash = file.metadata_sha256() if options.pep658 and options.advertise_pep658 else None
         if meta_hash:
             entry["core-metadata"] = entry["dist-info-metadata"] = {"sha256": meta_hash}
         if file.upload_time:

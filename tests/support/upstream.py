@@ -6,7 +6,8 @@ behaves like the indexes wheelmeld fronts, configurable per test (``UpstreamOpti
 * ``format="html"`` mimics the PyTorch wheel index: static HTML, ``Accept`` ignored, non-standard
   ``data-upload-time``; ``format="json"`` negotiates PEP 691 JSON / HTML by ``Accept``.
 * ``pep658`` serves ``<file>.metadata`` and advertises it (``data-core-metadata`` and the legacy
-  ``data-dist-info-metadata``); ``hashes`` adds ``#sha256=``; ``ranges`` turns Range support on
+  ``data-dist-info-metadata``) unless ``advertise_pep658`` is off (PyPI as reachable here serves the
+  files without saying so); ``hashes`` adds ``#sha256=``; ``ranges`` turns Range support on
   (off: Range is ignored and full 200 bodies are sent).
 * Links are ``relative`` (``torch-2.7...%2Bcu126-...whl``, resolving under the project page),
   ``root-relative`` (``<prefix>/torch-...whl``, PyTorch's usual form) or ``absolute``.  Files
@@ -113,6 +114,7 @@ class UpstreamOptions:
 
     format: Literal["html", "json"] = "html"
     pep658: bool = False
+    advertise_pep658: bool = True
     ranges: bool = True
     hashes: bool = True
     link_style: Literal["relative", "root-relative", "absolute"] = "relative"
