@@ -11,11 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.cache.store import ProjectKey
+from proxy.server.files import _Download
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, Stack, raw_get, sha256, wheel
 from tests.support.upstream import Fault
 
 BIG = "big-1.0-py3-none-any.whl"
+MIB = 1024 * 1024
 
 
 def _big_index(size: int = 2 * 1024 * 1024) -> FakeIndex:
@@ -176,3 +179,54 @@ def test_plus_in_a_file_name_any_spelling(seed: Stack, pytorch_index: FakeIndex,
     status, body = raw_get(seed.proxy.port, path)
     assert status == 200
     assert body == pytorch_index.file(name).content
+
+
+def test_readers_ahead_and_behind_the_download_get_the_same_bytes(make_stack: MakeStack) -> None:
+    # Readers that keep up are served from the download's recent pieces in memory; one that stalls
+    # (its client stops reading) or joins late falls behind them and reads the file instead.
+    size = 48 * 1024 * 1024
+    index = _big_index(size)
+    stack = make_stack(index, hashes=True)
+    content = index.file(BIG).content
+    assert content is not None
+    assert stack.client.get(stack.page("big")).status_code == 200
+    stack.upstream.inject_fault("/" + BIG, Fault(chunk_size=1024 * 1024, chunk_delay_ms=20))
+    url = stack.proxy.url + stack.file("big", BIG)
+
+    async def read(pause_after: int | None, delay: float) -> bytes:
+        await asyncio.sleep(delay)
+        async with httpx.AsyncClient(timeout=60) as client, client.stream("GET", url) as response:
+            assert response.status_code == 200
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if pause_after is not None and len(body) >= pause_after:
+                    pause_after = None
+                    await asyncio.sleep(1.0)  # the download runs on, past the pieces kept in memory
+            return bytes(body)
+
+    async def run() -> list[bytes]:
+        return await asyncio.gather(read(None, 0), read(1024 * 1024, 0), read(None, 0.5))
+
+    bodies = asyncio.run(run())
+    assert [len(b) for b in bodies] == [len(content)] * 3
+    assert all(body == content for body in bodies)
+    assert [r.method for r in stack.upstream.requests_for("/" + BIG)] == ["GET"]
+
+
+@pytest.mark.parametrize(
+    ("offset", "stop", "expected"),
+    [
+        (2 * MIB, 10**9, None),  # forgotten: past the memory budget
+        (3 * MIB, 10**9, b"d" * MIB),  # the oldest piece kept, whole
+        (3 * MIB + 5, 10**9, b"d" * (MIB - 5)),  # the rest of a piece
+        (18 * MIB, 18 * MIB + 7, b"s" * 7),  # never past what a reader may have
+        (19 * MIB, 10**9, None),  # not written yet
+    ],
+)
+def test_recent_pieces_of_a_download(offset: int, stop: int, expected: bytes | None) -> None:
+    download = _Download(key=ProjectKey("r", ("p",)), final=Path("/nowhere"))
+    for i in range(19):
+        download.keep(i * MIB, bytes([ord("a") + i]) * MIB)
+    assert download.recent_bytes <= 16 * MIB
+    assert download.from_memory(offset, stop) == expected
