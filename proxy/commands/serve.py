@@ -58,10 +58,18 @@ def _write_resolved(config: Config) -> Path:
     return Path(name)
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # our access log already says what happened
+
+
 def app_from_environment():  # type: ignore[no-untyped-def]
     """uvicorn's factory for worker processes: the app for the configuration the parent resolved."""
     from proxy.server.app import create_app
 
+    # Workers are spawned, not forked: the parent's logging setup (and so the access log) is not
+    # theirs until they make it.
+    _configure_logging()
     with Path(os.environ[_RESOLVED_ENV]).open("rb") as fh:
         config = pickle.load(fh)  # written by our own parent process (_write_resolved), mode 0600
     if not isinstance(config, Config):
@@ -126,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
     for note in config.notes:
         print(f"wheelmeld: {note}", file=sys.stderr)
     print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # our access log already says what happened
+    _configure_logging()
     if config.workers > 1:
         resolved = _write_resolved(config)
         os.environ[_RESOLVED_ENV] = str(resolved)

@@ -13,6 +13,7 @@ import pytest
 
 from tests.cache.cachekit import cache_files, disagreeing_release, serve_process, tmp_leftovers
 from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.stack import wait_until
 from tests.support.upstream import Fault, UpstreamOptions, UpstreamServer
 from tests.support.wheels import build_wheel, metadata_from_fields, write_wheel
 
@@ -55,6 +56,10 @@ def test_two_workers_sharing_a_cache_fetch_each_object_once(tmp_path: Path) -> N
         for sibling in siblings:
             assert len(up.requests_for("/" + sibling.filename + ".metadata")) == 1, sibling.filename
         assert "Traceback" not in proxy.log()
+        # Both workers write the access log (spawned workers set up logging themselves).
+        wait_until(
+            lambda: proxy.log().count(f"path=/simple/big/{BIG} status=200") >= 50, "50 access-log lines"
+        )
 
 
 @pytest.fixture(scope="module")
