@@ -9,6 +9,7 @@ network beyond 127.0.0.1 unless a script's ``--live`` mode hands it a real index
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ __all__ = [
     "BenchError",
     "Server",
     "WrkResult",
+    "add_baseline_option",
     "exit_on_sigterm",
     "free_port",
     "machine",
@@ -164,34 +166,42 @@ def wheelmeld(
     *,
     workers: int = 1,
     cache_dir: Path | None = None,
-    python: str = sys.executable,
-    patches: tuple[str, ...] = (),
-    tag: str = "",
+    source: Path | None = None,
 ) -> Iterator[Server]:
     """``python -m proxy serve`` with ``routes`` ({prefix: upstream}); a fresh cache unless given one.
 
-    ``patches`` (``"nodelay"``, ``"dnscache"``): run it through ``_serve_patched.py`` to measure a fix.
+    ``source``: the tree whose ``proxy`` package runs (default ``proxy_source()``); a ``--baseline``
+    tree is named "wheelmeld wN baseline", so a change and its parent are measured in one run.
     """
     port = free_port()
     cache = cache_dir or Path(tempfile.mkdtemp(prefix="wm-cache-", dir=workdir))
-    launcher = [str(REPO / "benchmarks" / "_serve_patched.py")] if patches else ["-m", "proxy"]
-    argv = [python, *launcher, "serve", "--port", str(port), "--cache-dir", str(cache)]
+    argv = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--cache-dir", str(cache)]
     argv += ["--workers", str(workers)]
     for prefix, url in routes.items():
         argv += ["--route", f"{prefix}={url}"]
-    source = proxy_source()
-    env = {**os.environ, "PYTHONPATH": str(source), "WHEELMELD_BENCH_PATCH": ",".join(patches)}
+    tree = (source or proxy_source()).resolve()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
         env.pop(var, None)
+    tag = "-baseline" if source is not None else ""
     # cwd too: ``python -m`` puts the working directory first on sys.path.
-    proc, log = _spawn(f"wheelmeld-w{workers}-{port}", argv, workdir, env, cwd=source)
-    name = f"wheelmeld w{workers}" + "".join(f" +{p}" for p in patches) + (f" {tag}" if tag else "")
+    proc, log = _spawn(f"wheelmeld-w{workers}{tag}-{port}", argv, workdir, env, cwd=tree)
+    name = f"wheelmeld w{workers}" + (" baseline" if source is not None else "")
     server = Server(name, f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_http(server.url + "/healthz", proc, log)
         yield server
     finally:
         server.stop()
+
+
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also measure the proxy package of this tree, side by side (e.g. the parent commit: "
+        "mkdir /tmp/base && git archive HEAD~1 | tar -x -C /tmp/base)",
+    )
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from benchmarks._harness import (
     BenchError,
     Server,
     WrkResult,
+    add_baseline_option,
     dump_json,
     exit_on_sigterm,
     machine,
@@ -80,22 +81,12 @@ def _load_test(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, l
         up = stack.enter_context(upstream(workdir, "--fixture", "pytorch"))
         systems: dict[str, dict[str, tuple[str, str | None]]] = {}
         servers: dict[str, Server] = {}
-        variants: list[tuple[int, tuple[str, ...], str | None]] = [(1, (), None), (2, (), None)]
-        if not args.no_patched:
-            variants.append((2, ("nodelay",), None))
-        if args.fast_python:
-            # The same code under uvicorn's C parser and loop (uvicorn picks them when installed).
-            variants += [(1, (), args.fast_python), (2, ("nodelay",), args.fast_python)]
-        for workers, patches, python in variants:
+        variants: list[tuple[int, Path | None]] = [(1, None), (2, None)]
+        if args.baseline:
+            variants += [(1, args.baseline), (2, args.baseline)]
+        for workers, source in variants:
             wm = stack.enter_context(
-                wheelmeld(
-                    workdir,
-                    {_PREFIX: up.url + _PREFIX},
-                    workers=workers,
-                    patches=patches,
-                    python=python or sys.executable,
-                    tag="httptools+uvloop" if python else "",
-                )
+                wheelmeld(workdir, {_PREFIX: up.url + _PREFIX}, workers=workers, source=source)
             )
             page = f"{wm.url}{_PREFIX}/torch/"
             listing = httpx.get(page, headers={"Accept": _JSON}, timeout=60).json()
@@ -146,18 +137,24 @@ def _page_sizes(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, dict
     cold: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(upstream(workdir, "--page-sizes", ",".join(map(str, sizes))))
-        wm = stack.enter_context(wheelmeld(workdir, {"/simple": up.url + "/simple"}))
+        proxies = [stack.enter_context(wheelmeld(workdir, {"/simple": up.url + "/simple"}))]
+        if args.baseline:
+            proxies.append(
+                stack.enter_context(wheelmeld(workdir, {"/simple": up.url + "/simple"}, source=args.baseline))
+            )
         root = Path(tempfile.mkdtemp(prefix="nginx-sizes-", dir=workdir))
         urls: dict[str, Callable[[int, str], tuple[str, str | None]]] = {}
         for size in sizes:
-            page = f"{wm.url}/simple/p{size}/"
-            started = time.perf_counter()
-            body = _get(page, _JSON)
-            cold[f"{size}"] = (time.perf_counter() - started) * 1000
+            for wm in proxies:
+                page = f"{wm.url}/simple/p{size}/"
+                started = time.perf_counter()
+                body = _get(page, _JSON)
+                cold[f"{size}|{wm.name}"] = (time.perf_counter() - started) * 1000
             (root / f"p{size}.json").write_bytes(body)
             (root / f"p{size}.html").write_bytes(_get(page, _HTML))
         ngx = stack.enter_context(nginx(workdir, root))
-        urls["wheelmeld w1"] = lambda size, fmt: (f"{wm.url}/simple/p{size}/", fmt)
+        for wm in proxies:
+            urls[wm.name] = lambda size, fmt, base=wm.url: (f"{base}/simple/p{size}/", fmt)
         urls["nginx (static)"] = lambda size, fmt: (
             f"{ngx.url}/p{size}.{'json' if fmt == _JSON else 'html'}",
             None,
@@ -209,8 +206,12 @@ def _print_sizes(
             f"| {size} | {fmt} | {name} | {spread(values['p50'])} | {spread(values['p99'])} | "
             f"{spread(values['rps'], '{:.0f}')} |"
         )
-    print("\nCold first fetch through wheelmeld (upstream JSON page parsed, cached, rendered):", end=" ")
-    print(", ".join(f"{size} files {ms:.0f} ms" for size, ms in cold.items()))
+    print("\nCold first fetch (upstream JSON page parsed, cached, rendered):\n")
+    names = list(dict.fromkeys(key.split("|")[1] for key in cold))
+    print("| files | " + " | ".join(f"{n} ms" for n in names) + " |")
+    print("|---:|" + "---:|" * len(names))
+    for size in dict.fromkeys(key.split("|")[0] for key in cold):
+        print(f"| {size} | " + " | ".join(f"{cold[f'{size}|{n}']:.0f}" for n in names) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,18 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-size", type=int, default=20000)
     parser.add_argument("--only", choices=("load", "sizes"), help="run one workload")
     parser.add_argument("--no-proxpi", action="store_true")
-    parser.add_argument(
-        "--fast-python",
-        help="also run wheelmeld under this python: a venv with the same packages plus httptools, uvloop",
-    )
-    parser.add_argument(
-        "--no-patched",
-        action="store_true",
-        help="skip 'wheelmeld w2 +nodelay' (_serve_patched.py: a fix, measured)",
-    )
     parser.add_argument("--quick", action="store_true", help="1 round, 2 s runs, pages up to 1,000 files")
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
+    add_baseline_option(parser)
     args = parser.parse_args(argv)
     exit_on_sigterm()
     if args.quick:

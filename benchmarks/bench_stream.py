@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import (
     BenchError,
+    add_baseline_option,
     dump_json,
     exit_on_sigterm,
     machine,
@@ -88,21 +89,24 @@ def _round(workdir: Path, up_url: str, up: object, args: argparse.Namespace, siz
             wall, speeds, after["bytes"] - before["bytes"], after["requests"] - before["requests"], None
         )
         print(f"{label}: {wall:.1f} s, {spread(speeds, '{:.0f}')} MB/s per client", file=sys.stderr)
-    cache = Path(tempfile.mkdtemp(prefix="wm-stream-cache-", dir=workdir))
-    try:
-        with wheelmeld(workdir, {"/simple": up_url + "/simple"}, cache_dir=cache) as wm:
-            httpx.get(f"{wm.url}/simple/big/", timeout=60).raise_for_status()
-            before = upstream_stats(up)  # type: ignore[arg-type]
-            wall, speeds = _curl_all(f"{wm.url}/simple/big/{_FILE}", args.clients, size)
-            after = upstream_stats(up)  # type: ignore[arg-type]
-            rss = peak_rss_mb(wm.pid)
-        label = f"wheelmeld x{args.clients}"
-        out[label] = _Fetch(
-            wall, speeds, after["bytes"] - before["bytes"], after["requests"] - before["requests"], rss
-        )
-        print(f"{label}: {wall:.1f} s, {spread(speeds, '{:.0f}')} MB/s, RSS {rss:.0f} MB", file=sys.stderr)
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    for source in (None, args.baseline) if args.baseline else (None,):
+        cache = Path(tempfile.mkdtemp(prefix="wm-stream-cache-", dir=workdir))
+        try:
+            with wheelmeld(workdir, {"/simple": up_url + "/simple"}, cache_dir=cache, source=source) as wm:
+                httpx.get(f"{wm.url}/simple/big/", timeout=60).raise_for_status()
+                before = upstream_stats(up)  # type: ignore[arg-type]
+                wall, speeds = _curl_all(f"{wm.url}/simple/big/{_FILE}", args.clients, size)
+                after = upstream_stats(up)  # type: ignore[arg-type]
+                rss = peak_rss_mb(wm.pid)
+            label = f"{wm.name} x{args.clients}"
+            out[label] = _Fetch(
+                wall, speeds, after["bytes"] - before["bytes"], after["requests"] - before["requests"], rss
+            )
+            print(
+                f"{label}: {wall:.1f} s, {spread(speeds, '{:.0f}')} MB/s, RSS {rss:.0f} MB", file=sys.stderr
+            )
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
     return out
 
 
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
+    add_baseline_option(parser)
     args = parser.parse_args(argv)
     exit_on_sigterm()
     size = args.size_mb * 1024 * 1024

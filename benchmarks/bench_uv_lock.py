@@ -10,10 +10,9 @@ pip's configured index; no host name is written here).  Opt-in because it costs 
 traffic; bounded by ``--rounds`` and a per-lock timeout.
 
 Systems, interleaved in a rotating order every round: the index directly; wheelmeld
-``--workers 1`` and ``2`` (``python -m proxy serve``, a fresh cache per round); the same with
-measured fixes patched in (``_serve_patched.py``: ``+nodelay`` TCP_NODELAY on the listener, and with
-``--live`` ``+dnscache`` one shared DNS answer per host); proxpi (its own
-venv, gunicorn, fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
+``--workers 1`` and ``2`` (``python -m proxy serve``, a fresh cache per round); with ``--baseline
+DIR`` the same from another source tree (say, the parent commit); proxpi (its own venv, gunicorn,
+fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
 proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
 ``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
 how many requests each lock cost it.
@@ -42,6 +41,7 @@ from uv import find_uv_bin
 from benchmarks._harness import (
     BenchError,
     Server,
+    add_baseline_option,
     dump_json,
     exit_on_sigterm,
     machine,
@@ -148,10 +148,10 @@ def _systems(
     def direct(workdir: Path) -> Iterator[str]:
         yield index_url
 
-    def wm(workers: int, patches: tuple[str, ...] = ()) -> _System:
+    def wm(workers: int, source: Path | None = None) -> _System:
         @contextlib.contextmanager
         def start(workdir: Path) -> Iterator[str]:
-            with wheelmeld(workdir, {route[0]: route[1]}, workers=workers, patches=patches) as server:
+            with wheelmeld(workdir, {route[0]: route[1]}, workers=workers, source=source) as server:
                 yield server.url + suffix
 
         return start
@@ -162,12 +162,9 @@ def _systems(
             yield server.url + "/index/"
 
     systems: dict[str, _System] = {"direct": direct, "wheelmeld w1": wm(1), "wheelmeld w2": wm(2)}
-    if not args.no_patched:
-        if args.live:
-            systems["wheelmeld w1 +dnscache"] = wm(1, ("dnscache",))
-            systems["wheelmeld w2 +nodelay +dnscache"] = wm(2, ("nodelay", "dnscache"))
-        else:
-            systems["wheelmeld w2 +nodelay"] = wm(2, ("nodelay",))
+    if args.baseline:
+        systems["wheelmeld w1 baseline"] = wm(1, args.baseline)
+        systems["wheelmeld w2 baseline"] = wm(2, args.baseline)
     why = proxpi_available()
     if why is None and not args.no_proxpi:
         systems["proxpi"] = px
@@ -254,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="(b): injected per upstream request")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per uv lock")
     parser.add_argument("--no-proxpi", action="store_true")
-    parser.add_argument("--no-patched", action="store_true", help="skip the patched wheelmeld variants")
     parser.add_argument("--only", help="comma-separated system names to run (e.g. 'direct,wheelmeld w1')")
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
+    add_baseline_option(parser)
     args = parser.parse_args(argv)
     exit_on_sigterm()
     with scratch_dir(args.keep) as workdir:

@@ -187,6 +187,10 @@ class MetadataService:
         # Per page and platform, where the last wheel read with ranges kept METADATA: such
         # siblings are laid out alike, so with it each one's read is one request, not two or three.
         self._layouts: dict[tuple[ProjectKey, str], ZipLayout] = {}
+        # Pages where a read without a layout took more than one request: there, a platform's first
+        # wheel is read ahead of the others (small wheels, or METADATA just before a small
+        # directory, read in one request anyway; waiting for a teacher would only add a round trip).
+        self._costly: set[ProjectKey] = set()
 
     def revision(self, key: ProjectKey) -> int:
         return self._revisions[key]
@@ -277,13 +281,14 @@ class MetadataService:
     async def _read_ranges(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
         """``METADATA`` out of the remote wheel, starting from where its siblings kept theirs."""
         layout_key = _layout_key(key, dist)
+        layout = self._layouts.get(layout_key)
         try:
-            fetched = await fetch_wheel_metadata(
-                upstream.client, dist.url, dist.filename, layout=self._layouts.get(layout_key)
-            )
+            fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
         self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)
+        if layout is None and fetched.requests > 1:
+            self._costly.add(key)
         if fetched.layout is not None:
             self._layouts[layout_key] = fetched.layout
         return fetched.metadata
@@ -351,7 +356,9 @@ class MetadataService:
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
         probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
         unadvertised = not any(d.core_metadata for d in siblings)
-        if unadvertised and (probing or _layout_key(key, asked) not in self._layouts):
+        if unadvertised and (
+            probing or (key in self._costly and _layout_key(key, asked) not in self._layouts)
+        ):
             # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
             # files (uploads before an index's backfill often have none), so the rest send no
             # probe that would 404 one by one; read with ranges, it tells where its platform's
@@ -391,12 +398,12 @@ class MetadataService:
         *,
         teach: bool,
     ) -> dict[str, bytes]:
-        """Every wheel's original metadata, read concurrently: with ``teach``, a platform whose zip
-        layout is not known yet sends one wheel ahead, so its other wheels read in one request each
-        (a cold meld of numpy: 195 range requests -> 95)."""
+        """Every wheel's original metadata, read concurrently: with ``teach``, on a page where reads
+        proved costly, a platform whose zip layout is not known yet sends one wheel ahead, so its
+        other wheels read in one request each (a cold meld of numpy: 195 range requests -> 95)."""
 
         async def family(group: list[DistFile]) -> list[bytes]:
-            if teach and _layout_key(key, group[0]) not in self._layouts:
+            if teach and key in self._costly and _layout_key(key, group[0]) not in self._layouts:
                 head = await read(group[0])
                 return [head, *await asyncio.gather(*map(read, group[1:]))]
             return list(await asyncio.gather(*map(read, group)))
