@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.cache.inventory import Entry, scan
+from proxy.cache.page_file import load_page
 from proxy.cache.store import CacheStore
 from proxy.index.errors import PageParseError
 from proxy.index.parse import parse_project_page
@@ -47,9 +47,9 @@ class VerifyReport:
 def _advertised(page_json: Path) -> dict[str, str]:
     """File name -> sha256 the cached page lists (empty when the page is missing or unreadable)."""
     try:
-        doc = json.loads(page_json.read_bytes())
-        page = parse_project_page(doc["body"].encode(), _JSON, doc["url"])
-    except (OSError, ValueError, KeyError, TypeError, PageParseError):
+        stored = load_page(page_json.read_bytes())
+        page = parse_project_page(stored.body, _JSON, stored.url)
+    except (OSError, ValueError, PageParseError):
         return {}
     return {f.filename: f.hashes["sha256"].lower() for f in page.files if f.hashes.get("sha256")}
 

@@ -14,8 +14,6 @@ conditional request and, on 304, one small write — never a parse. A failing up
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import time
@@ -23,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import PageParseError
@@ -133,40 +132,26 @@ class PageService:
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
-            body = doc["body"].encode()
+            stored = load_page(raw)
             page, listing = (
-                (parse_project_page(body, _JSON, doc["url"]), None)
-                if doc["kind"] == "project"
-                else (None, parse_project_list(body, _JSON, doc["url"]))
+                (parse_project_page(stored.body, _JSON, stored.url), None)
+                if stored.kind == "project"
+                else (None, parse_project_list(stored.body, _JSON, stored.url))
             )
-            entry = PageEntry(
-                key, doc["kind"], page, listing, float(doc["fetched_at"]),
-                doc.get("etag"), doc.get("last_modified"), doc["url"],
-            )  # fmt: skip
-        except (ValueError, KeyError, TypeError, PageParseError):
+        except (ValueError, PageParseError):
             return None  # a damaged entry is a miss, never an error
-        entry.disk_stamp, entry.disk_body = stamp, body
+        entry = PageEntry(
+            key, stored.kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
+        )  # type: ignore[arg-type]
+        entry.disk_stamp, entry.disk_body = stamp, stored.body
         return entry
 
     def _save(self, entry: PageEntry) -> None:
         body = entry.disk_body
-        text = None
-        if body is not None:
-            with contextlib.suppress(UnicodeDecodeError):
-                text = body.decode()
-        if text is None:
+        if body is None:
             body = render_project_json(entry.page) if entry.page else render_list_json(entry.listing)  # type: ignore[arg-type]
-            text = body.decode()
-        doc = {
-            "kind": entry.kind,
-            "url": entry.url,
-            "fetched_at": entry.fetched_at,
-            "etag": entry.etag,
-            "last_modified": entry.last_modified,
-            "body": text,
-        }
-        self._store.write_atomic(self._store.page_path(entry.key), json.dumps(doc).encode())
+        stored = StoredPage(entry.kind, entry.url, entry.fetched_at, entry.etag, entry.last_modified, body)
+        self._store.write_atomic(self._store.page_path(entry.key), dump_page(stored))
         entry.disk_body, entry.disk_stamp = body, self._stamp(entry.key)
 
     # -- the one entry point --------------------------------------------------------------------

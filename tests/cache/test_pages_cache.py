@@ -6,6 +6,7 @@ upstream connection at all.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import select
 import socket
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 import proxy.server.pages as pages_module
+from proxy.cache.page_file import load_page
 from tests.cache.cachekit import metric
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import ProxyServer
@@ -251,4 +253,26 @@ def test_a_page_read_back_from_disk_is_served_as_before(
     after = again.client.get("/simple/demo/", headers={"Accept": accept})
     assert after.status_code == 200
     assert after.content == before.content
+    assert not again.upstream.requests_for("/simple/demo/")
+
+
+def test_a_page_cached_in_the_version_1_form_is_still_served(make_stack: MakeStack, tmp_path: Path) -> None:
+    # Caches and bundles made before the page file's version 2 must keep working offline.
+    cache = tmp_path / "old-cache"
+    first = make_stack(_index(), format="json", cache_dir=cache, route={"page_ttl": 600.0})
+    before = first.client.get("/simple/demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    (page_file,) = cache.rglob("page.json")
+    stored = load_page(page_file.read_bytes())
+    version_1 = {
+        "kind": stored.kind,
+        "url": stored.url,
+        "fetched_at": stored.fetched_at,
+        "etag": stored.etag,
+        "last_modified": stored.last_modified,
+        "body": stored.body.decode(),
+    }
+    page_file.write_text(json.dumps(version_1))
+    again = make_stack(_index(), format="json", cache_dir=cache, route={"page_ttl": 600.0})
+    after = again.client.get("/simple/demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert after.status_code == 200 and after.content == before.content
     assert not again.upstream.requests_for("/simple/demo/")
