@@ -82,6 +82,7 @@ _HINT_CAP = 4 * 1024 * 1024
 _HINT_SLACK = 1.15
 _HINT_PAD = 4 * 1024
 _SUFFIX_PREFERRED = 256 * 1024
+_BETWEEN_ALLOWED = 64 * 1024
 _FLAG_ENCRYPTED, _FLAG_DATA_DESCRIPTOR, _FLAG_UTF8 = 0x1, 0x8, 0x800
 
 
@@ -322,7 +323,12 @@ def _layout_of(member: _Member, cd_offset: int, total: int, end: int) -> ZipLayo
     # suffix holding METADATA would be large (a big payload after it).
     if walkable and end < from_end and from_end > _SUFFIX_PREFERRED:
         return ZipLayout(tail_span=cd_span, head_end=end)
-    return ZipLayout(tail_span=from_end if from_end <= _HINT_CAP else cd_span)
+    # Covering METADATA too saves a request, unless what lies between it and the directory (RECORD,
+    # as long as the directory itself) would double the bytes: then read the directory alone.
+    between = from_end - cd_span
+    if from_end <= _HINT_CAP and between <= max(_BETWEEN_ALLOWED, cd_span // 4):
+        return ZipLayout(tail_span=from_end)
+    return ZipLayout(tail_span=cd_span)
 
 
 async def _read_prefix(
