@@ -11,14 +11,19 @@ py-spy is a benchmark-only tool: it is looked up on PATH, then in the proxpi ven
 (``uv pip install py-spy`` into any venv).  Sampling needs ptrace rights (root or
 ``CAP_SYS_PTRACE``).
 
+``--cold-lock`` (opt-in: it uses the real default index) profiles one cold ``uv lock`` of workload
+(a) instead, sampling only the thread that holds the GIL, and charges each sample to the innermost
+wheelmeld function on its stack (and the library it was in): where a cold lock's Python CPU goes.
+
 Run: ``.venv/bin/python benchmarks/profile_hot.py`` (``--seconds``, ``--top``, ``--keep`` to keep
-the raw collapsed stacks).
+the raw collapsed stacks; ``--cold-lock``).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import subprocess
@@ -33,8 +38,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import PROXPI_VENV, BenchError, exit_on_sigterm, machine, upstream, wheelmeld, wrk
+from benchmarks.bench_uv_lock import live_pyproject, uv_lock
+from proxy.default_index import discover_default_index
 
-__all__ = ["layer_of", "layers", "main", "summarize"]
+__all__ = ["charged", "layer_of", "layers", "main", "summarize"]
 
 _JSON = "application/vnd.pypi.simple.v1+json"
 _PREFIX = "/whl/nightly/cu126"
@@ -65,6 +72,13 @@ _LAYERS = (
     ("/httpx/", "httpx/httpcore (upstream client)"),
     ("/httpcore/", "httpx/httpcore (upstream client)"),
     ("/anyio/", "httpx/httpcore (upstream client)"),
+    ("/h2/", "httpx/httpcore (upstream client)"),
+    ("/hpack/", "httpx/httpcore (upstream client)"),
+    ("/hyperframe/", "httpx/httpcore (upstream client)"),
+    ("/ssl.py", "ssl (TLS records, C)"),
+    ("/json/", "json (parse and dump, C)"),
+    ("/pathlib.py", "pathlib and tempfile (cache file names)"),
+    ("/tempfile.py", "pathlib and tempfile (cache file names)"),
     ("/h11/", "h11 (HTTP/1.1 parse + serialize)"),
     ("/uvicorn/", "uvicorn (protocol, middleware)"),
     ("/starlette/", "starlette (routing, middleware, Response)"),
@@ -116,10 +130,44 @@ def summarize(collapsed: str, top: int) -> tuple[int, list[tuple[str, int]], lis
     return total, inclusive.most_common(top), self_.most_common(top)
 
 
-def _record(spy: str, pid: int, seconds: int, rate: int, raw: Path, load: Callable[[], str]) -> str:
-    """Run ``load`` while py-spy samples ``pid``; returns what ``load`` says about itself."""
+def charged(collapsed: str, top: int) -> tuple[int, list[tuple[str, int]]]:
+    """Samples charged to the innermost wheelmeld frame of their stack, and to the library it called.
+
+    Where "self time" splits one job over dozens of library functions (httpx, h2, anyio, json),
+    this says which of our own functions spent it: ``_read_ranges -> httpcore`` is the HTTP client
+    working for a range read.
+    """
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [f.strip() for f in stack.split(";")]
+        ours = [f for f in frames if (m := _FRAME.match(f)) and "proxy/" in m.group("file")]
+        if not ours:
+            counts[f"(no wheelmeld frame) {layer_of(frames[-1])}"] += count
+            continue
+        label = _short(ours[-1])
+        if frames[-1] != ours[-1]:
+            label += f" -> {layer_of(frames[-1]).split(' (')[0]}"
+        counts[label] += count
+    return total, counts.most_common(top)
+
+
+def _record(
+    spy: str, pid: int, seconds: int, rate: int, raw: Path, load: Callable[[], str], gil: bool = False
+) -> str:
+    """Run ``load`` while py-spy samples ``pid``; returns what ``load`` says about itself.
+
+    ``gil``: sample only the thread holding the GIL, i.e. Python CPU (a cold lock waits a lot).
+    """
     argv = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate)]
     argv += ["--format", "raw", "--nonblocking", "-o", str(raw)]
+    if gil:
+        argv.append("--gil")
     spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     said = load()
     _, err = spy_proc.communicate(timeout=seconds + 60)
@@ -174,6 +222,38 @@ def _stream(spy: str, args: argparse.Namespace, workdir: Path) -> None:
         _report("stream", said, raw, args.top, args.keep)
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _cold_lock(spy: str, args: argparse.Namespace, workdir: Path) -> None:
+    """Profile one cold ``uv lock`` of workload (a) through ``wheelmeld --workers 1`` (the real index)."""
+    index = discover_default_index().url.rstrip("/")
+    with wheelmeld(workdir, {"/simple": index}) as wm:
+
+        def load() -> str:
+            before = _cpu_seconds(wm.pid)
+            seconds = uv_lock(workdir, live_pyproject(wm.url + "/simple/"), 120)
+            user, system = (a - b for a, b in zip(_cpu_seconds(wm.pid), before, strict=True))
+            return f"cold uv lock {seconds:.2f} s, proxy CPU {user:.2f} s user + {system:.2f} s system"
+
+        raw = workdir / "cold-lock.txt"
+        said = _record(spy, wm.pid, args.lock_seconds, args.rate, raw, load, gil=True)
+    total, rows = charged(raw.read_text(), args.top)
+    print(f"#### cold live lock: {said}; {total} GIL samples at {args.rate}/s\n")
+    print("| share of Python CPU | charged to (innermost wheelmeld frame -> library it was in) |")
+    print("|---:|---|")
+    for label, count in rows:
+        print(f"| {100 * count / total:.1f}% | `{label}` |")
+    print()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw, args.keep / raw.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -188,12 +268,21 @@ def main(argv: list[str] | None = None) -> int:
         default=1024,
         help="also profile a cold file of this size to 10 clients (0: skip)",
     )
+    parser.add_argument(
+        "--cold-lock",
+        action="store_true",
+        help="only profile one cold uv lock of workload (a) against the real default index (opt-in)",
+    )
+    parser.add_argument("--lock-seconds", type=int, default=15, help="py-spy duration for --cold-lock")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     spy = _py_spy()
     print(f"Machine: {machine()}\n")
     with tempfile.TemporaryDirectory(prefix="wm-profile-") as tmp:
         workdir = Path(tmp)
+        if args.cold_lock:
+            _cold_lock(spy, args, workdir)
+            return 0
         with (
             upstream(workdir, "--fixture", "pytorch") as up,
             wheelmeld(workdir, {_PREFIX: up.url + _PREFIX}) as wm,
