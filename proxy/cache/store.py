@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -150,6 +150,24 @@ class CacheStore:
             os.fsync(fh.fileno())
             self.commit(tmp_path, path)
 
+    def write_many(self, items: Iterable[tuple[Path, bytes]]) -> None:
+        """``write_atomic`` for each (path, data), with each directory synced once, not per file.
+
+        A reader still sees each file old or new, never half: every one is its own temp file,
+        fsynced, then renamed. Blocking: call it in a thread.
+        """
+        directories: set[Path] = set()
+        for path, data in items:
+            with self.open_temp() as (tmp_path, fh):
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_path, path)
+            directories.add(path.parent)
+        for directory in directories:
+            _fsync_directory(directory)
+
     @contextlib.contextmanager
     def open_temp(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """A temp file under ``tmp/``; removed on exit unless ``commit`` moved it into place."""
@@ -169,13 +187,7 @@ class CacheStore:
     def commit(tmp_path: Path, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_path, final)
-        # The rename is durable only once the directory entry is on disk too.
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        _fsync_directory(final.parent)
 
     # -- locks --------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -229,6 +241,16 @@ class CacheStore:
                 with contextlib.suppress(OSError):
                     total += os.stat(os.path.join(dirpath, name)).st_size
         return total
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A rename is durable only once the directory entry is on disk too."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 async def _flock_polling(fd: int) -> None:

@@ -344,30 +344,30 @@ class MetadataService:
 
     async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], asked: DistFile,
                     upstream: Upstream, release_key: str) -> _MeldRecord:  # fmt: skip
-        async def one(dist: DistFile, may_probe: bool = True) -> bytes:
-            # Cache hits return at once; network fetches wait on a route-wide gate inside.
-            return await self.original(key, dist, upstream, may_probe=may_probe, sibling=dist is not asked)
-
         # The page grouped wheels by their name's head (``release_groups``); melds take only
         # names packaging reads as wheels of the asked one's release.
         release = _release_of(asked.filename)
         siblings = [d for d in siblings if d is asked or _release_of(d.filename) == release]
-        others = [d for d in siblings if d is not asked]
-        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
-        unadvertised = not any(d.core_metadata for d in siblings)
-        if unadvertised and (
-            probing or (key in self._costly and _layout_key(key, asked) not in self._layouts)
-        ):
-            # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
-            # files (uploads before an index's backfill often have none), so the rest send no
-            # probe that would 404 one by one; read with ranges, it tells where its platform's
-            # wheels keep METADATA.
-            read = {asked.filename: await one(asked)}
-            found = self._probed.pop((key, asked.filename), True)
-            read |= await self._read_taught(key, others, lambda d: one(d, found), teach=not found)
-        else:
-            read = await self._read_taught(key, [asked, *others], one, teach=False)
+        # The caller holds this release's meld lock, so no other task or worker reads these files
+        # for it meanwhile: the cache is read and written once per meld rather than with three
+        # thread hops and a file lock per sibling (~1.6 ms of CPU each, ~600 in a cold lock).
+        cached = await asyncio.to_thread(self._read_cached, key, siblings)
+        fetched: dict[str, bytes] = {}
+
+        async def one(dist: DistFile, may_probe: bool = True) -> bytes:
+            data = cached.get(dist.filename)
+            if data is None:
+                # Network fetches wait on a route-wide gate inside.
+                data = await self._fetch_original(key, dist, upstream, may_probe, dist is not asked)
+                fetched[dist.filename] = data
+            return self._remember(key, dist.filename, data)
+
+        try:
+            read = await self._read_siblings(key, siblings, asked, upstream, one)
+        finally:
+            if fetched:  # kept even when a sibling failed: what was read is good, and immutable
+                paths = [(self._store.metadata_path(key, name), data) for name, data in fetched.items()]
+                await asyncio.to_thread(self._store.write_many, paths)
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
@@ -389,6 +389,41 @@ class MetadataService:
         if report.get("disagreed"):
             self._meld_log.add(key.label, siblings[0].filename, report)
         return record
+
+    def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
+        """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
+        found = {}
+        for dist in wheels:
+            data = self._store.read(self._store.metadata_path(key, dist.filename))
+            if data is not None:
+                found[dist.filename] = data
+        return found
+
+    async def _read_siblings(
+        self,
+        key: ProjectKey,
+        siblings: Sequence[DistFile],
+        asked: DistFile,
+        upstream: Upstream,
+        one: Callable[..., Awaitable[bytes]],
+    ) -> dict[str, bytes]:
+        """Every sibling's original metadata, in the order that costs the upstream least."""
+        others = [d for d in siblings if d is not asked]
+        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
+        probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
+        unadvertised = not any(d.core_metadata for d in siblings)
+        if unadvertised and (
+            probing or (key in self._costly and _layout_key(key, asked) not in self._layouts)
+        ):
+            # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
+            # files (uploads before an index's backfill often have none), so the rest send no
+            # probe that would 404 one by one; read with ranges, it tells where its platform's
+            # wheels keep METADATA.
+            read = {asked.filename: await one(asked)}
+            found = self._probed.pop((key, asked.filename), True)
+            read |= await self._read_taught(key, others, lambda d: one(d, found), teach=not found)
+            return read
+        return await self._read_taught(key, [asked, *others], one, teach=False)
 
     async def _read_taught(
         self,
