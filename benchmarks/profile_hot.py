@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -97,13 +97,19 @@ def layer_of(frame: str) -> str:
     return "other"
 
 
-def layers(collapsed: str) -> list[tuple[str, float]]:
-    """Share of samples whose innermost frame is in each layer, largest first."""
-    counts: collections.Counter[str] = collections.Counter()
+def _stacks(collapsed: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first; sample count) of each line of py-spy's collapsed stacks."""
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if stack and count_text.isdigit():
-            counts[layer_of(stack.split(";")[-1])] += int(count_text)
+            yield [frame.strip() for frame in stack.split(";")], int(count_text)
+
+
+def layers(collapsed: str) -> list[tuple[str, float]]:
+    """Share of samples whose innermost frame is in each layer, largest first."""
+    counts: collections.Counter[str] = collections.Counter()
+    for frames, count in _stacks(collapsed):
+        counts[layer_of(frames[-1])] += count
     total = sum(counts.values()) or 1
     return [(name, 100 * n / total) for name, n in counts.most_common()]
 
@@ -116,13 +122,9 @@ def summarize(collapsed: str, top: int) -> tuple[int, list[tuple[str, int]], lis
     inclusive: collections.Counter[str] = collections.Counter()
     self_: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for frames, count in _stacks(collapsed):
         total += count
-        names = [_short(f) for f in stack.split(";")]
+        names = [_short(f) for f in frames]
         for name in set(names):
             inclusive[name] += count
         if names:
@@ -139,13 +141,8 @@ def charged(collapsed: str, top: int) -> tuple[int, list[tuple[str, int]]]:
     """
     counts: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
+    for frames, count in _stacks(collapsed):
         total += count
-        frames = [f.strip() for f in stack.split(";")]
         ours = [f for f in frames if (m := _FRAME.match(f)) and "proxy/" in m.group("file")]
         if not ours:
             counts[f"(no wheelmeld frame) {layer_of(frames[-1])}"] += count
