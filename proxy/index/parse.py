@@ -15,7 +15,7 @@ from .model import ProjectList, ProjectPage
 from .parse_html import parse_html_project_list, parse_html_project_page
 from .parse_json import parse_json_project_list, parse_json_project_page
 
-__all__ = ["PageParseError", "is_json_content_type", "parse_project_list", "parse_project_page"]
+__all__ = ["PageParseError", "is_utf8_json", "parse_project_list", "parse_project_page"]
 
 _PYPI_TYPE = re.compile(r"application/vnd\.pypi\.simple\.(v(?P<major>\d+)|latest)\+(?P<format>json|html)")
 _JSON_TYPES = frozenset({"application/json"})
@@ -36,9 +36,14 @@ def _is_json(body: str, kind: str, page_url: str) -> bool:
     return body.lstrip()[:1] in {"{", "["}
 
 
-def is_json_content_type(content_type: str) -> bool:
-    """The header says PEP 691 JSON (or plain JSON); no sniffing, and never raises."""
-    kind, _charset = media_type(content_type)
+def is_utf8_json(content_type: str) -> bool:
+    """The header says PEP 691 JSON (or plain JSON) in UTF-8, or no charset: JSON's own encoding.
+
+    No sniffing, and never raises: a ``False`` only means "not known to be".
+    """
+    kind, charset = media_type(content_type)
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        return False
     versioned = _PYPI_TYPE.fullmatch(kind)
     if versioned:
         return versioned["format"] == "json" and versioned["major"] in (None, "1")

@@ -26,7 +26,7 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
-from proxy.index.parse import is_json_content_type, parse_project_list, parse_project_page
+from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.server.metadata import Release, release_groups
 from proxy.server.upstream import Upstream
@@ -148,6 +148,8 @@ class PageService:
 
     def _save(self, entry: PageEntry) -> None:
         body = entry.disk_body
+        if body is not None and not _is_utf8(body):
+            body = None  # the disk copy is read back as UTF-8: render ours instead
         if body is None:
             body = render_project_json(entry.page) if entry.page else render_list_json(entry.listing)  # type: ignore[arg-type]
         stored = StoredPage(entry.kind, entry.url, entry.fetched_at, entry.etag, entry.last_modified, body)
@@ -230,7 +232,7 @@ class PageService:
             url=fetched.url,
             generation=(entry.generation + 1) if entry else 0,
         )
-        if page is as_fetched and is_json_content_type(fetched.content_type):
+        if page is as_fetched and is_utf8_json(fetched.content_type):
             # Upstream's own PEP 691 bytes are a disk copy as good as our rendering of them (they
             # parse back to the same page), and re-rendering cost a 15,000-file page 150 ms.
             new.disk_body = fetched.body
@@ -241,6 +243,14 @@ class PageService:
     def cached(self, key: ProjectKey) -> PageEntry | None:
         """The in-memory entry, without any freshness check (for the file and metadata paths)."""
         return self._entries.get(key)
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _list_names(folder: object) -> list[str]:

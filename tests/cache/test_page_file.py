@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from proxy.cache.page_file import StoredPage, dump_page, load_page
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.index.parse import is_utf8_json, parse_project_page
+from proxy.server.pages import PageEntry, PageService
 
 BODY = b'{"meta":{"api-version":"1.1"},"name":"demo","files":[]}\n'
 PAGE = StoredPage("project", "https://up.example/simple/demo/", 1700000000.5, '"e\\n1"', None, BODY)
@@ -60,3 +64,42 @@ def test_version_1_documents_still_read() -> None:
 def test_a_damaged_page_file_is_a_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError):
         load_page(raw)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/vnd.pypi.simple.v1+json", True),
+        ("application/vnd.pypi.simple.v1+json; charset=utf-8", True),
+        ("application/vnd.pypi.simple.latest+json; charset=UTF8", True),
+        ("application/json", True),
+        ("application/vnd.pypi.simple.v1+json; charset=latin-1", False),
+        ("application/vnd.pypi.simple.v2+json", False),
+        ("application/vnd.pypi.simple.v1+html", False),
+        ("text/html; charset=utf-8", False),
+        ("", False),
+        ("not a type", False),
+    ],
+)
+def test_which_upstream_bodies_are_kept_as_they_are(content_type: str, expected: bool) -> None:
+    assert is_utf8_json(content_type) is expected
+
+
+def test_a_body_that_is_not_utf8_is_stored_as_our_rendering(tmp_path: Path) -> None:
+    # The disk copy is read back as UTF-8 JSON: upstream bytes in another encoding would come back
+    # with replacement characters, so the page is rendered (as UTF-8 JSON) instead.
+    latin = '{"name": "demo", "files": [{"filename": "demo-1.0.tar.gz", "url": "https://up.example/d.tgz", '
+    latin += '"hashes": {}, "yanked": "caf\u00e9"}]}'
+    body = latin.encode("latin-1")
+    url = "https://up.example/simple/demo/"
+    page = parse_project_page(body, "application/json; charset=latin-1", url)
+    store = CacheStore(tmp_path)
+    store.prepare()
+    service = PageService(store, offline=False)
+    key = ProjectKey("r", ("demo",))
+    entry = PageEntry(key=key, kind="project", page=page, listing=None, fetched_at=1.0, url=url)
+    entry.disk_body = body
+    service._save(entry)
+    loaded = service._load(key)
+    assert loaded is not None and loaded.page == page
+    assert loaded.page.files[0].yanked == "caf\u00e9"
