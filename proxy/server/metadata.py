@@ -60,6 +60,10 @@ class _ProbeStats:
     hits: int = 0
     misses: int = 0
 
+    @property
+    def worth_it(self) -> bool:
+        return self.hits > 0 or self.misses < _PROBE_GIVE_UP
+
 
 @dataclass(slots=True)
 class _MeldRecord:
@@ -202,19 +206,10 @@ class MetadataService:
         return data
 
     # -- original metadata of one file ------------------------------------------------------------
-    async def original(
-        self,
-        key: ProjectKey,
-        dist: DistFile,
-        upstream: Upstream,
-        *,
-        may_probe: bool = True,
-        sibling: bool = False,
-    ) -> bytes:
+    async def original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
         """``dist``'s own core metadata, from the cache or fetched once and kept forever.
 
-        ``sibling``: fetched for a meld rather than asked for by a client; such fetches queue behind
-        the route's sibling gate, so a client's own wheel never waits behind a large meld.
+        For one file a client asked for; a meld reads its siblings itself (``_meld``).
         """
         path = self._store.metadata_path(key, dist.filename)
         cached = await asyncio.to_thread(self._store.read, path)
@@ -224,13 +219,15 @@ class MetadataService:
             cached = await asyncio.to_thread(self._store.read, path)
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
-            data = await self._fetch_original(key, dist, upstream, may_probe, sibling)
+            data = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
             await asyncio.to_thread(self._store.write_atomic, path, data)
             return self._remember(key, dist.filename, data)
 
     async def _fetch_original(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool, sibling: bool
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
     ) -> bytes:
+        """``sibling``: fetched for a meld rather than asked for by a client; such fetches queue behind
+        the route's sibling gate, so a client's own wheel never waits behind a large meld."""
         local = self._store.file_path(key, dist.filename)
         if local.exists():
             data = await asyncio.to_thread(_read_local_metadata, local, dist.filename)
@@ -247,7 +244,7 @@ class MetadataService:
         """PEP 658 file when advertised (or while probing pays off), else the remote-zip reader."""
         advertised = dist.core_metadata
         probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        worth_probing = may_probe and (probe.hits > 0 or probe.misses < _PROBE_GIVE_UP)
+        worth_probing = may_probe and probe.worth_it
         if not advertised and not worth_probing:
             return await self._read_ranges(key, dist, upstream)
         ranged: asyncio.Task[bytes] | None = None
@@ -358,7 +355,9 @@ class MetadataService:
             data = cached.get(dist.filename)
             if data is None:
                 # Network fetches wait on a route-wide gate inside.
-                data = await self._fetch_original(key, dist, upstream, may_probe, dist is not asked)
+                data = await self._fetch_original(
+                    key, dist, upstream, may_probe=may_probe, sibling=dist is not asked
+                )
                 fetched[dist.filename] = data
             return self._remember(key, dist.filename, data)
 
@@ -409,8 +408,7 @@ class MetadataService:
     ) -> dict[str, bytes]:
         """Every sibling's original metadata, in the order that costs the upstream least."""
         others = [d for d in siblings if d is not asked]
-        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        probing = probe.hits > 0 or probe.misses < _PROBE_GIVE_UP
+        probing = self._probes.setdefault(upstream.route.prefix, _ProbeStats()).worth_it
         unadvertised = not any(d.core_metadata for d in siblings)
         if unadvertised and (
             probing or (key in self._costly and _layout_key(key, asked) not in self._layouts)
@@ -421,9 +419,13 @@ class MetadataService:
             # wheels keep METADATA.
             read = {asked.filename: await one(asked)}
             found = self._probed.pop((key, asked.filename), True)
-            read |= await self._read_taught(key, others, lambda d: one(d, found), teach=not found)
+            # Teachers pay off only on pages where a read without a layout took several requests.
+            teach = not found and key in self._costly
+            read |= await self._read_taught(key, others, lambda d: one(d, found), teach=teach)
             return read
-        return await self._read_taught(key, [asked, *others], one, teach=False)
+        return dict(
+            zip((d.filename for d in siblings), await asyncio.gather(*map(one, siblings)), strict=True)
+        )
 
     async def _read_taught(
         self,
@@ -433,12 +435,12 @@ class MetadataService:
         *,
         teach: bool,
     ) -> dict[str, bytes]:
-        """Every wheel's original metadata, read concurrently: with ``teach``, on a page where reads
-        proved costly, a platform whose zip layout is not known yet sends one wheel ahead, so its
-        other wheels read in one request each (a cold meld of numpy: 195 range requests -> 95)."""
+        """Every wheel's original metadata, read concurrently: with ``teach``, a platform whose zip
+        layout is not known yet sends one wheel ahead, so its other wheels read in one request each
+        (a cold meld of numpy: 195 range requests -> 118)."""
 
         async def family(group: list[DistFile]) -> list[bytes]:
-            if teach and key in self._costly and _layout_key(key, group[0]) not in self._layouts:
+            if teach and _layout_key(key, group[0]) not in self._layouts:
                 head = await read(group[0])
                 return [head, *await asyncio.gather(*map(read, group[1:]))]
             return list(await asyncio.gather(*map(read, group)))
