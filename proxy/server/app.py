@@ -16,8 +16,8 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
-from urllib.parse import quote
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl, quote
 
 from packaging.utils import canonicalize_name
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
@@ -42,9 +43,10 @@ from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
-from proxy.server.metadata import MetadataService
+from proxy.server.metadata import MetadataService, ServedMetadata
 from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
 from proxy.server.pages import PageEntry, PageService
+from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
 
@@ -78,6 +80,67 @@ class _State:
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
+        self.ready = ReadyAnswers(self.pages, self.revisions)
+
+    def revisions(self, key: ProjectKey) -> tuple[int, int]:
+        """What a page's advertised hashes depend on besides the page itself (``_rendered_key``)."""
+        return self.metadata.revision(key), self.files.revision(key)
+
+
+@dataclass(slots=True)
+class _Ask:
+    """What the handlers below a route read of a request, taken straight from the ASGI scope.
+
+    Starlette's ``Request`` (and its URL object) cost a warm page answer more than finding the page.
+    A handler whose answer may be sent again as it is (``ready``) says what it was built from.
+    """
+
+    scope: Scope
+    method: str
+    path: str
+    query: str
+    accept: str | None
+    request_key: RequestKey
+    built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Ask:
+        accept = None
+        for name, value in scope["headers"]:
+            if name == b"accept":  # ASGI servers give header names lower-cased
+                accept = value
+                break
+        method, path, query = scope["method"], scope["path"], scope["query_string"]
+        return cls(
+            scope,
+            method,
+            path,
+            query.decode("latin-1"),
+            None if accept is None else accept.decode("latin-1"),
+            (method, path, query, accept),
+        )
+
+    def query_param(self, name: str) -> str | None:
+        """The last value of ``name`` in the query, as Starlette's ``query_params`` gives it."""
+        if not self.query:
+            return None
+        found = None
+        for key, value in parse_qsl(self.query, keep_blank_values=True):
+            if key == name:
+                found = value
+        return found
+
+    def reusable(
+        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: str
+    ) -> None:
+        """This request's answer may be sent again while ``entry`` and its ``revisions`` (read
+        before the answer was built, so one that moved meanwhile makes it stale at once) stay.
+
+        A page found under upstream's own spelling of ``asked`` is not reused, so a later request
+        still tries the asked spelling first, as the handlers do.
+        """
+        if entry.key.path == asked and entry.stale_reason is None:
+            self.built_from = (entry, revisions, notes)
 
 
 def _error_response(exc: WheelmeldError) -> Response:
@@ -208,9 +271,9 @@ async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]
         raise missing
 
 
-async def _page(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
     try:
-        content_type = choose_content_type(request.headers.get("accept"), request.query_params.get("format"))
+        content_type = choose_content_type(ask.accept, ask.query_param("format"))
     except NotAcceptable as exc:
         raise NotAcceptableError(str(exc)) from exc
     canonical = canonicalize_name(segments[-1]) if segments else None
@@ -218,11 +281,11 @@ async def _page(request: Request, state: _State, upstream: Upstream, segments: t
         entry = await _get_page(state, upstream, segments)
     except NotFound:
         if canonical is not None and canonical != segments[-1]:
-            return _redirect_to(request, upstream.route.prefix, (*segments[:-1], canonical))
+            return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
         raise
     if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
-        return _redirect_to(request, upstream.route.prefix, (*segments[:-1], canonical))
-    request_note(request.scope, cache="stale" if entry.stale_reason else "hit")
+        return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
+    request_note(ask.scope, cache="stale" if entry.stale_reason else "hit")
     headers = {
         "Vary": "Accept",
         "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
@@ -231,8 +294,9 @@ async def _page(request: Request, state: _State, upstream: Upstream, segments: t
     if entry.stale_reason:
         headers["X-Wheelmeld-Stale"] = entry.stale_reason
         headers["Warning"] = '110 wheelmeld "Response is stale"'
+    ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
     body = await _ready_bytes(state, entry, upstream, content_type)
-    if request.method == "HEAD":
+    if ask.method == "HEAD":
         headers["Content-Length"] = str(len(body))
         return Response(b"", headers=headers, media_type=content_type)
     return Response(body, headers=headers, media_type=content_type)
@@ -244,14 +308,14 @@ def _header_value(text: str, limit: int = 500) -> str:
     return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
 
 
-def _redirect_to(request: Request, prefix: str, segments: tuple[str, ...]) -> Response:
+def _redirect_to(ask: _Ask, prefix: str, segments: tuple[str, ...]) -> Response:
     target = prefix + "/" + "/".join(quote(s) for s in segments) + "/"
-    if request.url.query:
-        target += "?" + request.url.query
+    if ask.query:
+        target += "?" + ask.query
     return RedirectResponse(target, status_code=301)
 
 
-async def _file(request: Request, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
     *page_path, name = segments
     entry = await _get_page(state, upstream, tuple(page_path))
     key = entry.key
@@ -262,7 +326,10 @@ async def _file(request: Request, state: _State, upstream: Upstream, segments: t
         raise NotFound(f"/{key.label}/ lists no file {name!r}")
     if wants_metadata:
         assert entry.page is not None
+        revisions = state.revisions(key)
         served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        if _settled(served):
+            ask.reusable(entry, revisions, tuple(page_path), route=upstream.route.prefix)
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
@@ -275,48 +342,91 @@ async def _file(request: Request, state: _State, upstream: Upstream, segments: t
             headers["X-Wheelmeld-Conflicts"] = _header_value(
                 f"{len(served.conflicts)}: {served.conflicts[0]}"
             )
-        body = b"" if request.method == "HEAD" else served.body
-        if request.method == "HEAD":
+        body = b"" if ask.method == "HEAD" else served.body
+        if ask.method == "HEAD":
             headers["Content-Length"] = str(len(served.body))
         return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
     cached = state.store.file_path(key, dist.filename).exists()
-    request_note(request.scope, cache="hit" if cached else "miss")
-    return await state.files.respond(key, dist, upstream, request.method)
+    request_note(ask.scope, cache="hit" if cached else "miss")
+    return await state.files.respond(key, dist, upstream, ask.method)
 
 
-async def _dispatch(request: Request) -> Response:
-    state: _State = request.app.state.wheelmeld
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"{request.method} is not allowed; this index is read-only")
-    path = request.url.path
-    route = state.config.route_for(path)
-    if route is None:
-        raise NotFound(f"no route serves {path!r}")
-    request_note(request.scope, route=route.prefix)
+def _settled(served: ServedMetadata) -> bool:
+    """Whether the same request gets the same answer until the page or its revisions change.
+
+    An incomplete or unavailable meld is tried again on the next request, so it is not kept.
+    """
+    return not served.meld_state.startswith("unavailable") and ";" not in served.meld_state
+
+
+async def _dispatch(ask: _Ask, state: _State, route: RouteConfig) -> Response:
+    if ask.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{ask.method} is not allowed; this index is read-only")
+    request_note(ask.scope, route=route.prefix)
     upstream = state.upstreams[route.prefix]
-    segments, trailing = _split(route, path)
+    segments, trailing = _split(route, ask.path)
     if trailing or not segments:
         if not trailing:
             return RedirectResponse(route.prefix + "/", status_code=301)
-        return await _page(request, state, upstream, segments)
+        return await _page(ask, state, upstream, segments)
     if not segments[-1].lower().endswith(_DIST_SUFFIXES):
-        return _redirect_to(request, route.prefix, segments)  # a page asked without its '/'
+        return _redirect_to(ask, route.prefix, segments)  # a page asked without its '/'
     if len(segments) < 2:
-        raise NotFound(f"a file must be asked for below its project page: {path!r}")
-    return await _file(request, state, upstream, segments)
+        raise NotFound(f"a file must be asked for below its project page: {ask.path!r}")
+    return await _file(ask, state, upstream, segments)
 
 
-async def _guarded(request: Request) -> Response:
+async def _guarded(ask: _Ask, state: _State, route: RouteConfig) -> Response:
     try:
-        return await _dispatch(request)
+        return await _dispatch(ask, state, route)
     except WheelmeldError as exc:
         if exc.status >= 500:
-            log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.reason)
+            log.warning("%s %s -> %d %s", ask.method, ask.path, exc.status, exc.reason)
         return _error_response(exc)
     except Exception as exc:
         # A bug of ours: the traceback goes to the log, the client gets one line.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception("unexpected error on %s %s", ask.method, ask.path)
         return _error_response(WheelmeldError(f"internal error ({type(exc).__name__}); see the proxy's log"))
+
+
+class _RouteDispatch:
+    """Answers every request below a route prefix itself; the rest go on to Starlette's router.
+
+    A pure ASGI middleware, innermost: index traffic is thousands of warm requests a second, and
+    Starlette's routing, ``Request`` and exception middleware cost more than the answer itself
+    (benchmarks/README.md). The router keeps what is not index traffic: status pages, metrics, health.
+    """
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self._config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._config.route_for(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        state: _State = scope["app"].state.wheelmeld
+        ask = _Ask.of(scope)
+        ready = state.ready.get(ask.request_key, route.page_ttl)
+        if ready is not None:
+            request_note(scope, **ready.notes)
+            await send({"type": "http.response.start", "status": ready.status, "headers": ready.headers})
+            await send({"type": "http.response.body", "body": ready.body})
+            return
+        response = await _guarded(ask, state, route)
+        # Exactly Response: its subclasses (files, redirects) stream or are not built from a page.
+        if ask.built_from is not None and type(response) is Response and response.status_code == 200:
+            entry, revisions, notes = ask.built_from
+            answer = ReadyAnswer(200, response.raw_headers, response.body, entry, revisions, notes)
+            state.ready.put(ask.request_key, answer)
+        await response(scope, receive, send)
+
+
+async def _unrouted(request: Request) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        return _error_response(MethodNotAllowed(f"{request.method} is not allowed; this index is read-only"))
+    return _error_response(NotFound(f"no route serves {request.url.path!r}"))
 
 
 async def _healthz(request: Request) -> Response:
@@ -374,12 +484,13 @@ def create_app(config: Config) -> Starlette:
             Route("/metrics", _metrics, methods=["GET"]),
             Route("/", _status, methods=["GET", "HEAD"]),
             Route(RELEASE_PREFIX + "/{path:path}", _release, methods=["GET", "HEAD"]),
-            Route("/{path:path}", _guarded, methods=all_methods),
+            Route("/{path:path}", _unrouted, methods=all_methods),
         ],
         # Outermost first: the access log sees (and counts) the 401s the auth middleware answers.
         middleware=[
             Middleware(AccessLog, metrics=metrics, fmt=config.log_format),
             Middleware(AuthMiddleware, config=config),
+            Middleware(_RouteDispatch, config=config),
         ],
         lifespan=lifespan,
     )

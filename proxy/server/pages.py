@@ -58,7 +58,6 @@ class PageEntry:
     url: str = ""
     stale_reason: str | None = None  # set while we serve this copy because upstream failed
     stale_until: float = 0.0  # while stale, do not ask the failing upstream again before this
-    generation: int = 0  # bumped whenever anything a rendering depends on changes
     rendered: dict[str, bytes] = field(default_factory=dict)  # content type -> ready bytes
     # filename -> the file as we serve it; reused while its hashes are unchanged, because a reused
     # DistFile keeps its memoized rendering (a 20,000-file page re-renders in ms, not 50 ms).
@@ -79,10 +78,6 @@ class PageEntry:
         if self._groups is None:
             self._groups = release_groups(self.page.files) if self.page else {}
         return self._groups
-
-    def touch(self) -> None:
-        self.generation += 1
-        self.rendered.clear()
 
 
 def _classify(body: bytes, content_type: str, url: str) -> tuple[ProjectPage | None, ProjectList | None]:
@@ -173,8 +168,6 @@ class PageService:
                 on_disk = await asyncio.to_thread(self._load, key)
             if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
                 # Another worker refreshed it (or this process just started): adopt its copy.
-                if entry is not None:
-                    on_disk.generation = entry.generation + 1
                 entry = self._entries[key] = on_disk
             if self._offline:
                 if entry is None:
@@ -230,7 +223,6 @@ class PageService:
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             url=fetched.url,
-            generation=(entry.generation + 1) if entry else 0,
         )
         if page is as_fetched and is_utf8_json(fetched.content_type):
             # Upstream's own PEP 691 bytes are a disk copy as good as our rendering of them (they
@@ -240,9 +232,13 @@ class PageService:
         self._entries[key] = new
         return new
 
-    def cached(self, key: ProjectKey) -> PageEntry | None:
-        """The in-memory entry, without any freshness check (for the file and metadata paths)."""
-        return self._entries.get(key)
+    def in_service(self, entry: PageEntry, ttl: float) -> bool:
+        """Whether ``get`` would answer with ``entry`` right now, fresh, without any I/O."""
+        return (
+            self._entries.get(entry.key) is entry
+            and entry.stale_reason is None
+            and self._clock() - entry.fetched_at < ttl
+        )
 
 
 def _is_utf8(body: bytes) -> bool:

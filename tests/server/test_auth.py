@@ -436,3 +436,17 @@ def test_the_example_auth_section_loads_once_uncommented(tmp_path: Path) -> None
         ("user", "alice", ("*",)),
         ("token", "ci", ("/simple",)),
     ]
+
+
+def test_answers_sent_again_are_checked_and_kept_private_every_time(client: httpx.Client) -> None:
+    # Warm pages and metadata are sent again from ready answers (proxy.server.ready), which sit
+    # below access control: every repeat is still checked, and still marked private.
+    alice, bob = _basic("alice", ALICE_PASSWORD), _basic("bob", BOB_PASSWORD)
+    for path in ("/simple/tiny/", "/simple/tiny/tiny-1.0-py3-none-any.whl.metadata"):
+        for _ in range(3):
+            response = client.get(path, headers=alice)
+            assert response.status_code == 200
+            directives = {d.strip() for d in response.headers.get("cache-control", "").split(",")}
+            assert "public" not in directives
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=bob).status_code == 403
