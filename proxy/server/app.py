@@ -104,21 +104,10 @@ class _Ask:
     built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
 
     @classmethod
-    def of(cls, scope: Scope) -> _Ask:
-        accept = None
-        for name, value in scope["headers"]:
-            if name == b"accept":  # ASGI servers give header names lower-cased
-                accept = value
-                break
-        method, path, query = scope["method"], scope["path"], scope["query_string"]
-        return cls(
-            scope,
-            method,
-            path,
-            query.decode("latin-1"),
-            None if accept is None else accept.decode("latin-1"),
-            (method, path, query, accept),
-        )
+    def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
+        method, path, query, accept = request_key
+        text_accept = None if accept is None else accept.decode("latin-1")
+        return cls(scope, method, path, query.decode("latin-1"), text_accept, request_key)
 
     def query_param(self, name: str) -> str | None:
         """The last value of ``name`` in the query, as Starlette's ``query_params`` gives it."""
@@ -141,6 +130,16 @@ class _Ask:
         """
         if entry.key.path == asked and entry.stale_reason is None:
             self.built_from = (entry, revisions, notes)
+
+
+def _request_key(scope: Scope) -> RequestKey:
+    """Everything of a request the index handlers read: method, path, query and ``Accept``."""
+    accept = None
+    for name, value in scope["headers"]:
+        if name == b"accept":  # ASGI servers give header names lower-cased
+            accept = value
+            break
+    return scope["method"], scope["path"], scope["query_string"], accept
 
 
 def _error_response(exc: WheelmeldError) -> Response:
@@ -407,19 +406,20 @@ class _RouteDispatch:
             await self.app(scope, receive, send)
             return
         state: _State = scope["app"].state.wheelmeld
-        ask = _Ask.of(scope)
-        ready = state.ready.get(ask.request_key, route.page_ttl)
+        request_key = _request_key(scope)
+        ready = state.ready.get(request_key, route.page_ttl)
         if ready is not None:
             request_note(scope, **ready.notes)
             await send({"type": "http.response.start", "status": ready.status, "headers": ready.headers})
             await send({"type": "http.response.body", "body": ready.body})
             return
+        ask = _Ask.of(scope, request_key)
         response = await _guarded(ask, state, route)
         # Exactly Response: its subclasses (files, redirects) stream or are not built from a page.
         if ask.built_from is not None and type(response) is Response and response.status_code == 200:
             entry, revisions, notes = ask.built_from
             answer = ReadyAnswer(200, response.raw_headers, response.body, entry, revisions, notes)
-            state.ready.put(ask.request_key, answer)
+            state.ready.put(request_key, answer)
         await response(scope, receive, send)
 
 
