@@ -17,11 +17,11 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from packaging.utils import canonicalize_name
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -389,15 +389,16 @@ async def _guarded(ask: _Ask, state: _State, route: RouteConfig) -> Response:
 
 
 class _RouteDispatch:
-    """Answers every request below a route prefix itself; the rest go on to Starlette's router.
+    """Answers every request below a route prefix itself; the rest go on to Starlette.
 
-    A pure ASGI middleware, innermost: index traffic is thousands of warm requests a second, and
-    Starlette's routing, ``Request`` and exception middleware cost more than the answer itself
-    (benchmarks/README.md). The router keeps what is not index traffic: status pages, metrics, health.
+    Index traffic is thousands of warm requests a second, and Starlette's routing, ``Request``,
+    and error middleware cost more than the answer itself (benchmarks/README.md); Starlette keeps
+    what is not index traffic: status pages, metrics, health, and the lifespan.
     """
 
-    def __init__(self, app: ASGIApp, config: Config) -> None:
+    def __init__(self, app: ASGIApp, owner: Starlette, config: Config) -> None:
         self.app = app
+        self._owner = owner  # whose lifespan puts the _State in its state
         self._config = config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -405,20 +406,20 @@ class _RouteDispatch:
         if route is None:
             await self.app(scope, receive, send)
             return
-        state: _State = scope["app"].state.wheelmeld
+        state: _State = self._owner.state.wheelmeld
         request_key = _request_key(scope)
         ready = state.ready.get(request_key, route.page_ttl)
         if ready is not None:
             request_note(scope, **ready.notes)
-            await send({"type": "http.response.start", "status": ready.status, "headers": ready.headers})
-            await send({"type": "http.response.body", "body": ready.body})
+            await send(ready.start)
+            await send(ready.body)
             return
         ask = _Ask.of(scope, request_key)
         response = await _guarded(ask, state, route)
         # Exactly Response: its subclasses (files, redirects) stream or are not built from a page.
         if ask.built_from is not None and type(response) is Response and response.status_code == 200:
             entry, revisions, notes = ask.built_from
-            answer = ReadyAnswer(200, response.raw_headers, response.body, entry, revisions, notes)
+            answer = ReadyAnswer.of(200, response.raw_headers, response.body, entry, revisions, notes)
             state.ready.put(request_key, answer)
         await response(scope, receive, send)
 
@@ -460,6 +461,20 @@ async def _release(request: Request) -> Response:
     return Response(body, media_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+class _App(Starlette):
+    """Starlette for the status pages and the lifespan, behind our own access log, access control
+    and index dispatch (pure ASGI, outermost first: the access log sees and counts the 401s)."""
+
+    def __init__(self, config: Config, metrics: Metrics, **starlette: Any) -> None:
+        super().__init__(**starlette)
+        self._config = config
+        self._metrics = metrics
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = _RouteDispatch(super().build_middleware_stack(), self, self._config)
+        return AccessLog(AuthMiddleware(inner, self._config), self._metrics, self._config.log_format)
+
+
 def create_app(config: Config) -> Starlette:
     """The wheelmeld ASGI app; nothing is opened until its lifespan starts."""
 
@@ -478,19 +493,15 @@ def create_app(config: Config) -> Starlette:
                 await upstream.client.aclose()
 
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(
+    return _App(
+        config,
+        metrics,
         routes=[
             Route("/healthz", _healthz, methods=["GET", "HEAD"]),
             Route("/metrics", _metrics, methods=["GET"]),
             Route("/", _status, methods=["GET", "HEAD"]),
             Route(RELEASE_PREFIX + "/{path:path}", _release, methods=["GET", "HEAD"]),
             Route("/{path:path}", _unrouted, methods=all_methods),
-        ],
-        # Outermost first: the access log sees (and counts) the 401s the auth middleware answers.
-        middleware=[
-            Middleware(AccessLog, metrics=metrics, fmt=config.log_format),
-            Middleware(AuthMiddleware, config=config),
-            Middleware(_RouteDispatch, config=config),
         ],
         lifespan=lifespan,
     )

@@ -142,7 +142,7 @@ class FileService:
         self._evictions = 0
 
     def revision(self, key: ProjectKey) -> int:
-        return self._revisions[key] + self._evictions
+        return self._revisions.get(key, 0) + self._evictions  # .get: no Counter.__missing__ call
 
     async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
         final = self._store.file_path(key, dist.filename)

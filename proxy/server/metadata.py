@@ -197,7 +197,7 @@ class MetadataService:
         self._costly: set[ProjectKey] = set()
 
     def revision(self, key: ProjectKey) -> int:
-        return self._revisions[key]
+        return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
 
     def _remember(self, key: ProjectKey, filename: str, data: bytes) -> bytes:
         if (key, filename) not in self._original_hashes:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.types import Message
+
 from proxy.cache.store import ProjectKey
 from proxy.server.pages import PageEntry, PageService
 
@@ -30,14 +32,29 @@ _MAX_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ReadyAnswer:
-    """One complete answer and what it was built from."""
+    """One complete answer, as the two ASGI messages that send it, and what it was built from."""
 
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
+    start: Message
+    body: Message
+    size: int  # of the body
     entry: PageEntry  # the page entry in service when the answer was built
     revisions: tuple[int, int]  # (metadata, files) revisions of that page, read before building
     notes: dict[str, str]  # what the access log line says of it (route, cache outcome)
+
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        entry: PageEntry,
+        revisions: tuple[int, int],
+        notes: dict[str, str],
+    ) -> ReadyAnswer:
+        # Servers and middleware read these messages and never change them (the auth middleware
+        # sends a changed copy), so one pair serves every repeat.
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        return cls(start, {"type": "http.response.body", "body": body}, len(body), entry, revisions, notes)
 
 
 class ReadyAnswers:
@@ -65,10 +82,10 @@ class ReadyAnswers:
     def put(self, request: RequestKey, answer: ReadyAnswer) -> None:
         old = self._answers.pop(request, None)
         if old is not None:
-            self._bytes -= len(old.body)
-        if len(self._answers) >= _MAX_ENTRIES or self._bytes + len(answer.body) > _MAX_BYTES:
+            self._bytes -= old.size
+        if len(self._answers) >= _MAX_ENTRIES or self._bytes + answer.size > _MAX_BYTES:
             # Rare (a lock touches hundreds of URLs, not thousands) and cheap to rebuild: start over.
             self._answers.clear()
             self._bytes = 0
         self._answers[request] = answer
-        self._bytes += len(answer.body)
+        self._bytes += answer.size
