@@ -3,7 +3,8 @@
 It builds a frozen ``Config`` (defaults < ``--config`` file < flags < ``WHEELMELD_*``), refuses
 routes that point back at the proxy itself, prints where each upstream came from, and runs uvicorn.
 With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
-the parent wrote to a private file, so every worker serves exactly what the parent resolved.
+the parent wrote to a private file, so every worker serves exactly what the parent resolved, and
+they share a page journal (``proxy.cache.page_journal``) to load the pages their siblings fetch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from proxy.errors import ConfigError
 __all__ = ["app_from_environment", "register", "run"]
 
 _RESOLVED_ENV = "WHEELMELD_RESOLVED_CONFIG"
+_JOURNAL_ENV = "WHEELMELD_PAGE_JOURNAL"
 # uvicorn's access log is replaced by ours (proxy.server.observability). Nothing reads the client's
 # address or scheme (redirects are relative), so rewriting them from X-Forwarded-* on every request
 # would be pure cost.
@@ -81,7 +83,16 @@ def app_from_environment():  # type: ignore[no-untyped-def]
         config = pickle.load(fh)  # written by our own parent process (_write_resolved), mode 0600
     if not isinstance(config, Config):
         raise ConfigError("the resolved configuration handed to this worker is not a Config")
-    return create_app(config)
+    journal = os.environ.get(_JOURNAL_ENV)
+    return create_app(config, page_journal=Path(journal) if journal else None)
+
+
+def _make_journal() -> Path:
+    """The workers' page journal (``proxy.cache.page_journal``): made here, private and empty, so no
+    other user can have put a file of that name in the shared temp directory first."""
+    fd, name = tempfile.mkstemp(prefix="wheelmeld-pages-", suffix=".journal")
+    os.close(fd)
+    return Path(name)
 
 
 def _run_workers(config: Config) -> None:
@@ -143,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
     _configure_logging()
     if config.workers > 1:
-        resolved = _write_resolved(config)
-        os.environ[_RESOLVED_ENV] = str(resolved)
+        resolved, journal = _write_resolved(config), _make_journal()
+        os.environ[_RESOLVED_ENV], os.environ[_JOURNAL_ENV] = str(resolved), str(journal)
         try:
             _run_workers(config)
         finally:
             resolved.unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
     else:
         from proxy.server.app import create_app
 

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -27,6 +28,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import (
@@ -66,21 +68,31 @@ _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
 class _State:
     """Everything the handlers share; built in the lifespan, gone after it."""
 
-    def __init__(self, config: Config, metrics: Metrics) -> None:
+    def __init__(self, config: Config, metrics: Metrics, journal: PageJournal | None) -> None:
         self.config = config
         self.store = CacheStore(config.cache_dir)
         self.metrics = metrics
+        # Index requests under way in this worker; pages siblings fetched load here while it is idle.
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.meld_log = MeldLog()
         self.upstreams = {
             r.prefix: Upstream(r, metrics, config.upstream_timeout, config.upstream_concurrency)
             for r in config.routes
         }
-        self.pages = PageService(self.store, offline=config.offline)
+        self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
         self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
         self.ready = ReadyAnswers(self.pages, self.revisions)
+
+    async def render_ahead(self, entry: PageEntry) -> None:
+        """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
+        upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
+        if upstream is not None:
+            await _ready_bytes(self, entry, upstream, _JSON)
 
     def revisions(self, key: ProjectKey) -> tuple[int, int]:
         """What a page's advertised hashes depend on besides the page itself (``_rendered_key``)."""
@@ -407,6 +419,15 @@ class _RouteDispatch:
             await self.app(scope, receive, send)
             return
         state: _State = self._owner.state.wheelmeld
+        state.in_flight += 1
+        try:
+            await self._answer(state, route, scope, receive, send)
+        finally:
+            state.in_flight -= 1
+
+    async def _answer(
+        self, state: _State, route: RouteConfig, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         request_key = _request_key(scope)
         ready = state.ready.get(request_key, route.page_ttl)
         if ready is not None:
@@ -475,20 +496,28 @@ class _App(Starlette):
         return AccessLog(AuthMiddleware(inner, self._config), self._metrics, self._config.log_format)
 
 
-def create_app(config: Config) -> Starlette:
-    """The wheelmeld ASGI app; nothing is opened until its lifespan starts."""
+def create_app(config: Config, *, page_journal: Path | None = None) -> Starlette:
+    """The wheelmeld ASGI app; nothing is opened until its lifespan starts.
+
+    ``page_journal``: the journal this worker shares with its siblings of one ``serve --workers N``
+    run (``proxy.cache.page_journal``); it loads the pages they fetch before they are asked here.
+    """
 
     # The app's own counters outlive a lifespan so the access-log middleware can hold them.
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = _State(config, metrics)
+        state = _State(config, metrics, PageJournal(page_journal) if page_journal else None)
         state.store.prepare()
         app.state.wheelmeld = state
+        following = asyncio.create_task(state.pages.follow(state.idle, state.render_ahead))
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             for upstream in state.upstreams.values():
                 await upstream.client.aclose()
 

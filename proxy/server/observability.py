@@ -32,6 +32,7 @@ class Metrics:
     meld_conflicts: int = 0
     melds_unavailable: int = 0
     blocked_fetches: int = 0
+    pages_loaded_ahead: int = 0
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count
@@ -82,6 +83,10 @@ class Metrics:
             "wheelmeld_blocked_fetches_total": (
                 "File links refused by the fetch policy.",
                 self.blocked_fetches,
+            ),
+            "wheelmeld_pages_loaded_ahead_total": (
+                "Pages this worker loaded from disk after a sibling worker fetched them, before a request.",
+                self.pages_loaded_ahead,
             ),
         }
         for name, (help_text, value) in singles.items():

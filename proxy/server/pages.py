@@ -14,14 +14,16 @@ conditional request and, on 304, one small write — never a parse. A failing up
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from proxy.cache.page_file import StoredPage, dump_page, load_page
+from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import PageParseError
@@ -29,6 +31,7 @@ from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.server.metadata import Release, release_groups
+from proxy.server.observability import Metrics
 from proxy.server.upstream import Upstream
 
 __all__ = ["PageEntry", "PageService"]
@@ -39,6 +42,8 @@ _JSON = "application/vnd.pypi.simple.v1+json"
 # Bodies larger than this are parsed in a thread: a 7 MB page takes a quarter second to parse.
 _PARSE_ON_LOOP_MAX = 256 * 1024
 _STALE_RETRY_SECONDS = 10.0
+# How often a worker looks at the journal for pages its siblings fetched (``follow``).
+_FOLLOW_SECONDS = 0.25
 
 # Identity of one on-disk copy: every save is a rename of a new file, so a new inode.
 _DiskStamp = tuple[int, int]
@@ -107,11 +112,21 @@ def _merge_pruned(new: ProjectPage, old: ProjectPage | None, still_cached: set[s
 
 
 class PageService:
-    def __init__(self, store: CacheStore, *, offline: bool, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        *,
+        offline: bool,
+        clock: Callable[[], float] | None = None,
+        journal: PageJournal | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
         self._offline = offline
         self._entries: dict[ProjectKey, PageEntry] = {}
         self._clock = clock or time.time
+        self._journal = journal  # shared with sibling workers (``--workers N``), else None
+        self._metrics = metrics or Metrics()
 
     # -- persistence ----------------------------------------------------------------------------
     def _stamp(self, key: ProjectKey) -> _DiskStamp | None:
@@ -141,7 +156,8 @@ class PageService:
         entry.disk_stamp, entry.disk_body = stamp, stored.body
         return entry
 
-    def _save(self, entry: PageEntry) -> None:
+    def _save(self, entry: PageEntry, *, announce: bool = False) -> None:
+        """Write ``entry``'s disk copy; ``announce``: a new page, which sibling workers load too."""
         body = entry.disk_body
         if body is not None and not _is_utf8(body):
             body = None  # the disk copy is read back as UTF-8: render ours instead
@@ -150,6 +166,8 @@ class PageService:
         stored = StoredPage(entry.kind, entry.url, entry.fetched_at, entry.etag, entry.last_modified, body)
         self._store.write_atomic(self._store.page_path(entry.key), dump_page(stored))
         entry.disk_body, entry.disk_stamp = body, self._stamp(entry.key)
+        if announce and self._journal is not None:
+            self._journal.record(entry.key)
 
     # -- the one entry point --------------------------------------------------------------------
     async def get(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
@@ -162,13 +180,7 @@ class PageService:
             if entry.stale_reason is not None and now < entry.stale_until:
                 return entry  # a failing upstream is retried every few seconds, not per request
         async with self._store.lock("page:" + key.label):
-            entry = self._entries.get(key)
-            on_disk = None
-            if entry is None or entry.disk_stamp != await asyncio.to_thread(self._stamp, key):
-                on_disk = await asyncio.to_thread(self._load, key)
-            if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
-                # Another worker refreshed it (or this process just started): adopt its copy.
-                entry = self._entries[key] = on_disk
+            entry = await self._adopt_disk_copy(key)
             if self._offline:
                 if entry is None:
                     raise OfflineMiss(f"offline, and the cache holds no page for /{key.label}/")
@@ -177,6 +189,56 @@ class PageService:
                 entry.stale_reason = None
                 return entry
             return await self._refresh(key, entry, upstream)
+
+    async def _adopt_disk_copy(self, key: ProjectKey) -> PageEntry | None:
+        """The entry to serve ``key`` from: the disk copy when it is newer than ours (another worker
+        refreshed it, or this process just started), else ours. Call it holding the page's lock."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.disk_stamp == await asyncio.to_thread(self._stamp, key):
+            return entry
+        on_disk = await asyncio.to_thread(self._load, key)
+        if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
+            entry = self._entries[key] = on_disk
+        return entry
+
+    async def follow(
+        self, idle: asyncio.Event, prepare: Callable[[PageEntry], Awaitable[None]] | None = None
+    ) -> None:
+        """Load the pages sibling workers fetch, ahead of any request for them here (runs until
+        cancelled; without a journal it returns at once).
+
+        Each load waits until ``idle`` is set (no request in flight in this worker), so requests never
+        queue behind parsing a page nobody here asked for yet; a worker that is never idle loads
+        pages when they are asked for, as it would without a journal. ``prepare`` then gets each
+        page loaded ahead, to render what clients will ask of it.
+        """
+        if self._journal is None:
+            return
+        while True:
+            await asyncio.sleep(_FOLLOW_SECONDS)
+            try:
+                for key in await asyncio.to_thread(self._journal.others):
+                    await idle.wait()
+                    entry = await self._load_ahead(key)
+                    if entry is not None and prepare is not None:
+                        await idle.wait()
+                        await prepare(entry)
+            except Exception:  # never let one bad page stop the following
+                log.exception("loading pages sibling workers fetched")
+
+    async def _load_ahead(self, key: ProjectKey) -> PageEntry | None:
+        """The disk copy of ``key`` made the entry in service, if it is newer than ours, else None."""
+        async with self._store.lock("page:" + key.label):
+            before = self._entries.get(key)
+            entry = await self._adopt_disk_copy(key)
+            if entry is None or entry is before:
+                return None
+            if entry.page is not None:
+                # A page is read for its release groups by the first .metadata request: do that
+                # here too, and off the loop (a 15,000-file page groups in 20 ms).
+                await asyncio.to_thread(entry.release_groups)
+            self._metrics.pages_loaded_ahead += 1
+            return entry
 
     async def _refresh(self, key: ProjectKey, entry: PageEntry | None, upstream: Upstream) -> PageEntry:
         url = upstream.url_for(key.path)
@@ -228,7 +290,7 @@ class PageService:
             # Upstream's own PEP 691 bytes are a disk copy as good as our rendering of them (they
             # parse back to the same page), and re-rendering cost a 15,000-file page 150 ms.
             new.disk_body = fetched.body
-        await asyncio.to_thread(self._save, new)
+        await asyncio.to_thread(functools.partial(self._save, new, announce=True))
         self._entries[key] = new
         return new
 

@@ -1,0 +1,71 @@
+"""Which pages the workers of one ``wheelmeld serve --workers N`` run wrote: each loads the others'.
+
+Workers share the cache on disk but each keeps its own parsed pages in memory, and a project page
+read from disk costs a parse (a 15,000-file page: 0.2 s of CPU). Without this, the first warm
+``uv lock`` after a cold one parsed, on one worker, every page the other had fetched: 0.4 s or
+1.4 s depending on where uv's connections landed (benchmarks/README.md). Now every worker appends one
+line per page it fetched anew to a journal its siblings follow, and loads theirs while idle.
+
+The journal is a plain append-only file that lives as long as the run: the parent process makes it
+(private, in the system's temp directory) and removes it at exit. Each line is ``<pid> <page label>``
+written with one ``O_APPEND`` write, so lines from two workers never interleave. A line that is not a
+page this cache could hold (a damaged or foreign file) is skipped: the journal only ever saves work.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from proxy.cache.store import ProjectKey
+from proxy.errors import BadRequest
+
+__all__ = ["PageJournal"]
+
+# A page label is a route name and safe path components: far below what one write keeps whole.
+_MAX_LINE = 4096
+
+
+class PageJournal:
+    """One worker's end of the journal: ``record`` its own pages, ``others`` for its siblings'."""
+
+    def __init__(self, path: Path, worker: str | None = None) -> None:
+        self.path = path
+        self._pid = worker or str(os.getpid())  # who "this worker" is: its process id
+        self._offset = 0
+        self._partial = b""  # a line a sibling was still writing when this one last read
+
+    def record(self, key: ProjectKey) -> None:
+        """Say this worker stored a new copy of ``key``'s page (blocking: call it in a thread)."""
+        line = f"{self._pid} {key.label}\n".encode()
+        if len(line) > _MAX_LINE:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def others(self) -> list[ProjectKey]:
+        """Pages the other workers stored since the last call, oldest first, each once (blocking)."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        if len(self._partial) > _MAX_LINE:
+            self._partial = b""  # not a line any worker writes: never let it grow
+        keys: dict[ProjectKey, None] = {}
+        for line in lines:
+            pid, _, label = line.decode("utf-8", "replace").partition(" ")
+            if pid == self._pid or not label:
+                continue
+            route, *path = label.split("/")
+            try:
+                keys[ProjectKey(route, tuple(path))] = None
+            except BadRequest:
+                continue
+        return list(keys)

@@ -1,0 +1,138 @@
+"""The page journal (``proxy.cache.page_journal``): with ``--workers N`` each worker loads the pages
+its siblings fetched, while it is idle, so a page is parsed ahead of the first request for it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import proxy.server.pages as pages_module
+from proxy.cache.page_journal import PageJournal
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.config import RouteConfig
+from proxy.server.observability import Metrics
+from proxy.server.pages import PageService
+from proxy.server.upstream import Upstream
+from tests.cache.cachekit import metric, serve_process
+from tests.support.fake_index import FakeIndex
+from tests.support.stack import wait_until, wheel
+from tests.support.upstream import UpstreamOptions, UpstreamServer
+
+DEMO = ProjectKey("simple", ("demo",))
+OTHER = ProjectKey("simple", ("other",))
+
+
+def _index() -> FakeIndex:
+    return FakeIndex.from_files(
+        {"demo": [wheel("demo-1.0-py3-none-any.whl")], "other": [wheel("other-2.0-py3-none-any.whl")]}
+    )
+
+
+def test_a_worker_reads_what_its_siblings_recorded_once_each_and_never_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "pages.journal"
+    first, second = PageJournal(path, worker="1"), PageJournal(path, worker="2")
+    assert second.others() == []  # no journal yet: nothing to load
+    first.record(DEMO)
+    first.record(OTHER)
+    first.record(DEMO)
+    second.record(OTHER)
+    assert second.others() == [DEMO, OTHER]
+    assert second.others() == []  # each line is read once
+    assert first.others() == [OTHER]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_damaged_and_half_written_lines_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "pages.journal"
+    reader = PageJournal(path, worker="me")
+    path.write_bytes(b"7 simple/../etc\n7 \n\xff\xfe\nno-space\n7 simple/demo\n7 simple/oth")
+    assert reader.others() == [DEMO]  # the traversal, the empty and the garbage lines are dropped
+    with path.open("ab") as fh:
+        fh.write(b"er\n")  # the sibling finishes its line
+    assert reader.others() == [OTHER]
+    with path.open("ab") as fh:
+        fh.write(b"x" * 10_000)  # never a line: not kept growing in memory
+    assert reader.others() == []
+    assert reader._partial == b""
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer(_index(), UpstreamOptions(prefix="/simple", format="json")) as up:
+        yield up
+
+
+def test_a_page_one_worker_fetched_is_loaded_by_the_other_while_idle(
+    upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parses: list[str] = []
+    real_parse = pages_module.parse_project_page
+
+    def counting(*args: object, **kwargs: object) -> object:
+        parses.append("parse")
+        return real_parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pages_module, "parse_project_page", counting)
+    store = CacheStore(tmp_path / "cache")
+    store.prepare()
+    journal = tmp_path / "pages.journal"
+    metrics = Metrics()
+    fetching = PageService(store, offline=False, journal=PageJournal(journal, worker="a"))
+    following = PageService(store, offline=False, journal=PageJournal(journal, worker="b"), metrics=metrics)
+    route = RouteConfig(prefix="/simple", upstream=upstream.url + "/simple")
+
+    async def run() -> None:
+        up = Upstream(route, Metrics(), 10.0)
+        idle = asyncio.Event()  # the following worker is busy: it must not load yet
+        follower = asyncio.create_task(following.follow(idle))
+        try:
+            fetched = await fetching.get(DEMO, up)
+            assert fetched.page is not None
+            await asyncio.sleep(0.6)
+            assert metrics.pages_loaded_ahead == 0 and parses == ["parse"]
+            idle.set()
+            for _ in range(100):  # up to 5 s
+                if metrics.pages_loaded_ahead:
+                    break
+                await asyncio.sleep(0.05)
+            assert metrics.pages_loaded_ahead == 1
+            assert parses == ["parse", "parse"]  # upstream's page once, the disk copy once
+            served = await following.get(DEMO, up)  # no parse, no upstream request: it is loaded
+            assert served.page == fetched.page
+            assert parses == ["parse", "parse"]
+            assert len(upstream.requests_for("/simple/demo/")) == 1
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await up.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_two_serve_workers_load_each_others_pages_and_the_journal_goes_with_the_run(
+    upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("wheelmeld-pages-*.journal"))
+    with serve_process(tmp_path / "cache", {"/simple": upstream.url + "/simple"}, "--workers", "2") as proxy:
+        assert httpx.get(proxy.url + "/simple/demo/").status_code == 200
+        journals = set(Path(tempfile.gettempdir()).glob("wheelmeld-pages-*.journal")) - before
+        assert len(journals) == 1
+        (journal,) = journals
+        assert journal.read_text().endswith(" simple/demo\n")
+
+        def loaded_ahead() -> bool:
+            # A new connection each time: it lands on either worker; one of them loaded the page.
+            return metric(httpx.get(proxy.url + "/metrics").text, "wheelmeld_pages_loaded_ahead_total") == 1
+
+        wait_until(loaded_ahead, "the other worker to load the page ahead")
+        assert len(upstream.requests_for("/simple/demo/")) == 1
+    assert not journal.exists()
