@@ -2,13 +2,17 @@
 
 A page is whatever the upstream has at a path: a project page (files) or a project list (the root of
 an index, or a PyTorch directory such as ``/whl/nightly/``). Both are kept parsed in memory and on
-disk as our own PEP 691 JSON rendering with upstream's absolute URLs, plus the validators for the
-next conditional request — so a 304 costs no re-parse and a restart costs no upstream request.
+disk as PEP 691 JSON with upstream's absolute URLs (upstream's own bytes when it sent UTF-8 JSON),
+plus the validators for the next conditional request — so a 304 costs no re-parse and a restart
+costs no upstream request.
 
 Workers share the disk copy: each remembers the identity (inode, mtime) of the copy it last read or
 wrote, and re-reads it only when another worker replaced it, so an expired page costs a ``stat``, a
-conditional request and, on 304, one small write — never a parse. A failing upstream (timeout, reset,
-5xx, unreadable page) leaves the last good page in service, marked stale, logged and counted.
+conditional request and, on 304, one small write — never a parse; a copy another worker merely
+revalidated (the same bytes, fresher) is adopted without a parse too. A page another worker fetched
+anew is loaded here while this worker is idle (``follow``, through the run's page journal). A failing
+upstream (timeout, reset, 5xx, unreadable page) leaves the last good page in service, marked stale,
+logged and counted.
 """
 
 from __future__ import annotations
@@ -136,13 +140,19 @@ class PageService:
             return None
         return st.st_ino, st.st_mtime_ns
 
-    def _load(self, key: ProjectKey) -> PageEntry | None:
+    def _read(self, key: ProjectKey) -> tuple[_DiskStamp | None, StoredPage] | None:
+        """The disk copy, unparsed, and its identity; None when there is none or it is damaged."""
         stamp = self._stamp(key)
         raw = self._store.read(self._store.page_path(key))
         if raw is None:
             return None
         try:
-            stored = load_page(raw)
+            return stamp, load_page(raw)
+        except ValueError:
+            return None  # a damaged entry is a miss, never an error
+
+    def _parse(self, key: ProjectKey, stamp: _DiskStamp | None, stored: StoredPage) -> PageEntry | None:
+        try:
             page, listing = (
                 (parse_project_page(stored.body, _JSON, stored.url), None)
                 if stored.kind == "project"
@@ -196,8 +206,28 @@ class PageService:
         entry = self._entries.get(key)
         if entry is not None and entry.disk_stamp == await asyncio.to_thread(self._stamp, key):
             return entry
-        on_disk = await asyncio.to_thread(self._load, key)
-        if on_disk is not None and (entry is None or on_disk.fetched_at > entry.fetched_at):
+        read = await asyncio.to_thread(self._read, key)
+        if read is None:
+            return entry
+        stamp, stored = read
+        if entry is not None and stored.fetched_at <= entry.fetched_at:
+            return entry
+        if (
+            entry is not None
+            and (stored.kind, stored.url) == (entry.kind, entry.url)
+            and stored.body == entry.disk_body
+        ):
+            # Another worker revalidated this very page (a 304): the same bytes, fresher. Keep our
+            # parsed entry (and its ready answers) rather than parse a 15,000-file page again.
+            entry.fetched_at, entry.etag, entry.last_modified = (
+                stored.fetched_at,
+                stored.etag,
+                stored.last_modified,
+            )
+            entry.disk_stamp, entry.stale_reason = stamp, None
+            return entry
+        on_disk = await asyncio.to_thread(self._parse, key, stamp, stored)
+        if on_disk is not None:
             entry = self._entries[key] = on_disk
         return entry
 

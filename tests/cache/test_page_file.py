@@ -100,6 +100,8 @@ def test_a_body_that_is_not_utf8_is_stored_as_our_rendering(tmp_path: Path) -> N
     entry = PageEntry(key=key, kind="project", page=page, listing=None, fetched_at=1.0, url=url)
     entry.disk_body = body
     service._save(entry)
-    loaded = service._load(key)
+    read = service._read(key)
+    assert read is not None
+    loaded = service._parse(key, *read)
     assert loaded is not None and loaded.page == page
     assert loaded.page.files[0].yanked == "caf\u00e9"

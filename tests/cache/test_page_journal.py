@@ -1,5 +1,6 @@
-"""The page journal (``proxy.cache.page_journal``): with ``--workers N`` each worker loads the pages
-its siblings fetched, while it is idle, so a page is parsed ahead of the first request for it there.
+"""Workers sharing pages: with ``--workers N`` each worker loads the pages its siblings fetched
+(``proxy.cache.page_journal``), while it is idle, so a page is parsed ahead of the first request for
+it there; and a page a sibling merely revalidated costs no parse at all.
 """
 
 from __future__ import annotations
@@ -65,22 +66,28 @@ def test_damaged_and_half_written_lines_are_skipped(tmp_path: Path) -> None:
 
 
 @pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every project page the page services of this process parse."""
+    calls: list[str] = []
+    real_parse = pages_module.parse_project_page
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append("parse")
+        return real_parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pages_module, "parse_project_page", counting)
+    return calls
+
+
+@pytest.fixture
 def upstream() -> Iterator[UpstreamServer]:
     with UpstreamServer(_index(), UpstreamOptions(prefix="/simple", format="json")) as up:
         yield up
 
 
 def test_a_page_one_worker_fetched_is_loaded_by_the_other_while_idle(
-    upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    upstream: UpstreamServer, tmp_path: Path, parses: list[str]
 ) -> None:
-    parses: list[str] = []
-    real_parse = pages_module.parse_project_page
-
-    def counting(*args: object, **kwargs: object) -> object:
-        parses.append("parse")
-        return real_parse(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pages_module, "parse_project_page", counting)
     store = CacheStore(tmp_path / "cache")
     store.prepare()
     journal = tmp_path / "pages.journal"
@@ -113,6 +120,42 @@ def test_a_page_one_worker_fetched_is_loaded_by_the_other_while_idle(
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            await up.client.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_page_a_sibling_revalidated_is_adopted_without_a_parse(
+    upstream: UpstreamServer, tmp_path: Path, parses: list[str]
+) -> None:
+    store = CacheStore(tmp_path / "cache")
+    store.prepare()
+    first, second = PageService(store, offline=False), PageService(store, offline=False)
+    ttl = 0.3
+    route = RouteConfig(prefix="/simple", upstream=upstream.url + "/simple", page_ttl=ttl)
+
+    async def run() -> None:
+        up = Upstream(route, Metrics(), 10.0)
+        try:
+            mine = await second.get(DEMO, up)  # parsed from upstream's answer
+            await first.get(DEMO, up)  # the disk copy, still fresh: parsed once here
+            assert len(parses) == 2
+            await asyncio.sleep(ttl + 0.05)
+            await first.get(DEMO, up)  # expired: revalidated, a 304, re-saved
+            assert [r.status for r in upstream.requests_for("/simple/demo/")] == [200, 304]
+            adopted = await second.get(DEMO, up)  # expired here too, but the disk copy is fresh
+            assert adopted is mine and second.in_service(mine, ttl)
+            assert len(parses) == 2, "the same bytes are not parsed again"
+            assert len(upstream.requests_for("/simple/demo/")) == 2
+            # A sibling that fetched a changed page makes this worker parse the new one.
+            newer = wheel("demo-1.1-py3-none-any.whl")
+            upstream.set_index(FakeIndex.from_files({**_index().projects, "demo": [newer]}))
+            await asyncio.sleep(ttl + 0.05)
+            await first.get(DEMO, up)
+            changed = await second.get(DEMO, up)
+            assert changed is not mine and changed.page is not None
+            assert [f.filename for f in changed.page.files] == [newer.filename]
+        finally:
             await up.client.aclose()
 
     asyncio.run(run())
