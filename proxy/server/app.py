@@ -419,11 +419,15 @@ class _RouteDispatch:
             await self.app(scope, receive, send)
             return
         state: _State = self._owner.state.wheelmeld
+        if not state.in_flight:
+            state.idle.clear()
         state.in_flight += 1
         try:
             await self._answer(state, route, scope, receive, send)
         finally:
             state.in_flight -= 1
+            if not state.in_flight:
+                state.idle.set()
 
     async def _answer(
         self, state: _State, route: RouteConfig, scope: Scope, receive: Receive, send: Send

@@ -19,11 +19,13 @@ import proxy.server.pages as pages_module
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import RouteConfig
+from proxy.server.app import create_app
 from proxy.server.observability import Metrics
 from proxy.server.pages import PageService
 from proxy.server.upstream import Upstream
 from tests.cache.cachekit import metric, serve_process
 from tests.support.fake_index import FakeIndex
+from tests.support.proxy import proxy_config
 from tests.support.stack import wait_until, wheel
 from tests.support.upstream import UpstreamOptions, UpstreamServer
 
@@ -179,3 +181,30 @@ def test_two_serve_workers_load_each_others_pages_and_the_journal_goes_with_the_
         wait_until(loaded_ahead, "the other worker to load the page ahead")
         assert len(upstream.requests_for("/simple/demo/")) == 1
     assert not journal.exists()
+
+
+def test_a_worker_is_idle_only_with_no_index_request_in_flight(tmp_path: Path) -> None:
+    options = UpstreamOptions(prefix="/simple", format="json", latency_ms=300)
+    with UpstreamServer(_index(), options) as slow:
+        app = create_app(proxy_config(tmp_path / "cache", {"/simple": slow.url + "/simple"}))
+
+        async def run() -> None:
+            transport = httpx.ASGITransport(app=app)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://wheelmeld") as client,
+            ):
+                idle: asyncio.Event = app.state.wheelmeld.idle
+                assert idle.is_set()
+                asking = [asyncio.create_task(client.get(f"/simple/{p}/")) for p in ("demo", "other")]
+                await asyncio.sleep(0.15)  # both wait on the slow upstream
+                assert not idle.is_set()
+                first = await asking[0]
+                assert first.status_code == 200
+                assert not idle.is_set() or asking[1].done()
+                assert (await asking[1]).status_code == 200
+                assert idle.is_set()
+                await client.get("/healthz")  # not index traffic: never counted
+                assert idle.is_set()
+
+        asyncio.run(run())
