@@ -1,10 +1,14 @@
 """Benchmark: CPU per warm request, in process, with no sockets (the ASGI app called directly).
 
 ``wrk`` numbers on this shared 2-core machine move by ±15% from run to run; the CPU one warm page or
-``.metadata`` answer costs the app itself is steadier. The seed's PyTorch-shaped fake upstream runs in
-its own process; for this tree (and ``--baseline DIR``), a child process builds the app with
-``create_app``, runs its lifespan, warms the torch page (JSON and HTML) and one melded ``.metadata``,
-then calls the app 3,000 times per target, best of 5, with the access log on (to ``/dev/null``).
+``.metadata`` answer costs the app itself is steadier, but it is a hot loop: code that the real server
+runs with cold caches between requests looks cheaper here, so trees that differ by 60% under ``wrk``
+can measure alike (benchmarks/README.md). Use it for regressions within one tree, not as the proof.
+
+The seed's PyTorch-shaped fake upstream runs in its own process; for this tree (and ``--baseline
+DIR``), a child process builds the app with ``create_app``, runs its lifespan, warms the torch page
+(JSON and HTML) and one melded ``.metadata``, then calls the app 3,000 times per target, best of 5,
+with the access log on (to ``/dev/null``).
 
 Run: ``.venv/bin/python benchmarks/bench_request_cpu.py [--baseline DIR] [--repeat N]``.
 """
