@@ -7,13 +7,15 @@ read from disk costs a parse (a 15,000-file page: 0.2 s of CPU). Without this, t
 line per page it fetched anew to a journal its siblings follow, and loads theirs while idle.
 
 The journal is a plain append-only file that lives as long as the run: the parent process makes it
-(private, in the system's temp directory) and removes it at exit. Each line is ``<pid> <page label>``
-written with one ``O_APPEND`` write, so lines from two workers never interleave. A line that is not a
-page this cache could hold (a damaged or foreign file) is skipped: the journal only ever saves work.
+(private, in the system's temp directory, with ``mkstemp``) and removes it at exit. Each line is
+``<pid> <page label>`` written with one ``O_APPEND`` write, so lines from two workers never
+interleave. A line that is not a page this cache could hold (a damaged or foreign file) is skipped:
+the journal only ever saves work.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from proxy.cache.store import ProjectKey
 from proxy.errors import BadRequest
 
 __all__ = ["PageJournal"]
+
+log = logging.getLogger("wheelmeld")
 
 # A page label is a route name and safe path components: far below what one write keeps whole.
 _MAX_LINE = 4096
@@ -34,17 +38,28 @@ class PageJournal:
         self._pid = worker or str(os.getpid())  # who "this worker" is: its process id
         self._offset = 0
         self._partial = b""  # a line a sibling was still writing when this one last read
+        self._broken = False  # said once in the log when the journal cannot be written
 
     def record(self, key: ProjectKey) -> None:
-        """Say this worker stored a new copy of ``key``'s page (blocking: call it in a thread)."""
+        """Say this worker stored a new copy of ``key``'s page (blocking: call it in a thread).
+
+        Never raises: the journal only saves sibling workers some work, so a page fetch must not fail
+        with it. The file is never made here (nor through a symbolic link): in a shared temp
+        directory, a journal that vanished is not made again where someone else could have put one.
+        """
         line = f"{self._pid} {key.label}\n".encode()
         if len(line) > _MAX_LINE:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self._broken:
+                self._broken = True
+                log.warning("page journal %s cannot be written (%s); pages load on demand", self.path, exc)
 
     def others(self) -> list[ProjectKey]:
         """Pages the other workers stored since the last call, oldest first, each once (blocking)."""
@@ -52,7 +67,7 @@ class PageJournal:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
                 data = fh.read()
-        except FileNotFoundError:
+        except OSError:
             return []
         self._offset += len(data)
         *lines, self._partial = (self._partial + data).split(b"\n")

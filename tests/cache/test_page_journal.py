@@ -39,10 +39,17 @@ def _index() -> FakeIndex:
     )
 
 
-def test_a_worker_reads_what_its_siblings_recorded_once_each_and_never_its_own(tmp_path: Path) -> None:
+def _journal(tmp_path: Path) -> Path:
+    """An empty journal, as ``wheelmeld serve`` makes one for its workers."""
     path = tmp_path / "pages.journal"
+    path.touch(mode=0o600)
+    return path
+
+
+def test_a_worker_reads_what_its_siblings_recorded_once_each_and_never_its_own(tmp_path: Path) -> None:
+    path = _journal(tmp_path)
     first, second = PageJournal(path, worker="1"), PageJournal(path, worker="2")
-    assert second.others() == []  # no journal yet: nothing to load
+    assert second.others() == []  # nothing recorded yet
     first.record(DEMO)
     first.record(OTHER)
     first.record(DEMO)
@@ -50,7 +57,6 @@ def test_a_worker_reads_what_its_siblings_recorded_once_each_and_never_its_own(t
     assert second.others() == [DEMO, OTHER]
     assert second.others() == []  # each line is read once
     assert first.others() == [OTHER]
-    assert os.stat(path).st_mode & 0o777 == 0o600
 
 
 def test_damaged_and_half_written_lines_are_skipped(tmp_path: Path) -> None:
@@ -92,7 +98,7 @@ def test_a_page_one_worker_fetched_is_loaded_by_the_other_while_idle(
 ) -> None:
     store = CacheStore(tmp_path / "cache")
     store.prepare()
-    journal = tmp_path / "pages.journal"
+    journal = _journal(tmp_path)
     metrics = Metrics()
     fetching = PageService(store, offline=False, journal=PageJournal(journal, worker="a"))
     following = PageService(store, offline=False, journal=PageJournal(journal, worker="b"), metrics=metrics)
@@ -173,6 +179,7 @@ def test_two_serve_workers_load_each_others_pages_and_the_journal_goes_with_the_
         assert len(journals) == 1
         (journal,) = journals
         assert journal.read_text().endswith(" simple/demo\n")
+        assert os.stat(journal).st_mode & 0o777 == 0o600
 
         def loaded_ahead() -> bool:
             # A new connection each time: it lands on either worker; one of them loaded the page.
@@ -208,3 +215,23 @@ def test_a_worker_is_idle_only_with_no_index_request_in_flight(tmp_path: Path) -
                 assert idle.is_set()
 
         asyncio.run(run())
+
+
+def test_a_journal_that_cannot_be_written_never_fails_a_page_and_is_never_made_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _journal(tmp_path)
+    writer, reader = PageJournal(path, worker="1"), PageJournal(path, worker="2")
+    writer.record(DEMO)
+    assert reader.others() == [DEMO]
+    path.unlink()  # say a temp-directory cleaner removed it
+    writer.record(OTHER)  # no exception: a page fetch goes on without the journal
+    writer.record(OTHER)
+    assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1  # said once
+    assert not path.exists(), "not made again where anyone could have put a file of that name"
+    assert reader.others() == []
+    target = tmp_path / "not-a-journal"
+    target.write_text("precious\n")
+    path.symlink_to(target)  # someone else's link where the journal was
+    PageJournal(path, worker="3").record(DEMO)
+    assert target.read_text() == "precious\n", "never written through a symbolic link"
