@@ -53,9 +53,12 @@ _FOLLOW_SECONDS = 0.25
 _DiskStamp = tuple[int, int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class PageEntry:
-    """One cached page and what we know about its freshness. Mutable: the service owns it."""
+    """One cached page and what we know about its freshness. Mutable: the service owns it.
+
+    Weakly referable: a ready answer (``proxy.server.ready``) must not keep a replaced page alive.
+    """
 
     key: ProjectKey
     kind: Literal["project", "list"]

@@ -13,6 +13,7 @@ Bodies are shared with the page entries' own renderings, so the memory this cost
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,7 +38,9 @@ class ReadyAnswer:
     start: Message
     body: Message
     size: int  # of the body
-    entry: PageEntry  # the page entry in service when the answer was built
+    # The page entry in service when the answer was built, weakly: an answer nobody asks again must
+    # not keep a replaced 20,000-file page in memory.
+    entry: weakref.ref[PageEntry]
     revisions: tuple[int, int]  # (metadata, files) revisions of that page, read before building
     notes: dict[str, str]  # what the access log line says of it (route, cache outcome)
 
@@ -54,7 +57,8 @@ class ReadyAnswer:
         # Servers and middleware read these messages and never change them (the auth middleware
         # sends a changed copy), so one pair serves every repeat.
         start = {"type": "http.response.start", "status": status, "headers": headers}
-        return cls(start, {"type": "http.response.body", "body": body}, len(body), entry, revisions, notes)
+        body_message = {"type": "http.response.body", "body": body}
+        return cls(start, body_message, len(body), weakref.ref(entry), revisions, notes)
 
 
 class ReadyAnswers:
@@ -74,8 +78,12 @@ class ReadyAnswers:
         answer = self._answers.get(request)
         if answer is None:
             return None
-        entry = answer.entry
-        if self._pages.in_service(entry, ttl) and self._revisions(entry.key) == answer.revisions:
+        entry = answer.entry()
+        if (
+            entry is not None
+            and self._pages.in_service(entry, ttl)
+            and self._revisions(entry.key) == answer.revisions
+        ):
             return answer
         return None  # the handlers build a new one, which replaces this
 

@@ -8,9 +8,12 @@ run a real proxy in front of a real fake upstream and check what a client sees a
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ import httpx
 import pytest
 
 import proxy.server.app as app_module
+from proxy.cache.store import ProjectKey
+from proxy.config import RouteConfig
 from proxy.server.app import create_app
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import proxy_config
@@ -200,3 +205,34 @@ def test_an_unavailable_meld_is_tried_again(stack: Stack) -> None:
     healed = stack.client.get(stack.file("gpu-lib", MAC, ".metadata"))
     assert healed.headers["x-wheelmeld-meld"] == "melded"
     assert b"nvidia-thing" in healed.content
+
+
+def test_an_answer_nobody_asks_again_does_not_keep_a_replaced_page_alive(
+    upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    route = RouteConfig(prefix="/simple", upstream=f"{upstream.url}/simple", page_ttl=0.2)
+    app = create_app(replace(proxy_config(tmp_path / "cache", {}), routes=(route,)))
+    key = ProjectKey("simple", ("plain",))
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://wheelmeld") as client,
+        ):
+            pages = app.state.wheelmeld.pages
+            assert (await client.head("/simple/plain/")).status_code == 200  # a ready answer now
+            old = weakref.ref(pages._entries[key])
+            newer = wheel("plain-2.1-py3-none-any.whl", ["idna"])
+            upstream.set_index(FakeIndex.from_files({**_index().projects, "plain": [newer]}))
+            await asyncio.sleep(0.3)
+            page = await client.get("/simple/plain/", headers={"Accept": JSON})  # a new entry
+            assert [f["filename"] for f in page.json()["files"]] == [newer.filename]
+            gc.collect()
+            assert old() is None, "the HEAD answer still held the replaced page"
+            again = await client.head("/simple/plain/")  # and it is not sent from the old page
+            html = await client.get("/simple/plain/")
+            assert newer.filename in html.text
+            assert again.headers["content-length"] == str(len(html.content))
+
+    asyncio.run(run())
