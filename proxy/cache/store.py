@@ -144,11 +144,7 @@ class CacheStore:
 
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Temp file in the same file system, fsync, rename: blocking, call it in a thread."""
-        with self.open_temp() as (tmp_path, fh):
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-            self.commit(tmp_path, path)
+        self.write_many(((path, data),))
 
     def write_many(self, items: Iterable[tuple[Path, bytes]]) -> None:
         """``write_atomic`` for each (path, data), with each directory synced once, not per file.

@@ -91,7 +91,7 @@ def _dist_file(entry: object, index: int, page_url: str) -> DistFile:
     if not url.startswith(("https://", "http://")) and urlsplit(url).scheme not in {"http", "https"}:
         raise PageParseError(f"{_where(page_url, index)} ({filename!r}): not an http(s) URL {url!r}")
     raw_hashes = entry.get("hashes", {})
-    if not isinstance(raw_hashes, dict | Mapping):
+    if not isinstance(raw_hashes, dict | Mapping):  # dict first: no ABC check for the usual case
         raise PageParseError(f"{_where(page_url, index)} ({filename!r}): 'hashes' is not an object")
     hashes = _hashes(raw_hashes)
     if fragment:

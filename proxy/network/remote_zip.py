@@ -156,12 +156,12 @@ async def fetch_wheel_metadata(
     expected = _expect(filename)
     fetcher = _Fetcher(client, url, headers or {})
     try:
-        prefix = layout.prefix_range() if layout else None
-        if layout is not None and prefix is not None:
-            found = await _read_prefix(fetcher, prefix, expected, layout)
-            if found is not None:
-                return found
         if layout is not None:
+            prefix = layout.prefix_range()
+            if prefix is not None:
+                found = await _read_prefix(fetcher, prefix, expected, layout)
+                if found is not None:
+                    return found
             tail_size = layout.tail_size()
         async with client.stream("GET", url, headers=fetcher.headers(f"bytes=-{tail_size}")) as resp:
             fetcher.requests += 1

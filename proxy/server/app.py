@@ -112,14 +112,13 @@ class _Ask:
     path: str
     query: str
     accept: str | None
-    request_key: RequestKey
     built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
         method, path, query, accept = request_key
         text_accept = None if accept is None else accept.decode("latin-1")
-        return cls(scope, method, path, query.decode("latin-1"), text_accept, request_key)
+        return cls(scope, method, path, query.decode("latin-1"), text_accept)
 
     def query_param(self, name: str) -> str | None:
         """The last value of ``name`` in the query, as Starlette's ``query_params`` gives it."""
