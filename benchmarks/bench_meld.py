@@ -1,7 +1,7 @@
 """Benchmark: melds per second of the torch 2.1.0 release (issue 2's target: at least 100 per second).
 
 Input: the 20 real METADATA files of torch 2.1.0 (~25 KB each, long descriptions, three canonical
-requirement sets) from ``../shared/fixtures/pypi-torch-2.1.0``. Each run melds the whole release
+requirement sets) from ``tests/fixtures/pypi-torch-2.1.0``. Each run melds the whole release
 ``--melds`` times; the result is the median of ``--runs`` runs. Also measured: one cold meld (every
 cache emptied first) and the agreeing case (the release's 4 identical aarch64 wheels, repeated to 20).
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.meld import WheelInput, environments, markers, meld_release, preference, requirements
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "pypi-torch-2.1.0"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "pypi-torch-2.1.0"
 
 
 def _release() -> list[WheelInput]:

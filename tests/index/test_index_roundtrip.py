@@ -29,7 +29,7 @@ from proxy.index import (
     versions_from_files,
 )
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pytorch-nightly-cu126.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pytorch-nightly-cu126.json"
 
 # --- generated values in the form the parsers produce ------------------------------------------
 
@@ -162,7 +162,6 @@ def _fixture_projects() -> dict[str, list[str]]:
     return {name: [w["filename"] for w in wheels] for name, wheels in data["projects"].items()}
 
 
-@pytest.mark.skipif(not FIXTURE.exists(), reason="shared fixtures not present")
 def test_pytorch_fixture_pages_round_trip() -> None:
     for project, filenames in _fixture_projects().items():
         page_url = f"https://upstream.example/whl/nightly/cu126/{project.lower()}/"

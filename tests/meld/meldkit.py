@@ -36,7 +36,7 @@ __all__ = [
     "torch_210",
 ]
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 # Platform tags an installer on each (sys_platform, machine) accepts, best first (glibc before musl:
 # markers cannot tell them apart, and the engine documents glibc as the preferred reading).

@@ -1,7 +1,7 @@
 """The data a fake simple index (PEP 503 / 691 / 658 / 700) serves: projects and their files.
 
 Pure values, no HTTP: ``tests.support.upstream`` renders them.  Two loaders build indexes from
-the shared fixtures:
+the fixtures in ``tests/fixtures`` (their README says where each fact comes from):
 
 * ``FakeIndex.from_pytorch_fixture`` — the PyTorch nightly cu126 index of the seed: 29 projects,
   114 tiny wheels built from each entry's Requires-Dist / Provides-Extra / Requires-Python.
@@ -31,8 +31,7 @@ __all__ = [
     "FakeIndexError",
 ]
 
-# Repo at <root>/main, shared fixtures at <root>/shared/fixtures (CI clones shared/ beside it).
-FIXTURES_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures"
 
 # The seed fixture has no upload times; PyTorch pages carry them, so loaders give each file a
 # fixed, made-up one: the nightly date for ``devYYYYMMDD`` versions, an older day otherwise.
