@@ -26,10 +26,9 @@ __all__ = ["app_from_environment", "register", "run"]
 
 _RESOLVED_ENV = "WHEELMELD_RESOLVED_CONFIG"
 _JOURNAL_ENV = "WHEELMELD_PAGE_JOURNAL"
-# uvicorn's access log is replaced by ours (proxy.server.observability). Nothing reads the client's
-# address or scheme (redirects are relative), so rewriting them from X-Forwarded-* on every request
-# would be pure cost.
-_SERVER_OPTIONS = {"access_log": False, "proxy_headers": False}
+# Both uvicorn calls below pass access_log=False, proxy_headers=False: uvicorn's access log is replaced
+# by ours (proxy.server.observability), and nothing reads the client's address or scheme (redirects are
+# relative), so rewriting them from X-Forwarded-* on every request would be pure cost.
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -112,7 +111,8 @@ def _run_workers(config: Config) -> None:
         host=config.host,
         port=config.port,
         workers=config.workers,
-        **_SERVER_OPTIONS,
+        access_log=False,
+        proxy_headers=False,
     )
     sock = uv_config.bind_socket()
     if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -164,5 +164,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from proxy.server.app import create_app
 
-        uvicorn.run(create_app(config), host=config.host, port=config.port, **_SERVER_OPTIONS)
+        uvicorn.run(
+            create_app(config), host=config.host, port=config.port, access_log=False, proxy_headers=False
+        )
     return 0

@@ -170,9 +170,9 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
             outputs[wheel.filename] = wheel.metadata
         if parsed_name is None:
             continue
-        name, version, build, tags = parsed_name
-        if identity is None or (name, version) != identity:
-            problems[wheel.filename] = f"file name is {name} {version}, another release"
+        name, file_version, build, tags = parsed_name
+        if identity is None or (name, file_version) != identity:
+            problems[wheel.filename] = f"file name is {name} {file_version}, another release"
             continue
         member = _Member(wheel.filename, tags, build, order)
         members.append(member)
@@ -381,15 +381,15 @@ def _ownership(
                 overlaps.setdefault((winner.filename, loser.filename), []).append(cell)
     # One line per wheel that lost somewhere: a py3-none-any fallback can lose to a hundred wheels.
     by_loser: dict[str, dict[str, list[Cell]]] = {}
-    for (winner, loser), cells in sorted(overlaps.items()):
-        by_loser.setdefault(loser, {})[winner] = cells
+    for (winner_name, loser_name), cells in sorted(overlaps.items()):
+        by_loser.setdefault(loser_name, {})[winner_name] = cells
     conflicts = []
-    for loser, winners in by_loser.items():
+    for loser_name, winners in by_loser.items():
         cells = [cell for found in winners.values() for cell in found]
-        first, example = min((min(found), winner) for winner, found in winners.items())
+        first, example = min((min(found), name) for name, found in winners.items())
         who = example if len(winners) == 1 else f"{len(winners)} wheels preferred over it (e.g. {example})"
         conflicts.append(
-            f"{loser} disagrees with {who} in {len(cells)} environment(s) markers cannot tell apart "
+            f"{loser_name} disagrees with {who} in {len(cells)} environment(s) markers cannot tell apart "
             f"(e.g. {_describe(first)}); serving the preferred wheel's requirements there"
         )
     return owned, conflicts

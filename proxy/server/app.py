@@ -443,7 +443,8 @@ class _RouteDispatch:
         # Exactly Response: its subclasses (files, redirects) stream or are not built from a page.
         if ask.built_from is not None and type(response) is Response and response.status_code == 200:
             entry, revisions, notes = ask.built_from
-            answer = ReadyAnswer.of(200, response.raw_headers, response.body, entry, revisions, notes)
+            # bytes() of a bytes object is that object, no copy; the stubs also allow a memoryview body.
+            answer = ReadyAnswer.of(200, response.raw_headers, bytes(response.body), entry, revisions, notes)
             state.ready.put(request_key, answer)
         await response(scope, receive, send)
 

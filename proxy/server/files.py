@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import anyio
 from starlette.responses import FileResponse, Response
@@ -119,8 +120,8 @@ class _Download:
             self.progress.notify_all()
 
 
-def _write_and_hash(fh: object, digest: hashlib._Hash, chunk: bytes) -> None:
-    fh.write(chunk)  # type: ignore[attr-defined]
+def _write_and_hash(fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
+    fh.write(chunk)
     fh.flush()  # readers open the file by path: they must see what the counter says is there
     digest.update(chunk)
 

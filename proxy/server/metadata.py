@@ -129,8 +129,8 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
             groups.setdefault(release, []).append(dist)
     by_name: dict[str, Release] = {}
     for group in groups.values():
-        release = Release.of(tuple(group))
-        by_name.update(dict.fromkeys((d.filename for d in group), release))
+        siblings = Release.of(tuple(group))
+        by_name.update(dict.fromkeys((d.filename for d in group), siblings))
     return by_name
 
 
@@ -295,7 +295,7 @@ class MetadataService:
         """The sha256 of what we would serve for ``dist`` right now, if known without any I/O."""
         if not meld or not release.needs_meld:
             advertised = dist.core_metadata
-            if isinstance(advertised, dict) and advertised.get("sha256"):
+            if not isinstance(advertised, bool) and advertised.get("sha256"):
                 return advertised["sha256"]
             return self._original_hashes.get((key, dist.filename))
         record = self._melds.get((key, release.key))
@@ -326,15 +326,16 @@ class MetadataService:
                         return ServedMetadata(
                             body, hashlib.sha256(body).hexdigest(), f"unavailable: {exc.reason}"
                         )
-        body = record.changed.get(dist.filename)
-        if body is None:
-            body = await self.original(key, dist, upstream)
-        conflicts = tuple(str(c) for c in record.report.get("conflicts", ()))  # type: ignore[union-attr]
+        changed = record.changed.get(dist.filename)
+        body = await self.original(key, dist, upstream) if changed is None else changed
+        # The report is JSON read back from the cache: take its fields only in the shapes to_dict writes.
+        listed = record.report.get("conflicts")
+        conflicts = tuple(str(c) for c in listed) if isinstance(listed, list) else ()
         state = "melded" if record.report.get("disagreed") else "agree"
-        problems = record.report.get("problems") or {}
-        if problems:
+        problems = record.report.get("problems")
+        if isinstance(problems, dict) and problems:
             # Some sibling could not take part (corrupt metadata, wrong name): say so, every time.
-            first = next(iter(problems.items()))  # type: ignore[union-attr]
+            first = next(iter(problems.items()))
             state += f"; incomplete: {len(problems)} wheel(s) left out, e.g. {first[0]}: {first[1]}"
             state = state[:400]
         return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
@@ -383,8 +384,8 @@ class MetadataService:
             self._revisions[key] += 1
         # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
         self._metrics.meld_done(
-            disagreed=bool(report.get("disagreed")), conflicts=len(report.get("conflicts", ()))
-        )  # type: ignore[arg-type]
+            disagreed=bool(report.get("disagreed")), conflicts=len(result.report.conflicts)
+        )
         if report.get("disagreed"):
             self._meld_log.add(key.label, siblings[0].filename, report)
         return record

@@ -163,9 +163,10 @@ class PageService:
             )
         except (ValueError, PageParseError):
             return None  # a damaged entry is a miss, never an error
+        kind: Literal["project", "list"] = "project" if page is not None else "list"
         entry = PageEntry(
-            key, stored.kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
-        )  # type: ignore[arg-type]
+            key, kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
+        )
         entry.disk_stamp, entry.disk_body = stamp, stored.body
         return entry
 
