@@ -31,7 +31,7 @@ __all__ = [
     "parse_size",
 ]
 
-# The PyTorch index is the second of the two upstreams wheelmeld exists for (MISSION.md); it has no
+# The PyTorch index is the second of the two upstreams wheelmeld exists for (docs/meld-contract.md); it has no
 # "user's tooling" to read it from, so its root is the one upstream written down, here and only here.
 PYTORCH_INDEX_URL = "https://download.pytorch.org/whl"
 

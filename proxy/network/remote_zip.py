@@ -1,6 +1,6 @@
 """Read a wheel's ``*.dist-info/METADATA`` out of a remote zip with HTTP range requests.
 
-The fallback MISSION.md names for upstreams without PEP 658 ``.metadata`` files: a wheel is a
+The fallback docs/meld-contract.md names for upstreams without PEP 658 ``.metadata`` files: a wheel is a
 zip (PEP 427), whose central directory sits at the tail and names the offset of every member.
 
 1. ``GET`` with a suffix range ``bytes=-<tail_size>``.  A 206 answer carries the file's total size

@@ -1,6 +1,6 @@
 """The ``.metadata`` we serve: each file's original core metadata, and each release's meld.
 
-Original metadata comes cheapest first (MISSION.md): the local file when the cache holds the wheel,
+Original metadata comes cheapest first (docs/meld-contract.md): the local file when the cache has the wheel,
 upstream's PEP 658 file when advertised (or, while probing pays off, even when not: PyPI as reachable
 here has the files but does not say so), else ``METADATA`` read out of the remote wheel with range
 requests, else a full download (the remote-zip reader falls back by itself). It is immutable: fetched

@@ -1,7 +1,7 @@
 """Talking to one route's upstream: pages with validators, PEP 658 files, wheels, inside the fetch policy.
 
 Each route owns one pooled ``httpx.AsyncClient`` (pooling is what makes a cold meld of 50 siblings
-finish in a second instead of timing out: MISSION.md). The client's request hook checks every hop
+finish in a second instead of timing out: docs/meld-contract.md). The client's request hook checks every hop
 against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
 redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
 Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.

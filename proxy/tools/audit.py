@@ -8,7 +8,7 @@ release (exact version, local label included) is melded with ``meld_release``; t
 requirement not every wheel declares, which wheels (by tag) lack it and the marker the meld adds.
 
 Releases whose siblings upstream advertises with one and the same metadata hash agree by
-construction and cost no request (MISSION.md: "cheapest of all").
+construction and cost no request (docs/meld-contract.md, "Metadata sources, cheapest first").
 """
 
 from __future__ import annotations
