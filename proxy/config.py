@@ -108,7 +108,7 @@ class Key:
     field: str
     toml: str
     kind: Kind
-    env: str | None = None
+    env: str
     flag: str | None = None  # the ``serve`` flag; its value arrives as ``CliOverrides.<field>``
 
 
@@ -183,21 +183,19 @@ def _file_layer(path: Path, environ: Mapping[str, str]) -> tuple[_Layer, AuthCon
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Layer:
-    present = [key for key in KEYS if key.env is not None and key.env in environ]
-    values = {key.field: key.kind.text(environ[key.env], key.env) for key in present if key.env}
+    present = [key for key in KEYS if key.env in environ]
+    values = {key.field: key.kind.text(environ[key.env], key.env) for key in present}
     specs = [spec for spec in environ.get("WHEELMELD_ROUTES", "").split(",") if spec.strip()]
     routes = tuple(route_from_spec(spec, "WHEELMELD_ROUTES", environ) for spec in specs)
-    origins = {key.toml: key.env for key in present if key.env} | {
-        r.prefix: "WHEELMELD_ROUTES" for r in routes
-    }
+    origins = {key.toml: key.env for key in present} | {r.prefix: "WHEELMELD_ROUTES" for r in routes}
     return _Layer(values, routes, origins)
 
 
 def _flag_layer(cli: CliOverrides, environ: Mapping[str, str]) -> _Layer:
-    given = [key for key in KEYS if key.flag is not None and getattr(cli, key.field) is not None]
-    values = {key.field: key.kind.typed(getattr(cli, key.field), key.flag) for key in given if key.flag}
+    given = {key.flag: key for key in KEYS if key.flag is not None and getattr(cli, key.field) is not None}
+    values = {key.field: key.kind.typed(getattr(cli, key.field), flag) for flag, key in given.items()}
     routes = tuple(route_from_spec(spec, "--route", environ) for spec in cli.routes)
-    origins = {key.toml: key.flag for key in given if key.flag} | {r.prefix: "--route" for r in routes}
+    origins = {key.toml: flag for flag, key in given.items()} | {r.prefix: "--route" for r in routes}
     return _Layer(values, routes, origins)
 
 

@@ -46,29 +46,29 @@ class Kind:
     text: Callable[[str, str], Any]
 
 
-def _whole_number(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where} must be a whole number, got {value!r}")
-    return value
+def _parsed(convert: Callable[[str], Any], typed: Callable[[Any, str], Any]) -> Callable[[str, str], Any]:
+    """Text made a number by ``convert``, then checked as if typed; text that is no number goes to the
+    same check as it is, which refuses it with that check's own message."""
 
+    def parse(value: str, where: str) -> Any:
+        try:
+            number = convert(value.strip())
+        except ValueError:
+            number = value
+        return typed(number, where)
 
-def _whole_text(value: str, where: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise ConfigError(f"{where} must be a whole number, got {value!r}") from None
+    return parse
 
 
 def whole(minimum: int) -> Kind:
-    def check(number: int, where: str) -> int:
-        if number < minimum:
-            raise ConfigError(f"{where} must be >= {minimum}, got {number}")
-        return number
+    def typed(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{where} must be >= {minimum}, got {value}")
+        return value
 
-    return Kind(
-        typed=lambda v, where: check(_whole_number(v, where), where),
-        text=lambda v, where: check(_whole_text(v, where), where),
-    )
+    return Kind(typed=typed, text=_parsed(int, typed))
 
 
 def _port(value: Any, where: str) -> int:
@@ -79,15 +79,7 @@ def _port(value: Any, where: str) -> int:
     return value
 
 
-def _port_text(value: str, where: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ConfigError(f"{where} must be a port number from 1 to {_MAX_PORT}, got {value!r}") from None
-    return _port(number, where)
-
-
-PORT = Kind(typed=_port, text=_port_text)
+PORT = Kind(typed=_port, text=_parsed(int, _port))
 
 
 def _positive(value: Any, where: str) -> float:
@@ -98,15 +90,7 @@ def _positive(value: Any, where: str) -> float:
     return float(value)
 
 
-def _positive_text(value: str, where: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    return _positive(number, where)
-
-
-POSITIVE_NUMBER = Kind(typed=_positive, text=_positive_text)
+POSITIVE_NUMBER = Kind(typed=_positive, text=_parsed(float, _positive))
 
 
 def _bool(value: Any, where: str) -> bool:

@@ -134,7 +134,7 @@ async def _prefetch(
 def run(args: argparse.Namespace) -> int:
     config = tool_config(args)
     # Before any proxy starts or any cache is made: a missing uv is the first thing to tell.
-    uv = None if args.lock is not None else _find_uv(args.uv)
+    uv = _find_uv(args.uv) if args.lock is None and (args.requirement or args.requirements) else None
     try:
         if args.proxy:
             return asyncio.run(_prefetch(args, config, args.proxy.rstrip("/"), None, uv))

@@ -7,6 +7,7 @@ came from, and runs uvicorn.
 A cache directory that exists but cannot be written is served read-only, with a warning: an
 air-gapped mirror may well be a read-only volume filled by ``bundle import`` elsewhere. One below a
 regular file, or one that cannot be created, is refused: nothing could ever be served from it.
+
 With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
 the parent wrote to a private file, so every worker serves exactly what the parent resolved, and
 they share a page journal (``proxy.cache.page_journal``) to load the pages their siblings fetch.

@@ -8,16 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.cli import main
-from tests.support.fake_index import FakeFile, FakeIndex
-from tests.support.upstream import UpstreamOptions, UpstreamServer
-from tests.support.wheels import build_wheel, metadata_from_fields
+from tests.support.upstream import UpstreamServer
 from tests.unit.cli_run import REPO, clean_env, free_port, run
 
 # -- in-process: errors that stop before anything is served ---------------------------------------
@@ -102,16 +99,6 @@ def test_serve_refuses_a_default_index_pointing_at_itself(tmp_path: Path) -> Non
     )
     assert result.returncode == 2, result.stderr
     assert "itself" in result.stderr
-
-
-@pytest.fixture
-def small_upstream() -> Iterator[UpstreamServer]:
-    metadata = metadata_from_fields("tiny", "1.0", ["idna"])
-    index = FakeIndex.from_files(
-        {"tiny": [FakeFile("tiny-1.0-py3-none-any.whl", build_wheel("tiny-1.0-py3-none-any.whl", metadata))]}
-    )
-    with UpstreamServer(index, UpstreamOptions(prefix="/simple")) as up:
-        yield up
 
 
 def test_serve_starts_and_answers(tmp_path: Path, small_upstream: UpstreamServer) -> None:

@@ -12,29 +12,16 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.secret_hash import SecretHash
-from tests.support.fake_index import FakeFile, FakeIndex
-from tests.support.upstream import UpstreamOptions, UpstreamServer
-from tests.support.wheels import build_wheel, metadata_from_fields
+from tests.support.upstream import UpstreamServer
 from tests.unit.cli_run import REPO, clean_env, free_port, run, serving
 
 UP = "http://127.0.0.1:9/simple"  # a route's upstream where nothing is fetched
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    metadata = metadata_from_fields("tiny", "1.0", ["idna"])
-    index = FakeIndex.from_files(
-        {"tiny": [FakeFile("tiny-1.0-py3-none-any.whl", build_wheel("tiny-1.0-py3-none-any.whl", metadata))]}
-    )
-    with UpstreamServer(index, UpstreamOptions(prefix="/simple")) as up:
-        yield up
 
 
 def _one_error_line(done: subprocess.CompletedProcess[str], command: str) -> str:
@@ -283,13 +270,15 @@ def test_every_command_reports_a_config_error_in_one_form(tmp_path: Path) -> Non
 
 
 def test_audit_of_an_unrouted_index_leaves_a_named_cache_route(
-    tmp_path: Path, upstream: UpstreamServer
+    tmp_path: Path, small_upstream: UpstreamServer
 ) -> None:
     cache = tmp_path / "cache"
-    done = run(["audit", "tiny", "--index", f"{upstream.url}/simple", "--cache-dir", str(cache)], tmp_path)
+    done = run(
+        ["audit", "tiny", "--index", f"{small_upstream.url}/simple", "--cache-dir", str(cache)], tmp_path
+    )
     assert done.returncode == 0, done.stderr
     stats = run(["cache", "stats", "--cache-dir", str(cache)], tmp_path)
-    host = upstream.url.split("://", 1)[1].replace(":", "_")
+    host = small_upstream.url.split("://", 1)[1].replace(":", "_")
     assert re.search(rf"^audit-{re.escape(host)}-simple-[0-9a-f]{{6}}\s", stats.stdout, re.M), stats.stdout
     assert "wheelmeld audit --index" in stats.stdout
 

@@ -96,7 +96,7 @@ def test_precedence(
 def test_every_key_has_a_variable_and_a_line_in_the_example() -> None:
     example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text(encoding="utf-8")
     for key in KEYS:
-        assert key.env is not None and key.env.startswith("WHEELMELD_"), key
+        assert key.env.startswith("WHEELMELD_"), key
         section, _, name = key.toml.partition(".")
         assert f"[{section}]" in example and f"{name} = " in example and key.env in example, key
 
