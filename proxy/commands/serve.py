@@ -1,7 +1,13 @@
 """``wheelmeld serve``: run the proxy.
 
-It builds a frozen ``Config`` (defaults < ``--config`` file < flags < ``WHEELMELD_*``), refuses
-routes that point back at the proxy itself, prints where each upstream came from, and runs uvicorn.
+It builds a frozen ``Config`` (defaults < ``--config`` file < ``WHEELMELD_*`` < flags), refuses
+routes that point back at the proxy itself, prints each setting not a built-in default with where it
+came from, and runs uvicorn.
+
+A cache directory that exists but cannot be written is served read-only, with a warning: an
+air-gapped mirror may well be a read-only volume filled by ``bundle import`` elsewhere. One below a
+regular file, or one that cannot be created, is refused: nothing could ever be served from it.
+
 With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
 the parent wrote to a private file, so every worker serves exactly what the parent resolved, and
 they share a page journal (``proxy.cache.page_journal``) to load the pages their siblings fetch.
@@ -18,9 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from proxy.config import CliOverrides, Config, load_config
+from proxy.commands import report_warning
+from proxy.config import KEYS, CliOverrides, Config, load_config
 from proxy.default_index import is_self_reference
 from proxy.errors import ConfigError
+from proxy.tools.options import PRECEDENCE, CacheAccess, cache_dir_access
 
 __all__ = ["app_from_environment", "register", "run"]
 
@@ -32,9 +40,9 @@ _JOURNAL_ENV = "WHEELMELD_PAGE_JOURNAL"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="run the proxy")
+    serve = commands.add_parser("serve", help="run the proxy", description=f"Run the proxy. {PRECEDENCE}")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=int, help="port to listen on, 1 to 65535 (default 8000)")
     serve.add_argument("--cache-dir", type=Path, help="cache directory (default: the user cache dir)")
     serve.add_argument("--config", type=Path, help="TOML configuration file (see config.example.toml)")
     serve.add_argument(
@@ -130,6 +138,29 @@ def _check_routes(config: Config) -> None:
             )
 
 
+def _startup_lines(config: Config) -> list[str]:
+    """What the proxy serves, and every setting not a built-in default with where it came from."""
+
+    def source(name: str) -> str:
+        origin = config.origin(name)
+        return f" (from {origin})" if origin else ""
+
+    lines = []
+    if config.offline:
+        served = ", ".join(f"{route.prefix}/" for route in config.routes)
+        offline = f"offline{source('server.offline')}"
+        lines.append(f"{offline}: serving {served} from the cache only; no upstream is contacted")
+    else:
+        for route in config.routes:
+            lines.append(f"{route.prefix}/ -> {route.upstream}/{source(route.prefix) or ' (built-in)'}")
+        lines += config.notes
+    lines.append(f"cache in {config.cache_dir}{source('cache.dir')}")
+    for key in KEYS:
+        if key.toml not in ("server.offline", "cache.dir") and config.origin(key.toml):
+            lines.append(f"{key.toml} = {getattr(config, key.field)}{source(key.toml)}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -146,12 +177,11 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     _check_routes(config)
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
-    for route in config.routes:
-        print(f"wheelmeld: {route.prefix}/ -> {route.upstream}/", file=sys.stderr)
-    for note in config.notes:
-        print(f"wheelmeld: {note}", file=sys.stderr)
-    print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
+    if cache_dir_access(config.cache_dir, create=True) is CacheAccess.READ_ONLY:
+        reason = f"cache directory {config.cache_dir} is read-only: serving what it holds, storing nothing"
+        report_warning(args, reason)
+    for line in _startup_lines(config):
+        print(f"wheelmeld: {line}", file=sys.stderr)
     _configure_logging()
     if config.workers > 1:
         resolved, journal = _write_resolved(config), _make_journal()

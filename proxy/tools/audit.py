@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -106,8 +108,17 @@ def audit_route(config: Config, index_url: str) -> tuple[RouteConfig, tuple[str,
 
 def adhoc_prefix(index_url: str) -> str:
     """A route prefix of its own for an index no configured route fronts: one cache tree per index,
-    so two indexes' pages of one project never share a cache entry."""
-    return "/audit-" + hashlib.sha256(index_url.rstrip("/").encode()).hexdigest()[:12]
+    so two indexes' pages of one project never share a cache entry.
+
+    Named for what it holds (``/audit-upstream.example-simple-1a2b3c``: host, port and path, then a
+    digest of the whole URL so two that read alike stay apart), since ``cache stats`` lists it; the
+    credentials a URL may carry never reach the name.
+    """
+    bare = index_url.rstrip("/")
+    parts = urlsplit(bare)
+    where = (parts.hostname or "") + (f"_{parts.port}" if parts.port else "") + parts.path
+    label = re.sub(r"[^A-Za-z0-9._]+", "-", where).strip("-")
+    return f"/audit-{label}-{hashlib.sha256(bare.encode()).hexdigest()[:6]}"
 
 
 async def audit_project(

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,14 +18,8 @@ import pytest
 
 from proxy.config import AuthConfig, CliOverrides, Credential, load_config
 from proxy.errors import ConfigError
-from proxy.server.auth import (
-    SecretHash,
-    SecretHashError,
-    _parse_authorization,
-    _Presented,
-    _privatize,
-    hash_secret,
-)
+from proxy.secret_hash import SecretHash, SecretHashError, hash_secret
+from proxy.server.auth import _parse_authorization, _Presented, _privatize
 from tests.e2e.e2ekit import ClientError, Clients
 from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.stack import index_of, wait_until, wheel
@@ -105,43 +97,6 @@ def test_empty_secrets_are_not_hashed() -> None:
 )
 def test_authorization_headers(header: str, expected: _Presented | None) -> None:
     assert _parse_authorization(header) == expected
-
-
-def _run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy.server.auth", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_the_hash_command_reads_the_secret_from_stdin() -> None:
-    done = _run_cli("hash", stdin="from stdin\n")
-    assert done.returncode == 0, done.stderr
-    printed = done.stdout.strip()
-    assert "from stdin" not in printed
-    assert SecretHash.parse(printed).matches("from stdin")
-
-
-def test_the_token_command_prints_a_token_and_its_hash() -> None:
-    done = _run_cli("token")
-    assert done.returncode == 0, done.stderr
-    fields = dict(line.split(":", 1) for line in done.stdout.splitlines())
-    token, secret = fields["token"].strip(), fields["secret"].strip()
-    assert len(token) >= 32 and SecretHash.parse(secret).matches(token)
-
-
-@pytest.mark.parametrize("args", [(), ("hash", "extra"), ("nope",)])
-def test_the_command_line_wants_hash_or_token(args: tuple[str, ...]) -> None:
-    done = _run_cli(*args)
-    assert done.returncode == 2 and "usage" in done.stderr
-
-
-def test_hashing_an_empty_line_fails() -> None:
-    assert _run_cli("hash", stdin="\n").returncode == 2
 
 
 # -- configuration ---------------------------------------------------------------------------------
