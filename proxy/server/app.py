@@ -51,6 +51,7 @@ from proxy.server.pages import PageEntry, PageService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["create_app"]
 
@@ -302,7 +303,7 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
     }
     if entry.stale_reason:
-        headers["X-Wheelmeld-Stale"] = entry.stale_reason
+        headers["X-Wheelmeld-Stale"] = _header_value(entry.stale_reason)
         headers["Warning"] = '110 wheelmeld "Response is stale"'
     ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
     body = await _ready_bytes(state, entry, upstream, content_type)
@@ -313,8 +314,10 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
 
 
 def _header_value(text: str, limit: int = 500) -> str:
-    """Upstream-controlled text made safe for a header: one line, ASCII, bounded."""
-    flat = " ".join(text.split())
+    """Text an upstream or a client had a hand in, made safe for a header: one line, printable ASCII
+    (anything else as its backslash escape: a header is Latin-1 on the wire, and h11 refuses control
+    characters), bounded. Every such header value goes through here."""
+    flat = escape_controls(" ".join(text.split()))
     return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
 
 
@@ -391,11 +394,11 @@ async def _guarded(ask: _Ask, state: _State, route: RouteConfig) -> Response:
         return await _dispatch(ask, state, route)
     except WheelmeldError as exc:
         if exc.status >= 500:
-            log.warning("%s %s -> %d %s", ask.method, ask.path, exc.status, exc.reason)
+            log.warning("%s %s -> %d %s", ask.method, escape_controls(ask.path), exc.status, exc.reason)
         return _error_response(exc)
     except Exception as exc:
         # A bug of ours: the traceback goes to the log, the client gets one line.
-        log.exception("unexpected error on %s %s", ask.method, ask.path)
+        log.exception("unexpected error on %s %s", ask.method, escape_controls(ask.path))
         return _error_response(WheelmeldError(f"internal error ({type(exc).__name__}); see the proxy's log"))
 
 

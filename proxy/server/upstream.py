@@ -21,6 +21,7 @@ import httpx
 
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
 from proxy.server.observability import Metrics
 
@@ -154,7 +155,7 @@ class Upstream:
             raise UpstreamError(f"upstream timed out: {_redact(url)}") from exc
         except httpx.TooManyRedirects as exc:
             raise UpstreamError(f"upstream redirected too often: {_redact(url)}") from exc
-        except httpx.HTTPError as exc:
+        except HTTP_CLIENT_ERRORS as exc:
             raise UpstreamError(f"upstream failed ({type(exc).__name__}): {_redact(url)}") from exc
 
     async def fetch_page(
