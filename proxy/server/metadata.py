@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
-from proxy.network.remote_zip import RemoteZipError, ZipLayout, fetch_wheel_metadata
+from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.upstream import Upstream
 
@@ -157,7 +158,11 @@ def _release_key(siblings: Sequence[DistFile]) -> str:
 
 
 def _read_local_metadata(path: Path, filename: str) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread)."""
+    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread).
+
+    Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
+    gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
+    """
     name, version, _b, _t = parse_wheel_filename(filename)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -166,8 +171,16 @@ def _read_local_metadata(path: Path, filename: str) -> bytes | None:
                 if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
                     dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
                     if canonicalize_name(dist) == name and Version(ver) == version:
-                        return zf.read(info)
-    except (OSError, zipfile.BadZipFile, ValueError):
+                        data = b""
+                        if info.file_size <= METADATA_SIZE_CAP:
+                            with zf.open(info) as member:
+                                data = member.read(METADATA_SIZE_CAP + 1)
+                        if info.file_size > METADATA_SIZE_CAP or len(data) > METADATA_SIZE_CAP:
+                            raise UpstreamError(
+                                f"METADATA of {filename} is over the {METADATA_SIZE_CAP} byte cap"
+                            )
+                        return data
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error):
         return None
     return None
 
