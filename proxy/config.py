@@ -95,6 +95,10 @@ class Config:
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
     upstream_concurrency: int = 32  # metadata fetches under way at once per route (and as many for melds)
+    # [meld]: a sibling over a limit takes no part in its release's meld (proxy.meld.MeldLimits).
+    meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
+    meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
+    meld_incomplete_retry: float = 60.0  # seconds an incomplete meld is reused (in memory) before a retry
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -309,16 +313,24 @@ def _int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) ->
     return number
 
 
-def _positive_float(value: Any, name: str) -> float:
+def _positive_float(value: Any, name: str, *, zero: bool = False) -> float:
+    """A finite number > 0 (``zero``: >= 0)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {value!r}") from exc
-    if not number > 0 or number == float("inf"):
-        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+    if not (number >= 0 if zero else number > 0) or number == float("inf"):
+        raise ConfigError(f"{name} must be a number {'>=' if zero else '>'} 0, got {value!r}")
     return number
+
+
+def _meld_size(value: Any, name: str) -> int:
+    size = parse_size(value)
+    if size < 1:
+        raise ConfigError(f"{name} must be at least 1 byte, got {value!r}")
+    return size
 
 
 def _table_bool(value: Any, name: str) -> bool:
@@ -403,7 +415,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, str], where: str) -> Config:
-    allowed = {"server", "cache", "upstream", "routes", "auth"}
+    allowed = {"server", "cache", "upstream", "meld", "routes", "auth"}
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)!r}")
@@ -434,6 +446,15 @@ def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, s
             changes["upstream_concurrency"] = _int(value, "upstream.concurrency", 1)
         else:
             raise ConfigError(f"{where}: unknown key upstream.{key}")
+    for key, value in data.get("meld", {}).items():
+        if key == "max_requirements":
+            changes["meld_max_requirements"] = _int(value, "meld.max_requirements", 1)
+        elif key == "max_metadata_size":
+            changes["meld_max_metadata_size"] = _meld_size(value, "meld.max_metadata_size")
+        elif key == "incomplete_retry":
+            changes["meld_incomplete_retry"] = _positive_float(value, "meld.incomplete_retry", zero=True)
+        else:
+            raise ConfigError(f"{where}: unknown key meld.{key}")
     if "routes" in data:
         routes = data["routes"]
         if not isinstance(routes, list):
@@ -462,6 +483,17 @@ def _apply_env(config: Config, environ: Mapping[str, str]) -> tuple[Config, tupl
         changes["offline"] = _bool(environ["WHEELMELD_OFFLINE"], "WHEELMELD_OFFLINE")
     if "WHEELMELD_LOG_FORMAT" in environ:
         changes["log_format"] = environ["WHEELMELD_LOG_FORMAT"]
+    if "WHEELMELD_MELD_MAX_REQUIREMENTS" in environ:
+        value = environ["WHEELMELD_MELD_MAX_REQUIREMENTS"]
+        changes["meld_max_requirements"] = _int(value, "WHEELMELD_MELD_MAX_REQUIREMENTS", 1)
+    if "WHEELMELD_MELD_MAX_METADATA_SIZE" in environ:
+        value = environ["WHEELMELD_MELD_MAX_METADATA_SIZE"]
+        changes["meld_max_metadata_size"] = _meld_size(value, "WHEELMELD_MELD_MAX_METADATA_SIZE")
+    if "WHEELMELD_MELD_INCOMPLETE_RETRY" in environ:
+        value = environ["WHEELMELD_MELD_INCOMPLETE_RETRY"]
+        changes["meld_incomplete_retry"] = _positive_float(
+            value, "WHEELMELD_MELD_INCOMPLETE_RETRY", zero=True
+        )
     routes = tuple(
         _parse_cli_route(spec, environ)
         for spec in environ.get("WHEELMELD_ROUTES", "").split(",")

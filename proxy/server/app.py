@@ -43,6 +43,7 @@ from proxy.index.errors import NotAcceptable
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.meld import MeldLimits
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
@@ -83,7 +84,14 @@ class _State:
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
-        self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
+        self.metadata = MetadataService(
+            self.store,
+            self.metrics,
+            self.meld_log,
+            offline=config.offline,
+            limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
+            incomplete_retry=config.meld_incomplete_retry,
+        )
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )

@@ -333,6 +333,7 @@ class UpstreamServer:
         """Serve another index from now on (e.g. a nightly vanished upstream)."""
         with self._lock:
             self._index = index
+            self._digests.clear()  # its files may be other bytes under the same names
 
     def inject_fault(self, path_suffix: str, fault: Fault) -> None:
         """Apply ``fault`` to requests whose decoded path ends with ``path_suffix``."""
