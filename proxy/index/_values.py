@@ -168,7 +168,7 @@ def is_plain_filename(name: str) -> bool:
         bool(name)
         and name not in {".", ".."}
         and name.isprintable()
-        and len(name.encode()) <= _MAX_NAME_BYTES
+        and (len(name) <= _MAX_NAME_BYTES // 4 or len(name.encode()) <= _MAX_NAME_BYTES)
         and _UNSAFE_IN_NAME.search(name) is None
     )
 

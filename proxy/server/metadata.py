@@ -21,7 +21,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldLimits, MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
-from proxy.meld.reading import BadMetadata, Read, read_metadata
+from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.upstream import Upstream
@@ -414,9 +414,8 @@ class MetadataService:
         try:
             read = await self._read_siblings(key, siblings, asked, upstream, one)
         except BaseException:
-            # Kept when another sibling failed: what was read is immutable, and a retry needs it
-            # again; but only what the meld could use, never bytes that would poison the cache.
-            await self._keep(key, fetched, lambda data: not isinstance(self._read(data), BadMetadata))
+            # Kept when another sibling failed: what was read is immutable, and a retry needs it.
+            await asyncio.to_thread(self._keep, key, fetched, None)
             raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
@@ -426,8 +425,7 @@ class MetadataService:
             functools.partial(meld_release, inputs, limits=self._limits)
         )
         report = result.report.to_dict()
-        problems = result.report.problems
-        await self._keep(key, {n: d for n, d in fetched.items() if n not in problems})
+        await asyncio.to_thread(self._keep, key, fetched, result.report.problems)
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
         by_name = {wheel.filename: wheel.metadata for wheel in inputs}
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
@@ -445,20 +443,24 @@ class MetadataService:
             self._meld_log.add(key.label, siblings[0].filename, report)
         return record
 
-    def _read(self, data: bytes) -> Read | BadMetadata:
-        return read_metadata(data, self._limits.max_metadata_bytes, self._limits.max_requirements)
-
-    async def _keep(
-        self, key: ProjectKey, fetched: dict[str, bytes], usable: Callable[[bytes], bool] | None = None
+    def _keep(
+        self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
     ) -> None:
-        """Write siblings' fetched original metadata to the cache (``usable``: only what passes)."""
+        """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
+        never what could not take part in the meld: a corrupt file cached would be served and melded
+        as it is for good. ``left_out``: the meld's problems; None when no meld ran (each is read)."""
+        limits = self._limits
         paths = [
             (self._store.metadata_path(key, name), data)
             for name, data in fetched.items()
-            if usable is None or usable(data)
+            if (
+                name not in left_out
+                if left_out is not None
+                else isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
+            )
         ]
         if paths:
-            await asyncio.to_thread(self._store.write_many, paths)
+            self._store.write_many(paths)
 
     def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
         """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
