@@ -119,7 +119,9 @@ class MeldLog:
     def add(self, page: str, example_file: str, report: dict[str, Any]) -> None:
         self._entries.appendleft(MeldEntry(page, example_file, report, time.time()))
         for conflict in report.get("conflicts", ()):
-            logging.getLogger("wheelmeld.meld").warning("meld conflict in %s: %s", page, conflict)
+            logging.getLogger("wheelmeld.meld").warning(
+                "meld conflict in %s: %s", escape_controls(page), escape_controls(str(conflict))
+            )
 
     def recent(self) -> list[MeldEntry]:
         return list(self._entries)
