@@ -35,9 +35,11 @@ from proxy.config_tables import (
 )
 from proxy.config_values import (
     BOOL,
+    NUMBER_OR_ZERO,
     PATH,
     PORT,
     POSITIVE_NUMBER,
+    POSITIVE_SIZE,
     SIZE,
     TEXT,
     Kind,
@@ -78,6 +80,10 @@ class Config:
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
     upstream_concurrency: int = 32  # metadata fetches under way at once per route (and as many for melds)
+    # [meld]: a sibling over a limit takes no part in its release's meld (proxy.meld.MeldLimits).
+    meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
+    meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
+    meld_incomplete_retry: float = 60.0  # seconds an incomplete meld is reused (in memory) before a retry
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -124,6 +130,11 @@ KEYS: tuple[Key, ...] = (
     Key("cache_max_size", "cache.max_size", SIZE, "WHEELMELD_CACHE_MAX_SIZE"),
     Key("upstream_timeout", "upstream.timeout", POSITIVE_NUMBER, "WHEELMELD_UPSTREAM_TIMEOUT"),
     Key("upstream_concurrency", "upstream.concurrency", whole(1), "WHEELMELD_UPSTREAM_CONCURRENCY"),
+    Key("meld_max_requirements", "meld.max_requirements", whole(1), "WHEELMELD_MELD_MAX_REQUIREMENTS"),
+    Key(
+        "meld_max_metadata_size", "meld.max_metadata_size", POSITIVE_SIZE, "WHEELMELD_MELD_MAX_METADATA_SIZE"
+    ),
+    Key("meld_incomplete_retry", "meld.incomplete_retry", NUMBER_OR_ZERO, "WHEELMELD_MELD_INCOMPLETE_RETRY"),
 )
 _SECTIONS = ("routes", "auth", *dict.fromkeys(k.toml.partition(".")[0] for k in KEYS))
 

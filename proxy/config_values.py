@@ -93,6 +93,18 @@ def _positive(value: Any, where: str) -> float:
 POSITIVE_NUMBER = Kind(typed=_positive, text=_parsed(float, _positive))
 
 
+def _not_negative(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{where} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+# Where 0 means "off" (a retry delay of none, say).
+NUMBER_OR_ZERO = Kind(typed=_not_negative, text=_parsed(float, _not_negative))
+
+
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -161,6 +173,16 @@ def _size(value: Any, where: str) -> int:
 
 
 SIZE = Kind(typed=_size, text=_size)
+
+
+def _positive_size(value: Any, where: str) -> int:
+    size = _size(value, where)
+    if size < 1:
+        raise ConfigError(f"{where} must be at least 1 byte, got {value!r}")
+    return size
+
+
+POSITIVE_SIZE = Kind(typed=_positive_size, text=_positive_size)
 
 
 def refuse_unknown(found: Iterable[str], allowed: Collection[str], what: str, where: str) -> None:

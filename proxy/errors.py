@@ -16,6 +16,8 @@ the service layer wraps them ``from`` the cause into one of these, so the server
 
 from __future__ import annotations
 
+from proxy.text import escape_controls
+
 __all__ = [
     "BadRequest",
     "BlockedFetch",
@@ -35,8 +37,9 @@ class WheelmeldError(Exception):
     status: int = 500
 
     def __init__(self, reason: str) -> None:
-        # One line, always: a reason is shown in a response body, a log line and a header.
-        super().__init__(" ".join(reason.split()))
+        # One printable line, always: a reason is shown in a response body, a log line and a header,
+        # and may quote an upstream's or a client's text (control characters become escapes).
+        super().__init__(escape_controls(" ".join(reason.split())))
 
     @property
     def reason(self) -> str:

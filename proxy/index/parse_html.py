@@ -19,12 +19,14 @@ from ._values import (
     core_metadata_value,
     hashes_from_fragment,
     is_plain_filename,
+    major_version,
     plus_in_path,
     resolve_url,
+    size_value,
     upload_time_value,
     yanked_value,
 )
-from .errors import PageParseError
+from .errors import NoProjectName, PageParseError
 from .model import DistFile, ProjectList, ProjectPage, versions_from_files
 
 __all__ = ["parse_html_project_list", "parse_html_project_page", "project_name_from_url"]
@@ -112,10 +114,10 @@ def _run(text: str, page_url: str) -> tuple[_SimpleParser, str]:
 def _check_repository_version(values: list[str], page_url: str) -> None:
     """PEP 629: refuse a major version we do not speak; any 1.x is fine."""
     for value in values:
-        major = value.strip().partition(".")[0]
-        if not major.isdigit():
-            raise PageParseError(f"bad pypi:repository-version {value!r} on {page_url!r}")
-        if int(major) != 1:
+        major = major_version(value)
+        if major is None:
+            raise PageParseError(f"bad pypi:repository-version {value[:40]!r} on {page_url!r}")
+        if major != 1:
             raise PageParseError(f"unsupported pypi:repository-version {value!r} on {page_url!r}")
 
 
@@ -148,7 +150,7 @@ def _dist_file(anchor: _Anchor, base: str) -> DistFile | None:
         yanked=yanked_value(attrs["data-yanked"] or "") if "data-yanked" in attrs else False,
         # A bare or empty attribute still says "a .metadata file exists": True.
         core_metadata=core_metadata_value(attrs[metadata_attr] or "true") if metadata_attr else False,
-        size=int(size) if size and size.isascii() and size.strip().isdigit() else None,
+        size=size_value(size),
         upload_time=upload_time_value(attrs.get("data-upload-time")),
         gpg_sig=None if gpg is None else gpg.strip().lower() == "true",
     )
@@ -158,7 +160,7 @@ def project_name_from_url(page_url: str) -> str:
     """The canonical project name a project page URL ends with (``.../simple/Foo_Bar/`` -> ``foo-bar``)."""
     segments = [unquote(s) for s in urlsplit(page_url).path.split("/") if s]
     if not segments:
-        raise PageParseError(f"no project name in page URL {page_url!r}")
+        raise NoProjectName(f"no project name in page URL {page_url!r}")
     return canonicalize_name(segments[-1])
 
 

@@ -2,16 +2,32 @@
 requirement limited by markers to the environments whose wheel declared it (docs/meld-contract.md,
 "The contract"). Pure: bytes in, bytes and a report out; no I/O, and no exception escapes on bad input.
 
-Per requirement R (canonical identity) over the wheels that parsed:
+A cell of the grid (:mod:`proxy.meld.environments`) belongs to the wheel an installer would pick
+there (:mod:`proxy.meld.ownership`); overlaps whose wheels disagree are reported as conflicts
+(contract item 6). Wheels whose metadata is missing, unusable or over :class:`MeldLimits` keep their
+own bytes and are reported (contract item 7); their cells are don't-care. Per requirement R, R* holds
+R as written when no cell that decides says "no" (contract item 4), else ``(own marker) and (M)``
+with M the shortest marker separating the cells that say "yes" from those that say "no"
+(:mod:`proxy.meld.placement`).
 
-* every wheel declares R, or R's own marker is false in every cell a non-declaring wheel owns (for
-  every value of ``extra``) → R is kept exactly as written (contract item 4);
-* otherwise R becomes ``(own marker) and (M)`` where M is the shortest marker true on the cells of the
-  declaring wheels and false on the cells of the others where R's marker could hold.
+Environments no wheel covers (contract item 8, decided before item 4) — an installer there builds the
+sdist, or fails when there is none — are decided by what the caller knows of the sdist:
 
-A cell belongs to the wheel an installer would pick there (:mod:`proxy.meld.preference`); overlaps
-whose wheels disagree are reported as conflicts (contract item 6). Wheels whose metadata is missing or
-unusable keep their own bytes and are reported (contract item 7); their cells are don't-care.
+1. A static sdist (PEP 643: Metadata-Version 2.2 or later and ``Requires-Dist`` not ``Dynamic``;
+   upstream's PEP 658 file for the sdist counts the same): R* must give there exactly what the
+   sdist's ``Requires-Dist`` gives, because that is what installers there install. Lines only the
+   sdist declares join R*, limited to those cells; wheel lines the sdist lacks are limited out of
+   them; its ``Provides-Extra`` joins the union.
+2. No sdist (:data:`NO_SDIST`): nothing installs there, so a line whose own marker can hold only
+   there is dropped (``report.dropped``) — kept, it asks a universal resolver for a dependency in a
+   fork where the release itself cannot be installed, which can only make the lock fail. Otherwise
+   those cells are free.
+3. A dynamic sdist, or one whose metadata could not be had or used: nobody can know what it gives
+   without building it, so those cells are free for the marker search and listed in
+   ``report.left_to_sdist``; unavailable metadata also makes the result incomplete (not cached).
+
+``sdist=None`` means the caller does not know; those cells are then free, as in case 3 but silent.
+Releases whose wheels agree are served upstream's bytes whatever the sdist says (contract item 3).
 """
 
 from __future__ import annotations
@@ -19,33 +35,44 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
-    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from .environments import Cell, Universe, platform_facts
-from .markers import mentioned_extras, possibly_true, separating_marker
-from .metadata import HeaderLine, MalformedMetadata, ScannedMetadata, rewrite, scan
-from .preference import cell_tag_ranks, covers
+from .environments import Universe
+from .metadata import rewrite
+from .ownership import Member, ownership, uncovered_platforms
+from .placement import Owner, Placement, Rules, Verdict, place
+from .reading import BadMetadata, Read, mismatch, read_metadata, static_requirements
 from .requirements import (
-    InvalidRequiresDist,
     ParsedRequirement,
     RequirementKey,
-    parse_requirement,
     with_marker,
 )
 
-__all__ = ["AddedRequirement", "MeldReport", "MeldResult", "WheelInput", "meld_release"]
+__all__ = [
+    "NO_SDIST",
+    "AddedRequirement",
+    "MeldLimits",
+    "MeldReport",
+    "MeldResult",
+    "NoSdist",
+    "SdistInput",
+    "Uncovered",
+    "WheelInput",
+    "meld_release",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,30 @@ class WheelInput:
 
 
 @dataclass(frozen=True, slots=True)
+class SdistInput:
+    """The release's source distribution."""
+
+    filename: str
+    metadata: bytes | None  # its PKG-INFO, or upstream's PEP 658 file for it; None: could not be had
+
+
+@dataclass(frozen=True, slots=True)
+class NoSdist:
+    """The release has no source distribution: nothing can be installed where no wheel is."""
+
+
+NO_SDIST = NoSdist()
+
+
+@dataclass(frozen=True, slots=True)
+class MeldLimits:
+    """Bounds on what one metadata file may cost; a file over them is unusable metadata."""
+
+    max_metadata_bytes: int = 16 * 1024 * 1024  # per wheel (and sdist) metadata
+    max_requirements: int = 5000  # Requires-Dist lines per wheel (and sdist)
+
+
+@dataclass(frozen=True, slots=True)
 class AddedRequirement:
     """A requirement not every wheel declared, and what the meld made of it."""
 
@@ -65,6 +116,16 @@ class AddedRequirement:
     marker: str | None  # the marker added; None when the original marker was kept (contract item 4)
     declared_by: tuple[str, ...]
     lacking: tuple[str, ...]
+
+
+class Uncovered(Enum):
+    """How the meld decides the environments no wheel of the release covers."""
+
+    FREE = "free"  # the caller did not say whether an sdist exists: don't-care for the marker search
+    SDIST = "sdist"  # a static sdist decides them: R* gives there exactly what its Requires-Dist gives
+    NOTHING = "nothing"  # no sdist: nothing installs there, requirements only for them are dropped
+    DYNAMIC = "dynamic"  # the sdist's requirements are computed at build time: left to the sdist
+    UNAVAILABLE = "unavailable"  # the sdist's metadata could not be had or used: left to the sdist
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +142,11 @@ class MeldReport:
     conflicts: tuple[str, ...] = ()
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     changed: tuple[str, ...] = ()
+    uncovered: Uncovered = Uncovered.FREE  # how environments no wheel covers were decided
+    # Environments no wheel covers that the sdist decides at build time (rules DYNAMIC, UNAVAILABLE).
+    left_to_sdist: tuple[str, ...] = ()
+    # Requirements left out of R*: they could apply only where nothing can be installed (NOTHING).
+    dropped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -103,6 +169,9 @@ class MeldReport:
             "conflicts": list(self.conflicts),
             "problems": dict(self.problems),
             "changed": list(self.changed),
+            "uncovered": self.uncovered.value,
+            "left_to_sdist": list(self.left_to_sdist),
+            "dropped": list(self.dropped),
         }
 
 
@@ -113,44 +182,34 @@ class MeldResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Member:
-    """A wheel whose file name belongs to the release (its metadata may still be unusable)."""
-
-    filename: str
-    tags: frozenset[Tag]
-    build: tuple[int, str] | tuple[()]
-    order: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Read:
-    """What one metadata content says: its header scan, requirement lines and extras."""
-
-    scanned: ScannedMetadata
-    name: str
-    version: Version
-    requirements: tuple[tuple[HeaderLine, ParsedRequirement], ...]
-    keys: frozenset[RequirementKey]
-    extras: Mapping[NormalizedName, str]  # canonical → as spelled
-
-
-@dataclass(frozen=True, slots=True)
 class _Parsed:
     """A member whose metadata is usable."""
 
-    member: _Member
-    read: _Read
+    member: Member
+    read: Read
 
 
 _WheelName = tuple[NormalizedName, Version, tuple[int, str] | tuple[()], frozenset[Tag]]
 
 
-class _BadMetadata(ValueError):
-    """A wheel's metadata cannot take part in the meld (the message says why)."""
+@dataclass(frozen=True, slots=True)
+class _Source:
+    rule: Uncovered
+    name: str = ""  # the sdist's file name
+    read: Read | None = None  # the sdist's metadata, when the rule is SDIST or DYNAMIC
 
 
-def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None) -> MeldResult:
-    """Meld the wheels of one release; never raises on bad input (see the module docstring)."""
+def meld_release(
+    wheels: Sequence[WheelInput],
+    sdist: SdistInput | NoSdist | None = None,
+    *,
+    limits: MeldLimits = MeldLimits(),
+) -> MeldResult:
+    """Meld the wheels of one release; never raises on bad input (see the module docstring).
+
+    ``sdist``: the release's source distribution, :data:`NO_SDIST` when it has none, ``None`` when
+    the caller does not know (environments no wheel covers are then free for the marker search).
+    """
     problems: dict[str, str] = {}
     names: list[_WheelName | None] = []
     for wheel in wheels:
@@ -159,101 +218,115 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
         except InvalidWheelFilename as exc:
             problems[wheel.filename] = f"not a wheel file name: {exc}"
             names.append(None)
-    identity = _identity(names, sdist_filename, problems)
-    members: list[_Member] = []
+    identity = _identity(names, sdist, problems)
+    members: list[Member] = []
     parsed: list[_Parsed] = []
     outputs: dict[str, bytes] = {}
     # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
-    reads: dict[bytes, _Read | _BadMetadata] = {}
+    reads: dict[bytes, Read | BadMetadata] = {}
     for order, (wheel, parsed_name) in enumerate(zip(wheels, names, strict=True)):
         if wheel.metadata is not None:
             outputs[wheel.filename] = wheel.metadata
         if parsed_name is None:
             continue
-        name, file_version, build, tags = parsed_name
-        if identity is None or (name, file_version) != identity:
-            problems[wheel.filename] = f"file name is {name} {file_version}, another release"
+        name, number, build, tags = parsed_name
+        if identity is None or (name, number) != identity:
+            problems[wheel.filename] = f"file name is {name} {number}, another release"
             continue
-        member = _Member(wheel.filename, tags, build, order)
+        member = Member(wheel.filename, tags, build, order)
         members.append(member)
         if wheel.metadata is None:
             problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
             continue
         if wheel.metadata not in reads:
-            try:
-                reads[wheel.metadata] = _read(wheel.metadata)
-            except _BadMetadata as exc:
-                reads[wheel.metadata] = exc
+            reads[wheel.metadata] = read_metadata(
+                wheel.metadata, limits.max_metadata_bytes, limits.max_requirements
+            )
         read = reads[wheel.metadata]
-        if isinstance(read, _BadMetadata):
-            problems[wheel.filename] = str(read)
-        elif canonicalize_name(read.name) != identity[0] or read.version != identity[1]:
-            said = f"{read.name!r} {str(read.version)!r}"
-            problems[wheel.filename] = f"metadata says {said}, the file name says {identity[0]} {identity[1]}"
+        problem = mismatch(read, identity)
+        if problem is not None:
+            problems[wheel.filename] = problem
         else:
+            assert isinstance(read, Read)
             parsed.append(_Parsed(member, read))
+    source = _source(sdist, identity, limits, problems)
 
     project = str(identity[0]) if identity else None
     version = str(identity[1]) if identity else None
-    complete = len(parsed) == len(wheels)
+    complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
     if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
         # The common case (most releases, docs/meld-contract.md): nothing to compute, upstream's bytes.
         report = MeldReport(
-            project, version, len(wheels), False, complete, problems=MappingProxyType(problems)
+            project,
+            version,
+            len(wheels),
+            False,
+            complete,
+            problems=MappingProxyType(problems),
+            uncovered=source.rule,
         )
         return MeldResult(MappingProxyType(outputs), report)
     try:
-        return _meld(parsed, members, dict(outputs), problems, project, version, len(wheels))
+        return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
     except Exception as exc:
         # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
         problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
-        report = MeldReport(project, version, len(wheels), True, False, problems=MappingProxyType(problems))
+        report = MeldReport(
+            project,
+            version,
+            len(wheels),
+            True,
+            False,
+            problems=MappingProxyType(problems),
+            uncovered=source.rule,
+        )
         return MeldResult(MappingProxyType(outputs), report)
 
 
 def _identity(
-    names: Sequence[_WheelName | None], sdist_filename: str | None, problems: dict[str, str]
+    names: Sequence[_WheelName | None], sdist: SdistInput | NoSdist | None, problems: dict[str, str]
 ) -> tuple[NormalizedName, Version] | None:
     """The release's (name, version): the sdist's if given, else the most common among the wheels."""
-    if sdist_filename is not None:
+    if isinstance(sdist, SdistInput):
         try:
-            name, version = parse_sdist_filename(sdist_filename)
+            name, version = parse_sdist_filename(sdist.filename)
             return name, version
         except InvalidSdistFilename as exc:
-            problems[sdist_filename] = f"not an sdist file name: {exc}"
+            problems[sdist.filename] = f"not an sdist file name: {exc}"
     seen = Counter((parsed[0], parsed[1]) for parsed in names if parsed is not None)
     return seen.most_common(1)[0][0] if seen else None
 
 
-def _read(data: bytes) -> _Read:
-    try:
-        scanned = scan(data)
-    except MalformedMetadata as exc:
-        raise _BadMetadata(f"metadata does not parse: {exc}") from exc
-    name = scanned.first("Name")
-    raw_version = scanned.first("Version")
-    if name is None or raw_version is None:
-        raise _BadMetadata("metadata lacks Name or Version")
-    try:
-        version = Version(raw_version)
-    except InvalidVersion as exc:
-        raise _BadMetadata(f"metadata Version is not PEP 440: {raw_version!r}") from exc
-    requirements = []
-    for header in scanned.lines_of("Requires-Dist"):
-        try:
-            requirements.append((header, parse_requirement(header.value)))
-        except InvalidRequiresDist as exc:
-            raise _BadMetadata(str(exc)) from exc
-    extras: dict[NormalizedName, str] = {}
-    for value in scanned.values("Provides-Extra"):
-        extras.setdefault(canonicalize_name(value), value)
-    keys = frozenset(req.key for _, req in requirements)
-    return _Read(scanned, name, version, tuple(requirements), keys, extras)
+def _source(
+    sdist: SdistInput | NoSdist | None,
+    identity: tuple[NormalizedName, Version] | None,
+    limits: MeldLimits,
+    problems: dict[str, str],
+) -> _Source:
+    """What decides the environments no wheel covers (the rule of the module docstring)."""
+    if sdist is None:
+        return _Source(Uncovered.FREE)
+    if isinstance(sdist, NoSdist):
+        return _Source(Uncovered.NOTHING)
+    if sdist.metadata is None or sdist.filename in problems:
+        problems.setdefault(
+            sdist.filename, "sdist metadata could not be had; leaving uncovered environments to it"
+        )
+        return _Source(Uncovered.UNAVAILABLE)
+    read = read_metadata(sdist.metadata, limits.max_metadata_bytes, limits.max_requirements)
+    problem = mismatch(read, identity)
+    if problem is not None:
+        problems[sdist.filename] = f"sdist {problem}"
+        return _Source(Uncovered.UNAVAILABLE)
+    assert isinstance(read, Read)
+    rule = Uncovered.SDIST if static_requirements(read.scanned) else Uncovered.DYNAMIC
+    return _Source(rule, sdist.filename, read)
 
 
 def _meld(
     parsed: list[_Parsed],
-    members: list[_Member],
+    members: list[Member],
+    source: _Source,
     outputs: dict[str, bytes],
     problems: dict[str, str],
     project: str | None,
@@ -261,30 +334,61 @@ def _meld(
     count: int,
 ) -> MeldResult:
     universe = Universe.from_tags(tag for member in members for tag in member.tags)
-    owned, conflicts = _ownership(members, parsed, universe)
+    stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
+    owned, conflicts = ownership(members, stories, universe)
+    covered = frozenset(cell for cells in owned.values() for cell in cells)
+    owners = [Owner(w.member.filename, w.read.keys, owned[w.member.filename]) for w in parsed]
+    reads = [w.read for w in parsed]
+    if source.rule is Uncovered.SDIST and source.read is not None:
+        owners.append(Owner(source.name, source.read.keys, universe.cells() - covered))
+        reads.append(source.read)
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
-    for wheel in parsed:
-        for canonical, spelled in wheel.read.extras.items():
+    for read in reads:
+        for canonical, spelled in read.extras.items():
             extras.setdefault(canonical, spelled)
-        for _, req in wheel.read.requirements:
+        for _, req in read.requirements:
             first_seen.setdefault(req.key, req)
+    usable = {w.member.filename for w in parsed}
+    unowned = [cell for name, cells in owned.items() if name not in usable for cell in cells]
+    rules = Rules(universe, tuple(sorted(extras)), unowned, source.rule is Uncovered.NOTHING)
+    # Without an sdist rule, a line every wheel declares is R*'s as written (no cell can say no).
+    every_line = source.rule in (Uncovered.SDIST, Uncovered.NOTHING)
+    wheel_keys = frozenset(key for w in parsed for key in w.read.keys)
 
-    changed: dict[RequirementKey, str | None] = {}  # key → new text (None: dropped)
+    changed: dict[RequirementKey, str | None] = {}  # key → new text (None: not in R*)
     result_text: dict[RequirementKey, str] = {key: req.text for key, req in first_seen.items()}
+    served: dict[tuple[object, ...], list[str]] = {}  # dependency → markers of its R* lines
     added: list[AddedRequirement] = []
+    dropped: list[str] = []
     for key, req in first_seen.items():
-        declaring = [w for w in parsed if key in w.read.keys]
-        lacking = [w for w in parsed if key not in w.read.keys]
-        if not lacking:
-            continue
-        item = _limit(req, declaring, lacking, owned, universe, tuple(sorted(extras)))
-        added.append(item)
-        if item.result is None:
+        sdist_only = key not in wheel_keys
+        if not sdist_only and not every_line and all(key in w.read.keys for w in parsed):
+            placement = Placement(Verdict.KEEP, None, (), ())
+        else:
+            placement = place(req, owners, rules, served.get(key.target, []) if sdist_only else None)
+        if placement.verdict is Verdict.LIMIT:
+            assert placement.marker is not None
+            limit = Marker(placement.marker)
+            changed[key] = result_text[key] = with_marker(
+                req, req.marker & limit if req.marker is not None else limit
+            ).text
+        elif placement.verdict is not Verdict.KEEP:
             changed[key] = None
-            conflicts.append(f"{req.text!r} dropped: only wheels an installer never picks declare it")
-        elif item.marker is not None:
-            changed[key] = result_text[key] = item.result
+        if placement.verdict is Verdict.UNPICKED:
+            conflicts.append(
+                f"{req.text!r} dropped: wherever it could apply, the wheel (or sdist) deciding there lacks it"
+            )
+        elif placement.verdict is Verdict.NOWHERE:
+            dropped.append(req.text)
+        if key not in changed or changed[key] is not None:
+            marker = Requirement(result_text[key]).marker
+            served.setdefault(key.target, []).append(str(marker) if marker is not None else "")
+        if placement.lacking and placement.verdict is not Verdict.COVERED:
+            result = changed.get(key, req.text)
+            added.append(
+                AddedRequirement(req.text, result, placement.marker, placement.declared_by, placement.lacking)
+            )
 
     rewritten: list[str] = []
     for wheel in parsed:
@@ -300,106 +404,22 @@ def _meld(
         if replace or missing or new_extras:
             outputs[wheel.member.filename] = rewrite(wheel.read.scanned, replace, missing, new_extras)
             rewritten.append(wheel.member.filename)
+    left: tuple[str, ...] = ()
+    if source.rule in (Uncovered.DYNAMIC, Uncovered.UNAVAILABLE):
+        left = uncovered_platforms(members, universe, covered)
     report = MeldReport(
         project=project,
         version=version,
         wheels=count,
         disagreed=True,
-        complete=len(parsed) == count,
+        complete=len(parsed) == count and source.rule is not Uncovered.UNAVAILABLE,
         added=tuple(added),
         provides_extra=tuple(extras.values()),
         conflicts=tuple(conflicts),
         problems=MappingProxyType(problems),
         changed=tuple(rewritten),
+        uncovered=source.rule,
+        left_to_sdist=left,
+        dropped=tuple(dropped),
     )
     return MeldResult(MappingProxyType(outputs), report)
-
-
-def _limit(
-    req: ParsedRequirement,
-    declaring: Sequence[_Parsed],
-    lacking: Sequence[_Parsed],
-    owned: Mapping[str, set[Cell]],
-    universe: Universe,
-    extras: tuple[str, ...],
-) -> AddedRequirement:
-    """What R* holds for a requirement only some wheels declare (see the module docstring)."""
-    marker_text = str(req.marker) if req.marker is not None else ""
-    # ``extra`` is never assumed false: try every extra any wheel provides or the marker names.
-    extras_here = tuple(sorted(set(extras) | mentioned_extras(marker_text)))
-
-    def could(cell: Cell) -> bool:
-        return not marker_text or possibly_true(marker_text, cell, extras_here)
-
-    names = (tuple(w.member.filename for w in declaring), tuple(w.member.filename for w in lacking))
-    false_cells = {cell for w in lacking for cell in owned[w.member.filename] if could(cell)}
-    if not false_cells:
-        return AddedRequirement(req.text, req.text, None, *names)  # the wheels lacking it cannot use it
-    # Cells where R's own marker is false are don't-care: "(own) and (M)" is false there anyway.
-    true_cells = {cell for w in declaring for cell in owned[w.member.filename] if could(cell)}
-    if not true_cells:
-        return AddedRequirement(req.text, None, None, *names)
-    limit = Marker(separating_marker(true_cells, false_cells, universe))
-    new = with_marker(req, req.marker & limit if req.marker is not None else limit)
-    return AddedRequirement(req.text, new.text, str(limit), *names)
-
-
-def _ownership(
-    members: list[_Member], parsed: list[_Parsed], universe: Universe
-) -> tuple[dict[str, set[Cell]], list[str]]:
-    """Cells each wheel is the installer's pick in, and one line per disagreeing overlap."""
-    covering: dict[Cell, list[_Member]] = {}
-    for member in members:
-        for cell in universe.cells_of(member.tags):
-            covering.setdefault(cell, []).append(member)
-    stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
-    platforms = frozenset(tag.platform for member in members for tag in member.tags if tag.platform != "any")
-    abis = frozenset(tag.abi for member in members for tag in member.tags)
-    owned: dict[str, set[Cell]] = {member.filename: set() for member in members}
-    overlaps: dict[tuple[str, str], list[Cell]] = {}
-    for cell, candidates in covering.items():
-        if len(candidates) == 1:
-            owned[candidates[0].filename].add(cell)
-            continue
-        here = frozenset(p for p in platforms if _runs_on(p, cell))
-        ranks = cell_tag_ranks(cell, here, abis)
-        unlisted = len(ranks)
-
-        def rank(
-            member: _Member, cell: Cell = cell, ranks: Mapping[Tag, int] = ranks, unlisted: int = unlisted
-        ) -> tuple[int, ...]:
-            best = min(
-                (ranks.get(tag, unlisted) for tag in member.tags if covers(tag, cell)), default=unlisted
-            )
-            build = member.build[0] if member.build else 0
-            return (best, -build, member.order)  # a higher build number wins a tie (PEP 427)
-
-        winner = min(candidates, key=rank)
-        owned[winner.filename].add(cell)
-        for loser in candidates:
-            if loser is not winner and stories.get(loser.filename) != stories.get(winner.filename):
-                overlaps.setdefault((winner.filename, loser.filename), []).append(cell)
-    # One line per wheel that lost somewhere: a py3-none-any fallback can lose to a hundred wheels.
-    by_loser: dict[str, dict[str, list[Cell]]] = {}
-    for (winner_name, loser_name), cells in sorted(overlaps.items()):
-        by_loser.setdefault(loser_name, {})[winner_name] = cells
-    conflicts = []
-    for loser_name, winners in by_loser.items():
-        cells = [cell for found in winners.values() for cell in found]
-        first, example = min((min(found), name) for name, found in winners.items())
-        who = example if len(winners) == 1 else f"{len(winners)} wheels preferred over it (e.g. {example})"
-        conflicts.append(
-            f"{loser_name} disagrees with {who} in {len(cells)} environment(s) markers cannot tell apart "
-            f"(e.g. {_describe(first)}); serving the preferred wheel's requirements there"
-        )
-    return owned, conflicts
-
-
-def _runs_on(platform: str, cell: Cell) -> bool:
-    facts = platform_facts(platform)
-    return facts.sys_platform == cell.sys_platform and cell.platform_machine in facts.machines
-
-
-def _describe(cell: Cell) -> str:
-    major, minor = cell.python
-    return f"{cell.sys_platform} {cell.platform_machine} {cell.implementation_name} {major}.{minor}"

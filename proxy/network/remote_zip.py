@@ -50,6 +50,8 @@ import httpx
 from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+
 __all__ = ["METADATA_SIZE_CAP", "FetchedMetadata", "RemoteZipError", "ZipLayout", "fetch_wheel_metadata"]
 
 METADATA_SIZE_CAP = 16 * 1024 * 1024
@@ -178,11 +180,11 @@ async def fetch_wheel_metadata(
         window = _Window(start, tail, total)
         metadata, learned = await _read_ranged(fetcher, window, expected)
         return FetchedMetadata(metadata, fetcher.requests, fetcher.bytes_received, "range", learned)
-    except httpx.HTTPError as exc:
-        raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
     except (struct.error, zlib.error, UnicodeDecodeError) as exc:
         # Every offset is bounds-checked first; this is the net for a check we missed.
         raise RemoteZipError(f"corrupt zip {filename!r}: {exc}") from exc
+    except HTTP_CLIENT_ERRORS as exc:
+        raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _expect(filename: str) -> _Expected:

@@ -43,6 +43,7 @@ from proxy.index.errors import NotAcceptable
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.meld import MeldLimits
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
@@ -51,6 +52,7 @@ from proxy.server.pages import PageEntry, PageService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["create_app"]
 
@@ -82,7 +84,14 @@ class _State:
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
-        self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
+        self.metadata = MetadataService(
+            self.store,
+            self.metrics,
+            self.meld_log,
+            offline=config.offline,
+            limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
+            incomplete_retry=config.meld_incomplete_retry,
+        )
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
@@ -302,7 +311,7 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
     }
     if entry.stale_reason:
-        headers["X-Wheelmeld-Stale"] = entry.stale_reason
+        headers["X-Wheelmeld-Stale"] = _header_value(entry.stale_reason)
         headers["Warning"] = '110 wheelmeld "Response is stale"'
     ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
     body = await _ready_bytes(state, entry, upstream, content_type)
@@ -313,8 +322,10 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
 
 
 def _header_value(text: str, limit: int = 500) -> str:
-    """Upstream-controlled text made safe for a header: one line, ASCII, bounded."""
-    flat = " ".join(text.split())
+    """Text an upstream or a client had a hand in, made safe for a header: one line, printable ASCII
+    (anything else as its backslash escape: a header is Latin-1 on the wire, and h11 refuses control
+    characters), bounded. Every such header value goes through here."""
+    flat = escape_controls(" ".join(text.split()))
     return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
 
 
@@ -391,11 +402,11 @@ async def _guarded(ask: _Ask, state: _State, route: RouteConfig) -> Response:
         return await _dispatch(ask, state, route)
     except WheelmeldError as exc:
         if exc.status >= 500:
-            log.warning("%s %s -> %d %s", ask.method, ask.path, exc.status, exc.reason)
+            log.warning("%s %s -> %d %s", ask.method, escape_controls(ask.path), exc.status, exc.reason)
         return _error_response(exc)
     except Exception as exc:
         # A bug of ours: the traceback goes to the log, the client gets one line.
-        log.exception("unexpected error on %s %s", ask.method, ask.path)
+        log.exception("unexpected error on %s %s", ask.method, escape_controls(ask.path))
         return _error_response(WheelmeldError(f"internal error ({type(exc).__name__}); see the proxy's log"))
 
 

@@ -129,8 +129,16 @@ class _Verifier:
         self._verdicts: dict[bytes, tuple[Principal | None, float]] = {}
         self._pending: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._gate: asyncio.Semaphore | None = None
-        # Unknown users still cost one derivation, so timing does not tell which names exist.
-        self._decoy = SecretHash.parse(hash_secret(secrets.token_urlsafe(16)))
+        # Stands in for the hash of a user name nobody has: derived like a real user's hash, with
+        # the same parameters (their cost), so timing does not tell which names exist.
+        model = next(iter(self._users.values()), None)
+        self._decoy = (
+            None
+            if model is None
+            else SecretHash.parse(
+                hash_secret(secrets.token_urlsafe(16), n=model.secret.n, r=model.secret.r, p=model.secret.p)
+            )
+        )
 
     async def principal(self, header: str) -> Principal | None:
         digest = hashlib.blake2b(header.encode("utf-8", "surrogateescape"), key=self._key).digest()
@@ -166,15 +174,14 @@ class _Verifier:
             return await asyncio.to_thread(self._verify, presented)
 
     def _verify(self, presented: _Presented) -> Principal | None:
-        candidates: list[_Entry] = []
+        # A wrong credential costs the same whatever it names: one derivation for the user (the
+        # named one's hash, else the decoy: for an unknown name, and for a Bearer token too) and one
+        # per token. Skipping the user for unknown names made a known name cost a derivation more.
         user = self._users.get(presented.user) if presented.user is not None else None
-        if user is not None:
-            candidates.append(user)
-        candidates.extend(self._tokens)
-        if not candidates:
-            self._decoy.matches(presented.secret)
-            return None
-        for entry in candidates:
+        hashed = user.secret if user is not None else self._decoy
+        if hashed is not None and hashed.matches(presented.secret) and user is not None:
+            return Principal(user.name, user.routes)
+        for entry in self._tokens:
             if entry.secret.matches(presented.secret):
                 return Principal(entry.name, entry.routes)
         return None

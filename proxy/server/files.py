@@ -37,6 +37,7 @@ from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.server.observability import Metrics
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes"]
 
@@ -326,7 +327,7 @@ class _FollowingResponse(Response):
                     async for chunk in self._chunks:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except UpstreamError as exc:
-                    log.warning("aborted %s: %s", scope.get("path", "?"), exc.reason)
+                    log.warning("aborted %s: %s", escape_controls(scope.get("path", "?")), exc.reason)
                 else:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 group.cancel_scope.cancel()

@@ -17,9 +17,11 @@ import base64
 import functools
 import hashlib
 import json
+import time
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +31,10 @@ from packaging.version import Version
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
-from proxy.meld import MeldResult, WheelInput, meld_release
+from proxy.meld import MeldLimits, MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
-from proxy.network.remote_zip import RemoteZipError, ZipLayout, fetch_wheel_metadata
+from proxy.meld.reading import Read, read_metadata
+from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.upstream import Upstream
 
@@ -157,7 +160,11 @@ def _release_key(siblings: Sequence[DistFile]) -> str:
 
 
 def _read_local_metadata(path: Path, filename: str) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread)."""
+    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread).
+
+    Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
+    gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
+    """
     name, version, _b, _t = parse_wheel_filename(filename)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -166,18 +173,44 @@ def _read_local_metadata(path: Path, filename: str) -> bytes | None:
                 if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
                     dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
                     if canonicalize_name(dist) == name and Version(ver) == version:
-                        return zf.read(info)
-    except (OSError, zipfile.BadZipFile, ValueError):
+                        data = b""
+                        if info.file_size <= METADATA_SIZE_CAP:
+                            with zf.open(info) as member:
+                                data = member.read(METADATA_SIZE_CAP + 1)
+                        if info.file_size > METADATA_SIZE_CAP or len(data) > METADATA_SIZE_CAP:
+                            raise UpstreamError(
+                                f"METADATA of {filename} is over the {METADATA_SIZE_CAP} byte cap"
+                            )
+                        return data
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error):
         return None
     return None
 
 
 class MetadataService:
-    def __init__(self, store: CacheStore, metrics: Metrics, meld_log: MeldLog, *, offline: bool) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        metrics: Metrics,
+        meld_log: MeldLog,
+        *,
+        offline: bool,
+        limits: MeldLimits | None = None,
+        incomplete_retry: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._meld_log = meld_log
         self._offline = offline
+        self._limits = limits or MeldLimits()
+        # An incomplete meld is never cached (contract item 7), but uv asks for every wheel of a
+        # release: without this, each request would redo the meld under its lock. It is kept in
+        # memory only, for ``incomplete_retry`` seconds (0: not at all), then tried again, since what
+        # kept a sibling out may pass (a read that failed, a limit raised by a restart elsewhere).
+        self._incomplete: dict[tuple[ProjectKey, str], tuple[_MeldRecord, float]] = {}
+        self._incomplete_retry = incomplete_retry
+        self._clock = clock
         self._probes: dict[str, _ProbeStats] = {}
         # Outcome of the last unadvertised PEP 658 probe per file, read by a meld that sent one
         # sibling ahead to learn whether the rest of its release has the files.
@@ -212,11 +245,11 @@ class MetadataService:
         For one file a client asked for; a meld reads its siblings itself (``_meld``).
         """
         path = self._store.metadata_path(key, dist.filename)
-        cached = await asyncio.to_thread(self._store.read, path)
+        cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
         if cached is not None:
             return self._remember(key, dist.filename, cached)
         async with self._store.lock("meta:" + str(path)):
-            cached = await asyncio.to_thread(self._store.read, path)
+            cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
             data = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
@@ -312,10 +345,10 @@ class MetadataService:
             body = await self.original(key, dist, upstream)
             return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
         release_key = release.key
-        record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+        record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
         if record is None:
             async with self._store.lock(f"meld:{key.label}:{release_key}"):
-                record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+                record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
                 if record is None:
                     try:
                         record = await self._meld(key, release.wheels, dist, upstream, release_key)
@@ -339,6 +372,23 @@ class MetadataService:
             state += f"; incomplete: {len(problems)} wheel(s) left out, e.g. {first[0]}: {first[1]}"
             state = state[:400]
         return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
+
+    def _known_meld(self, key: ProjectKey, release_key: str) -> _MeldRecord | None:
+        """The meld this process holds for the release: complete, or incomplete and recent."""
+        record = self._melds.get((key, release_key))
+        if record is None:
+            held = self._incomplete.get((key, release_key))
+            if held is not None and held[1] > self._clock():
+                record = held[0]
+        return record
+
+    def _hold_incomplete(self, key: ProjectKey, release_key: str, record: _MeldRecord) -> None:
+        if self._incomplete_retry <= 0:
+            return
+        now = self._clock()
+        if len(self._incomplete) >= 1024:
+            self._incomplete = {k: v for k, v in self._incomplete.items() if v[1] > now}
+        self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
 
     async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], asked: DistFile,
                     upstream: Upstream, release_key: str) -> _MeldRecord:  # fmt: skip
@@ -364,16 +414,19 @@ class MetadataService:
 
         try:
             read = await self._read_siblings(key, siblings, asked, upstream, one)
-        finally:
-            if fetched:  # kept even when a sibling failed: what was read is good, and immutable
-                paths = [(self._store.metadata_path(key, name), data) for name, data in fetched.items()]
-                await asyncio.to_thread(self._store.write_many, paths)
+        except BaseException:
+            # Kept when another sibling failed: what was read is immutable, and a retry needs it.
+            await asyncio.to_thread(self._keep, key, fetched, None)
+            raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
-        result: MeldResult = await asyncio.to_thread(meld_release, inputs)
+        result: MeldResult = await asyncio.to_thread(
+            functools.partial(meld_release, inputs, limits=self._limits)
+        )
         report = result.report.to_dict()
+        await asyncio.to_thread(self._keep, key, fetched, result.report.problems)
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
         by_name = {wheel.filename: wheel.metadata for wheel in inputs}
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
@@ -382,7 +435,8 @@ class MetadataService:
             await asyncio.to_thread(self._save_meld, key, release_key, record)
             self._melds[(key, release_key)] = record
             self._revisions[key] += 1
-        # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
+        else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
+            self._hold_incomplete(key, release_key, record)
         self._metrics.meld_done(
             disagreed=bool(report.get("disagreed")), conflicts=len(result.report.conflicts)
         )
@@ -390,11 +444,30 @@ class MetadataService:
             self._meld_log.add(key.label, siblings[0].filename, report)
         return record
 
+    def _keep(
+        self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+    ) -> None:
+        """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
+        never what could not take part in the meld: a corrupt file cached would be served and melded
+        as it is for good. ``left_out``: the meld's problems; None when no meld ran (each is read)."""
+        limits = self._limits
+        paths = [
+            (self._store.metadata_path(key, name), data)
+            for name, data in fetched.items()
+            if (
+                name not in left_out
+                if left_out is not None
+                else isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
+            )
+        ]
+        if paths:
+            self._store.write_many(paths)
+
     def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
         """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
         found = {}
         for dist in wheels:
-            data = self._store.read(self._store.metadata_path(key, dist.filename))
+            data = _as_advertised(dist, self._store.read(self._store.metadata_path(key, dist.filename)))
             if data is not None:
                 found[dist.filename] = data
         return found
@@ -499,6 +572,16 @@ class MetadataService:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a record being replaced or unreadable: the status page skips it
         return found
+
+
+def _as_advertised(dist: DistFile, cached: bytes | None) -> bytes | None:
+    """Cached original metadata, or None when the page now advertises another sha256 for it: the
+    cache knows files by name, and a wheel re-uploaded under its name has other metadata."""
+    advertised = dist.core_metadata
+    expected = advertised.get("sha256") if isinstance(advertised, dict) else None
+    if cached is None or not expected or hashlib.sha256(cached).hexdigest() == expected.lower():
+        return cached
+    return None
 
 
 def _retrieve(task: asyncio.Task[bytes]) -> None:

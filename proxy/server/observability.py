@@ -16,6 +16,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.text import escape_controls
+
 __all__ = ["AccessLog", "MeldLog", "Metrics", "request_note"]
 
 log = logging.getLogger("wheelmeld.access")
@@ -117,7 +119,9 @@ class MeldLog:
     def add(self, page: str, example_file: str, report: dict[str, Any]) -> None:
         self._entries.appendleft(MeldEntry(page, example_file, report, time.time()))
         for conflict in report.get("conflicts", ()):
-            logging.getLogger("wheelmeld.meld").warning("meld conflict in %s: %s", page, conflict)
+            logging.getLogger("wheelmeld.meld").warning(
+                "meld conflict in %s: %s", escape_controls(page), escape_controls(str(conflict))
+            )
 
     def recent(self) -> list[MeldEntry]:
         return list(self._entries)
@@ -188,6 +192,7 @@ class AccessLog:
         stamp, method, path = self._clock.stamp(wall), scope["method"], scope["path"]
         cache, upstream_ms = notes.get("cache", "-"), notes.get("upstream_ms", "-")
         if self.fmt == "json":
+            # json.dumps writes every control character as an escape itself.
             line = json.dumps(
                 {
                     "time": stamp,
@@ -202,8 +207,8 @@ class AccessLog:
             )
         else:
             line = (
-                f"time={stamp} method={method} path={path} status={status} bytes={sent} ms={ms} "
-                f"cache={cache} upstream_ms={upstream_ms}"
+                f"time={stamp} method={escape_controls(method)} path={escape_controls(path)} "
+                f"status={status} bytes={sent} ms={ms} cache={cache} upstream_ms={upstream_ms}"
             )
         # A record made directly: Logger.info would walk the stack for a caller nobody prints, the
         # largest share of this line's cost on a warm request (benchmarks/README.md).

@@ -21,6 +21,8 @@ import httpx
 
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
 from proxy.server.observability import Metrics
 
@@ -154,7 +156,7 @@ class Upstream:
             raise UpstreamError(f"upstream timed out: {_redact(url)}") from exc
         except httpx.TooManyRedirects as exc:
             raise UpstreamError(f"upstream redirected too often: {_redact(url)}") from exc
-        except httpx.HTTPError as exc:
+        except HTTP_CLIENT_ERRORS as exc:
             raise UpstreamError(f"upstream failed ({type(exc).__name__}): {_redact(url)}") from exc
 
     async def fetch_page(
@@ -182,7 +184,7 @@ class Upstream:
             url=str(response.url),
         )
 
-    async def fetch_small(self, url: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+    async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
         with self._errors(url):
             async with self.client.stream("GET", url) as response:

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -132,3 +133,27 @@ def test_one_access_log_line_per_request(
         ), lines
         assert sum("status=200" in line and "method=GET" in line for line in lines) == 2
         assert sum("status=404" in line for line in lines) == 1
+
+
+_FORGED = "\ntime=2026-01-01T00:00:00.000Z method=GET path=/admin status=200"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_control_characters_in_a_path_cannot_forge_a_log_line(
+    make_stack: MakeStack, pytorch_index: FakeIndex, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
+    stack = make_stack(pytorch_index, prefix="/whl/nightly/cu126", hashes=False, config={"log_format": fmt})
+    forged = quote(_FORGED + "\x1b[2J\u202e", safe="=:/")
+    paths = [f"/nope{forged}/", f"{stack.page('torch')}{forged}.whl", f"{stack.base}/no{forged}/"]
+    with caplog.at_level(logging.INFO, logger="wheelmeld"), caplog.at_level(logging.INFO, "wheelmeld.access"):
+        for path in paths:
+            assert stack.client.get(path).status_code in (301, 400, 404, 502), path
+        wait_until(lambda: len(_access_lines(caplog)) >= len(paths), "an access-log line per request")
+    for record in caplog.records:
+        message = record.getMessage()
+        assert message.isprintable(), (record.name, message)
+    lines = _access_lines(caplog)
+    if fmt == "json":
+        assert all(json.loads(line)["path"].startswith("/") for line in lines)
+    else:
+        assert all("\\ntime=2026-01-01" in line for line in lines), lines

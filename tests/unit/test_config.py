@@ -377,3 +377,44 @@ def test_typed_route_values_are_taken_as_written(
 ) -> None:
     config = load_config(CliOverrides(config_file=_toml(tmp_path, _route(extra))), environ={})
     assert getattr(config.routes[0], field) == expected
+
+
+# -- [meld] ------------------------------------------------------------------------------------------
+
+
+def test_meld_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    default = load_config(CliOverrides(routes=[ROUTE]), environ={})
+    assert (default.meld_max_requirements, default.meld_max_metadata_size) == (5000, 16 * 1024**2)
+    assert default.meld_incomplete_retry == 60.0
+    path = _toml(tmp_path, '[meld]\nmax_requirements = 50\nmax_metadata_size = "1MiB"\nincomplete_retry = 0')
+    from_file = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ={})
+    assert (from_file.meld_max_requirements, from_file.meld_max_metadata_size) == (50, 1024**2)
+    assert from_file.meld_incomplete_retry == 0.0
+    environ = {
+        "WHEELMELD_MELD_MAX_REQUIREMENTS": "7",
+        "WHEELMELD_MELD_MAX_METADATA_SIZE": "2MB",
+        "WHEELMELD_MELD_INCOMPLETE_RETRY": "5",
+    }
+    from_env = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
+    assert (from_env.meld_max_requirements, from_env.meld_max_metadata_size) == (7, 2 * 1000**2)
+    assert from_env.meld_incomplete_retry == 5.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ"),
+    [
+        ("[meld]\nmax_requirements = 0", {}),
+        ("[meld]\nmax_metadata_size = 0", {}),
+        ("[meld]\nincomplete_retry = -1", {}),
+        ("[meld]\nmax_lines = 3", {}),
+        ("", {"WHEELMELD_MELD_MAX_REQUIREMENTS": "many"}),
+        ("", {"WHEELMELD_MELD_INCOMPLETE_RETRY": "soon"}),
+    ],
+)
+def test_bad_meld_limits_are_one_line_config_errors(
+    tmp_path: Path, toml: str, environ: dict[str, str]
+) -> None:
+    path = _toml(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
+    assert str(info.value) and "\n" not in str(info.value)
