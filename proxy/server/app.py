@@ -46,8 +46,9 @@ from proxy.index.render import render_list_html, render_list_json, render_projec
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
-from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
+from proxy.server.observability import AccessLog, CacheOutcome, MeldLog, Metrics, note_cache, request_note
 from proxy.server.pages import PageEntry, PageService
+from proxy.server.project_lists import ProjectListService, list_response
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
@@ -82,6 +83,7 @@ class _State:
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
+        self.lists = ProjectListService(self.store, offline=config.offline)
         self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
@@ -112,7 +114,7 @@ class _Ask:
     path: str
     query: str
     accept: str | None
-    built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
+    built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
@@ -131,7 +133,7 @@ class _Ask:
         return found
 
     def reusable(
-        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: str
+        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: object
     ) -> None:
         """This request's answer may be sent again while ``entry`` and its ``revisions`` (read
         before the answer was built, so one that moved meanwhile makes it stale at once) stay.
@@ -281,11 +283,22 @@ async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]
         raise missing
 
 
-async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+def _content_type(ask: _Ask) -> str:
     try:
-        content_type = choose_content_type(ask.accept, ask.query_param("format"))
+        return choose_content_type(ask.accept, ask.query_param("format"))
     except NotAcceptable as exc:
         raise NotAcceptableError(str(exc)) from exc
+
+
+async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Response:
+    """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
+    content_type = _content_type(ask)
+    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
+    return list_response(body, content_type, upstream.route.page_ttl, ask.method == "HEAD")
+
+
+async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+    content_type = _content_type(ask)
     canonical = canonicalize_name(segments[-1]) if segments else None
     try:
         entry = await _get_page(state, upstream, segments)
@@ -295,7 +308,10 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         raise
     if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
         return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
-    request_note(ask.scope, cache="stale" if entry.stale_reason else "hit")
+    if entry.stale_reason:
+        note_cache(CacheOutcome.STALE)
+    else:
+        note_cache(CacheOutcome.HIT, unless_noted=True)
     headers = {
         "Vary": "Accept",
         "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
@@ -304,7 +320,9 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
     if entry.stale_reason:
         headers["X-Wheelmeld-Stale"] = entry.stale_reason
         headers["Warning"] = '110 wheelmeld "Response is stale"'
-    ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
+    ask.reusable(
+        entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache=CacheOutcome.HIT
+    )
     body = await _ready_bytes(state, entry, upstream, content_type)
     if ask.method == "HEAD":
         headers["Content-Length"] = str(len(body))
@@ -357,7 +375,7 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
             headers["Content-Length"] = str(len(served.body))
         return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
     cached = state.store.file_path(key, dist.filename).exists()
-    request_note(ask.scope, cache="hit" if cached else "miss")
+    note_cache(CacheOutcome.HIT if cached else CacheOutcome.MISS)
     return await state.files.respond(key, dist, upstream, ask.method)
 
 
@@ -378,6 +396,8 @@ async def _dispatch(ask: _Ask, state: _State, route: RouteConfig) -> Response:
     if trailing or not segments:
         if not trailing:
             return RedirectResponse(route.prefix + "/", status_code=301)
+        if not segments:
+            return await _project_list(ask, state, upstream)
         return await _page(ask, state, upstream, segments)
     if not segments[-1].lower().endswith(_DIST_SUFFIXES):
         return _redirect_to(ask, route.prefix, segments)  # a page asked without its '/'

@@ -132,3 +132,22 @@ def test_one_access_log_line_per_request(
         ), lines
         assert sum("status=200" in line and "method=GET" in line for line in lines) == 2
         assert sum("status=404" in line for line in lines) == 1
+
+
+def test_the_log_tells_a_page_fetch_from_a_hit_and_a_revalidation(
+    make_stack: MakeStack, pytorch_index: FakeIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = make_stack(pytorch_index, prefix="/whl/nightly/cu126", hashes=False, route={"page_ttl": 0.0})
+    with caplog.at_level(logging.INFO, logger="wheelmeld.access"):
+        for _ in range(2):
+            assert stack.client.get(stack.page("torch")).status_code == 200
+        wait_until(lambda: len(_access_lines(caplog)) >= 2, "two access-log lines")
+    fetched, revalidated = _access_lines(caplog)
+    assert "cache=miss" in fetched and "cache=revalidated" in revalidated, (fetched, revalidated)
+    for line in (fetched, revalidated):
+        upstream_ms = line.split("upstream_ms=")[1].split()[0]
+        assert upstream_ms != "-" and float(upstream_ms) > 0, line
+    samples = _samples(stack.client.get("/metrics").text)
+    assert samples['wheelmeld_upstream_requests_total{kind="page"}'] == 2
+    assert samples['wheelmeld_cache_total{outcome="revalidated"}'] == 1
+    assert samples["wheelmeld_upstream_bytes_total"] == stack.upstream.bytes_sent_total("/torch/")
