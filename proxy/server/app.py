@@ -50,7 +50,8 @@ from proxy.server.observability import AccessLog, CacheOutcome, MeldLog, Metrics
 from proxy.server.pages import PageEntry, PageService
 from proxy.server.project_lists import ProjectListService, list_response
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
-from proxy.server.status import RELEASE_PREFIX, render_release, render_status
+from proxy.server.status import RELEASE_PREFIX, render_release
+from proxy.server.status_page import render_status
 from proxy.server.upstream import Upstream
 
 __all__ = ["create_app"]

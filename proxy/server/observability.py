@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "AccessLog",
     "CacheOutcome",
+    "MeldEntry",
     "MeldLog",
     "Metrics",
     "RequestFacts",
