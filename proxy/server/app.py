@@ -46,7 +46,15 @@ from proxy.index.render import render_list_html, render_list_json, render_projec
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
-from proxy.server.observability import AccessLog, CacheOutcome, MeldLog, Metrics, note_cache, request_note
+from proxy.server.observability import (
+    AccessLog,
+    CacheOutcome,
+    MeldLog,
+    Metrics,
+    note_cache,
+    request_note,
+    upstream_calls,
+)
 from proxy.server.pages import PageEntry, PageService
 from proxy.server.project_lists import ProjectListService, list_response
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
@@ -356,9 +364,13 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
     if wants_metadata:
         assert entry.page is not None
         revisions = state.revisions(key)
+        calls = upstream_calls()
         served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         if _settled(served):
-            ask.reusable(entry, revisions, tuple(page_path), route=upstream.route.prefix)
+            ask.reusable(
+                entry, revisions, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT
+            )
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.

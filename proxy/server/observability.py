@@ -30,6 +30,7 @@ __all__ = [
     "RequestFacts",
     "note_cache",
     "request_note",
+    "upstream_calls",
     "upstream_time",
 ]
 
@@ -65,6 +66,12 @@ def note_cache(outcome: CacheOutcome, *, unless_noted: bool = False) -> None:
     facts = _FACTS.get()
     if facts is not None and not (unless_noted and facts.cache is not None):
         facts.cache = outcome
+
+
+def upstream_calls() -> int:
+    """How many upstream exchanges the current request has made so far (0 outside a request)."""
+    facts = _FACTS.get()
+    return facts.upstream_calls if facts is not None else 0
 
 
 @contextlib.contextmanager

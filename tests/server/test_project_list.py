@@ -14,7 +14,7 @@ import pytest
 
 from tests.cache.cachekit import metric
 from tests.support.fake_index import FakeIndex
-from tests.support.stack import JSON, MakeStack, Stack, anchors, wheel
+from tests.support.stack import JSON, MakeStack, Stack, anchors, wait_until, wheel
 from tests.support.upstream import Fault
 
 NAMES = ["cal.exe", "demo", "zc.recipe.egg"]
@@ -84,6 +84,7 @@ def test_a_warm_list_is_served_from_the_cache(
         again = [
             stack.client.get("/simple/", headers={"Accept": a}) for a in ("text/html", JSON, "text/html")
         ]
+        wait_until(lambda: len(_access_lines(caplog, "/simple/")) == 4, "four access-log lines")
     assert all(r.status_code == 200 for r in again) and again[0].content == first.content
     assert len(stack.upstream.requests_for("/simple/")) == 1, "warm answers ask upstream nothing"
     lines = _access_lines(caplog, "/simple/")
@@ -108,7 +109,20 @@ def test_an_expired_list_is_revalidated_and_kept_stale_when_upstream_fails(
         assert stack.upstream.requests_for("/simple/")[-1].status == 304
         stack.upstream.inject_fault("/simple/", Fault(status=503))
         stale = stack.client.get("/simple/")
+        wait_until(lambda: len(_access_lines(caplog, "/simple/")) == 3, "three access-log lines")
     assert stale.status_code == 200 and stale.content == first
     assert stale.headers["x-wheelmeld-cache"] == "stale" and "503" in stale.headers["x-wheelmeld-stale"]
     outcomes = [line.split("cache=")[1].split()[0] for line in _access_lines(caplog, "/simple/")]
     assert outcomes == ["miss", "revalidated", "stale"]
+
+
+def test_a_list_cached_before_its_html_rendering_existed_is_served_offline(make_stack: MakeStack) -> None:
+    online = make_stack(_index())
+    as_json = online.client.get("/simple/", headers={"Accept": JSON}).content
+    (online.cache_dir / "v1" / "simple" / "page.html").unlink()  # as an older wheelmeld left it
+    online.proxy.stop()
+    offline = make_stack(_index(), config={"offline": True}, cache_dir=online.cache_dir)
+    html_answer = offline.client.get("/simple/")
+    assert html_answer.status_code == 200
+    assert sorted(_html_names(offline, html_answer)) == NAMES
+    assert offline.client.get("/simple/", headers={"Accept": JSON}).content == as_json
