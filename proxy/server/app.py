@@ -56,7 +56,7 @@ from proxy.server.observability import (
     upstream_calls,
 )
 from proxy.server.pages import PageEntry, PageService
-from proxy.server.project_lists import ProjectListService, list_response
+from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
@@ -303,7 +303,21 @@ async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Respons
     """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
     content_type = _content_type(ask)
     body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
-    return list_response(body, content_type, upstream.route.page_ttl, ask.method == "HEAD")
+    note_cache(body.outcome)
+    headers = _page_headers(upstream.route.page_ttl, body.stale_reason)
+    return body.response(headers, content_type, ask.method == "HEAD")
+
+
+def _page_headers(ttl: float, stale_reason: str | None) -> dict[str, str]:
+    headers = {
+        "Vary": "Accept",
+        "Cache-Control": f"max-age={int(ttl)}",
+        "X-Wheelmeld-Cache": "stale" if stale_reason else "fresh",
+    }
+    if stale_reason:
+        headers["X-Wheelmeld-Stale"] = _header_value(stale_reason)
+        headers["Warning"] = '110 wheelmeld "Response is stale"'
+    return headers
 
 
 async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
@@ -321,14 +335,7 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         note_cache(CacheOutcome.STALE)
     else:
         note_cache(CacheOutcome.HIT, unless_noted=True)
-    headers = {
-        "Vary": "Accept",
-        "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
-        "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
-    }
-    if entry.stale_reason:
-        headers["X-Wheelmeld-Stale"] = entry.stale_reason
-        headers["Warning"] = '110 wheelmeld "Response is stale"'
+    headers = _page_headers(upstream.route.page_ttl, entry.stale_reason)
     ask.reusable(
         entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache=CacheOutcome.HIT
     )

@@ -291,4 +291,4 @@ class AccessLog:
             )
         # A record made directly: Logger.info would walk the stack for a caller nobody prints, the
         # largest share of this line's cost on a warm request (benchmarks/README.md).
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from proxy.cache.page_file import StoredPage, dump_page, load_header, load_page
 from proxy.cache.store import CacheStore, ProjectKey
@@ -33,10 +34,10 @@ from proxy.index.model import ProjectList
 from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import parse_project_list
 from proxy.index.render import render_list_html, render_list_json
-from proxy.server.observability import CacheOutcome, note_cache
+from proxy.server.observability import CacheOutcome
 from proxy.server.upstream import Upstream
 
-__all__ = ["ListBody", "ProjectListService", "list_response"]
+__all__ = ["ListBody", "ProjectListService"]
 
 log = logging.getLogger("wheelmeld")
 
@@ -55,19 +56,39 @@ class ListBody:
     outcome: CacheOutcome
     stale_reason: str | None = None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body, read off the loop; closes the file when done or abandoned."""
-        try:
-            await asyncio.to_thread(self.fh.seek, self.start)
-            left = self.length
-            while left > 0:
-                chunk = await asyncio.to_thread(self.fh.read, min(_CHUNK, left))
-                if not chunk:
-                    break  # the copy we opened is immutable: only a damaged disk ends early
-                left -= len(chunk)
-                yield chunk
-        finally:
+    def response(self, headers: dict[str, str], media_type: str, head: bool) -> Response:
+        """The HTTP answer: this body streamed (headers only, for a HEAD); it closes the file."""
+        headers = {**headers, "Content-Length": str(self.length)}
+        if head:
             self.fh.close()
+            return Response(b"", headers=headers, media_type=media_type)
+        return _FileResponse(self, headers, media_type)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, read off the loop."""
+        await asyncio.to_thread(self.fh.seek, self.start)
+        left = self.length
+        while left > 0:
+            chunk = await asyncio.to_thread(self.fh.read, min(_CHUNK, left))
+            if not chunk:
+                break  # the copy we opened is immutable: only a damaged disk ends early
+            left -= len(chunk)
+            yield chunk
+
+
+class _FileResponse(StreamingResponse):
+    """Streams a ``ListBody`` and closes its file however the answer ends (sent, or the client left
+    before the first byte, when the body's generator never even starts)."""
+
+    def __init__(self, body: ListBody, headers: dict[str, str], media_type: str) -> None:
+        super().__init__(body.chunks(), headers=headers, media_type=media_type)
+        self._fh = body.fh
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._fh.close()
 
 
 def _names_renderings(body: bytes, content_type: str, url: str) -> tuple[bytes, bytes]:
@@ -161,28 +182,7 @@ class ProjectListService:
         if found is not None:
             found[1].fh.close()
         try:
-            fetched = await upstream.fetch_page(
-                upstream.url_for(key.path),
-                etag=header.etag if header else None,
-                last_modified=header.last_modified if header else None,
-            )
-            if fetched.status == 404:
-                raise NotFound(f"upstream has no project list at /{key.label}/")
-            if fetched.status == 304 and header is not None:
-                outcome = CacheOutcome.REVALIDATED
-                await asyncio.to_thread(self._touch, key)
-            else:
-                outcome = CacheOutcome.MISS
-                try:
-                    as_json, as_html = await asyncio.to_thread(
-                        _names_renderings, fetched.body, fetched.content_type, fetched.url
-                    )
-                except PageParseError as exc:
-                    raise UpstreamError(f"upstream project list /{key.label}/ is unreadable: {exc}") from exc
-                stored = StoredPage(
-                    "list", fetched.url, self._clock(), fetched.etag, fetched.last_modified, as_json
-                )
-                await asyncio.to_thread(self._write, key, stored, as_html)
+            outcome = await self._fetch(key, upstream, header)
         except UpstreamError as exc:
             if header is None:
                 raise
@@ -200,27 +200,31 @@ class ProjectListService:
             body.stale_reason = self._stale[key][1]
         return body
 
+    async def _fetch(self, key: ProjectKey, upstream: Upstream, cached: StoredPage | None) -> CacheOutcome:
+        """Ask upstream (conditionally, when ``cached``) and keep what it says on disk."""
+        fetched = await upstream.fetch_page(
+            upstream.url_for(key.path),
+            etag=cached.etag if cached else None,
+            last_modified=cached.last_modified if cached else None,
+        )
+        if fetched.status == 404:
+            raise NotFound(f"upstream has no project list at /{key.label}/")
+        if fetched.status == 304 and cached is not None:
+            await asyncio.to_thread(self._touch, key)
+            return CacheOutcome.REVALIDATED
+        try:
+            as_json, as_html = await asyncio.to_thread(
+                _names_renderings, fetched.body, fetched.content_type, fetched.url
+            )
+        except PageParseError as exc:
+            raise UpstreamError(f"upstream project list /{key.label}/ is unreadable: {exc}") from exc
+        stored = StoredPage("list", fetched.url, self._clock(), fetched.etag, fetched.last_modified, as_json)
+        await asyncio.to_thread(self._write, key, stored, as_html)
+        return CacheOutcome.MISS
+
     def _touch(self, key: ProjectKey) -> None:
         """A 304: the same list, fresh from now (the body is re-saved as it is)."""
         raw = self._store.read(self._store.page_path(key))
         if raw is not None:
             stored = load_page(raw)
             self._write(key, replace(stored, fetched_at=self._clock()), None)
-
-
-def list_response(body: ListBody, content_type: str, ttl: float, head: bool) -> Response:
-    """The HTTP answer streaming ``body`` (headers only, for a HEAD)."""
-    note_cache(body.outcome)
-    headers = {
-        "Vary": "Accept",
-        "Cache-Control": f"max-age={int(ttl)}",
-        "X-Wheelmeld-Cache": "stale" if body.stale_reason else "fresh",
-        "Content-Length": str(body.length),
-    }
-    if body.stale_reason:
-        headers["X-Wheelmeld-Stale"] = " ".join(body.stale_reason.split()).encode("ascii", "replace").decode()
-        headers["Warning"] = '110 wheelmeld "Response is stale"'
-    if head:
-        body.fh.close()
-        return Response(b"", headers=headers, media_type=content_type)
-    return StreamingResponse(body.chunks(), headers=headers, media_type=content_type)

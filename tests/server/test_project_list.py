@@ -126,3 +126,13 @@ def test_a_list_cached_before_its_html_rendering_existed_is_served_offline(make_
     assert html_answer.status_code == 200
     assert sorted(_html_names(offline, html_answer)) == NAMES
     assert offline.client.get("/simple/", headers={"Accept": JSON}).content == as_json
+
+
+def test_a_directory_listing_below_a_route_is_a_project_list_too(make_stack: MakeStack) -> None:
+    # The PyTorch index's /whl/nightly/cu126/ is such a list, one level below the route /whl.
+    stack = make_stack(_index(), prefix="/whl/nightly/cu126")
+    response = stack.client.get("/whl/nightly/cu126/")
+    assert response.status_code == 200 and "Links for" not in response.text
+    assert _html_names(stack, response) == {
+        n: f"{stack.proxy.url}/whl/nightly/cu126/{CANONICAL[n]}/" for n in NAMES
+    }
