@@ -8,7 +8,7 @@
  ├── ``NotAcceptableError``      406: no content type the client accepts
  ├── ``UpstreamError``           502: the upstream failed, refused, or sent something unusable
  │    └── ``BlockedFetch``       502: a link points where the proxy may not fetch (SSRF boundary)
- └── ``OfflineMiss``             503: ``--offline`` and the cache does not hold the answer
+ └── ``OfflineMiss``             404: ``--offline`` and the cache does not hold the answer
 
 Helpers raise the pure modules' own errors (``PageParseError``, ``RemoteZipError``, ``BlockedURL``);
 the service layer wraps them ``from`` the cause into one of these, so the server maps exactly one tree.
@@ -75,4 +75,6 @@ class BlockedFetch(UpstreamError):
 
 
 class OfflineMiss(WheelmeldError):
-    status = 503
+    # 404, not 503: offline, what the cache lacks will not appear by asking again, and installers
+    # retry a 503 (pip spent 54 s retrying one ``pip download``; uv gave up after three retries).
+    status = 404

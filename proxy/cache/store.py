@@ -3,6 +3,7 @@
 Layout under the cache root (``v1`` so a future layout can live beside it)::
 
     v1/<route>/<path…>/page.json                   upstream's page (project or list) + validators
+    v1/<route>/page.html                           the route's project list as PEP 503 HTML
     v1/<route>/<path…>/files/<file>                verified distribution files (+ <file>.sha256)
     v1/<route>/<path…>/metadata/<file>.metadata    original core metadata (immutable)
     v1/<route>/<path…>/meld/<key>.json             one release's meld, keyed by its sibling set
@@ -132,6 +133,10 @@ class CacheStore:
 
     def page_path(self, key: ProjectKey) -> Path:
         return self.project_dir(key) / "page.json"
+
+    def list_html_path(self, key: ProjectKey) -> Path:
+        """A project list's PEP 503 rendering, beside its ``page.json`` (served as it is)."""
+        return self.project_dir(key) / "page.html"
 
     def file_path(self, key: ProjectKey, filename: str) -> Path:
         return self.project_dir(key) / "files" / _safe_component(filename)

@@ -47,10 +47,20 @@ from proxy.meld import MeldLimits
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
-from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
+from proxy.server.observability import (
+    AccessLog,
+    CacheOutcome,
+    MeldLog,
+    Metrics,
+    note_cache,
+    request_note,
+    upstream_calls,
+)
 from proxy.server.pages import PageEntry, PageService
+from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
-from proxy.server.status import RELEASE_PREFIX, render_release, render_status
+from proxy.server.status import RELEASE_PREFIX, render_release
+from proxy.server.status_page import render_status
 from proxy.server.upstream import Upstream
 from proxy.text import escape_controls
 
@@ -84,6 +94,7 @@ class _State:
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
+        self.lists = ProjectListService(self.store, offline=config.offline)
         self.metadata = MetadataService(
             self.store,
             self.metrics,
@@ -121,7 +132,7 @@ class _Ask:
     path: str
     query: str
     accept: str | None
-    built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
+    built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
@@ -140,7 +151,7 @@ class _Ask:
         return found
 
     def reusable(
-        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: str
+        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: object
     ) -> None:
         """This request's answer may be sent again while ``entry`` and its ``revisions`` (read
         before the answer was built, so one that moved meanwhile makes it stale at once) stay.
@@ -290,11 +301,36 @@ async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]
         raise missing
 
 
-async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+def _content_type(ask: _Ask) -> str:
     try:
-        content_type = choose_content_type(ask.accept, ask.query_param("format"))
+        return choose_content_type(ask.accept, ask.query_param("format"))
     except NotAcceptable as exc:
         raise NotAcceptableError(str(exc)) from exc
+
+
+async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Response:
+    """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
+    content_type = _content_type(ask)
+    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
+    note_cache(body.outcome)
+    headers = _page_headers(upstream.route.page_ttl, body.stale_reason)
+    return body.response(headers, content_type, ask.method == "HEAD")
+
+
+def _page_headers(ttl: float, stale_reason: str | None) -> dict[str, str]:
+    headers = {
+        "Vary": "Accept",
+        "Cache-Control": f"max-age={int(ttl)}",
+        "X-Wheelmeld-Cache": "stale" if stale_reason else "fresh",
+    }
+    if stale_reason:
+        headers["X-Wheelmeld-Stale"] = _header_value(stale_reason)
+        headers["Warning"] = '110 wheelmeld "Response is stale"'
+    return headers
+
+
+async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+    content_type = _content_type(ask)
     canonical = canonicalize_name(segments[-1]) if segments else None
     try:
         entry = await _get_page(state, upstream, segments)
@@ -304,16 +340,14 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         raise
     if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
         return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
-    request_note(ask.scope, cache="stale" if entry.stale_reason else "hit")
-    headers = {
-        "Vary": "Accept",
-        "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
-        "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
-    }
     if entry.stale_reason:
-        headers["X-Wheelmeld-Stale"] = _header_value(entry.stale_reason)
-        headers["Warning"] = '110 wheelmeld "Response is stale"'
-    ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
+        note_cache(CacheOutcome.STALE)
+    else:
+        note_cache(CacheOutcome.HIT, unless_noted=True)
+    headers = _page_headers(upstream.route.page_ttl, entry.stale_reason)
+    ask.reusable(
+        entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache=CacheOutcome.HIT
+    )
     body = await _ready_bytes(state, entry, upstream, content_type)
     if ask.method == "HEAD":
         headers["Content-Length"] = str(len(body))
@@ -348,9 +382,13 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
     if wants_metadata:
         assert entry.page is not None
         revisions = state.revisions(key)
+        calls = upstream_calls()
         served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         if _settled(served):
-            ask.reusable(entry, revisions, tuple(page_path), route=upstream.route.prefix)
+            ask.reusable(
+                entry, revisions, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT
+            )
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
@@ -368,7 +406,7 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
             headers["Content-Length"] = str(len(served.body))
         return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
     cached = state.store.file_path(key, dist.filename).exists()
-    request_note(ask.scope, cache="hit" if cached else "miss")
+    note_cache(CacheOutcome.HIT if cached else CacheOutcome.MISS)
     return await state.files.respond(key, dist, upstream, ask.method)
 
 
@@ -389,6 +427,8 @@ async def _dispatch(ask: _Ask, state: _State, route: RouteConfig) -> Response:
     if trailing or not segments:
         if not trailing:
             return RedirectResponse(route.prefix + "/", status_code=301)
+        if not segments:
+            return await _project_list(ask, state, upstream)
         return await _page(ask, state, upstream, segments)
     if not segments[-1].lower().endswith(_DIST_SUFFIXES):
         return _redirect_to(ask, route.prefix, segments)  # a page asked without its '/'

@@ -35,7 +35,7 @@ from proxy.meld import MeldLimits, MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
-from proxy.server.observability import MeldLog, Metrics
+from proxy.server.observability import MeldLog, Metrics, upstream_time
 from proxy.server.upstream import Upstream
 
 __all__ = [
@@ -292,7 +292,7 @@ class MetadataService:
             if ranged is not None:
                 ranged.cancel()
             raise
-        self._metrics.upstream_request("metadata")
+        self._metrics.upstream_request("metadata", nbytes=len(data or b""))
         if not advertised:
             self._probed[(key, dist.filename)] = data is not None
             if data is None:
@@ -313,7 +313,8 @@ class MetadataService:
         layout_key = _layout_key(key, dist)
         layout = self._layouts.get(layout_key)
         try:
-            fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
+            with upstream_time():
+                fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
         self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)

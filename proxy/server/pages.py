@@ -35,7 +35,7 @@ from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.server.metadata import Release, release_groups
-from proxy.server.observability import Metrics
+from proxy.server.observability import CacheOutcome, Metrics, note_cache
 from proxy.server.upstream import Upstream
 from proxy.text import escape_controls
 
@@ -286,6 +286,7 @@ class PageService:
             if fetched.status == 404:
                 raise NotFound(f"upstream has no page at /{key.label}/")
             if fetched.status == 304 and entry is not None:
+                note_cache(CacheOutcome.REVALIDATED)
                 entry.fetched_at = self._clock()
                 entry.stale_reason = None
                 await asyncio.to_thread(self._save, entry)
@@ -306,6 +307,7 @@ class PageService:
             entry.stale_reason = exc.reason
             entry.stale_until = self._clock() + _STALE_RETRY_SECONDS
             return entry
+        note_cache(CacheOutcome.MISS)
         as_fetched = page
         if page is not None and upstream.route.keep_pruned and entry is not None:
             files_dir = self._store.project_dir(key) / "files"

@@ -24,7 +24,7 @@ from proxy.errors import BlockedFetch, UpstreamError
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
-from proxy.server.observability import Metrics
+from proxy.server.observability import Metrics, upstream_time
 
 __all__ = ["PageFetch", "Upstream"]
 
@@ -167,8 +167,9 @@ class Upstream:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        with self._errors(url):
+        with self._errors(url), upstream_time():
             response = await self.client.get(url, headers=headers)
+        self._metrics.upstream_request("page", nbytes=len(response.content))
         if response.status_code == 304:
             return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
         if response.status_code in (404, 410):
@@ -186,7 +187,7 @@ class Upstream:
 
     async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
-        with self._errors(url):
+        with self._errors(url), upstream_time():
             async with self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
@@ -205,8 +206,9 @@ class Upstream:
     async def stream(
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[httpx.Response]:
-        """A streamed GET of a file; non-200 answers become ``UpstreamError``."""
-        with self._errors(url):
+        """A streamed GET of a file; non-200 answers become ``UpstreamError``. The request's upstream
+        time is the whole transfer, which the client reading it paces."""
+        with self._errors(url), upstream_time():
             async with self.client.stream(
                 "GET",
                 url,

@@ -31,6 +31,7 @@ from proxy.config import Config, RouteConfig
 from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldReport, WheelInput, meld_release
+from proxy.meld.summary import by_lacking, platform_summary
 from proxy.network.ssrf import redact_url
 from proxy.server.metadata import MetadataService, release_groups
 from proxy.server.observability import MeldLog, Metrics
@@ -209,15 +210,6 @@ def render_json(report: AuditReport) -> str:
     return json.dumps(doc, indent=2)
 
 
-def platform_summary(filenames: Sequence[str]) -> str:
-    """``linux_aarch64 (cp311, cp312), win_amd64 (cp311)``: wheels grouped by platform tag."""
-    by_platform: dict[str, set[str]] = {}
-    for filename in filenames:
-        for tag in parse_wheel_filename(filename)[3]:
-            by_platform.setdefault(tag.platform, set()).add(tag.interpreter)
-    return ", ".join(f"{p} ({', '.join(sorted(by_platform[p]))})" for p in sorted(by_platform))
-
-
 def render_table(report: AuditReport) -> str:
     """The terminal view: per release, requirements grouped by the wheels that lack them."""
     lines = [
@@ -229,13 +221,11 @@ def render_table(report: AuditReport) -> str:
     for finding in report.findings:
         state = "INCONSISTENT" if finding.inconsistent else "incomplete"
         lines += ["", f"{report.project} {finding.version}  ({len(finding.wheels)} wheels)  {state}"]
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for added in finding.report.added:
-            marker = f"  + marker: {added.marker}" if added.marker else "  (own marker kept)"
-            groups.setdefault(added.lacking, []).append(f"{added.requirement}{marker}")
-        for lacking, requirements in groups.items():
+        for lacking, group in by_lacking(finding.report.added):
             lines.append(f"  missing on {platform_summary(lacking) or '(no wheel)'}:")
-            lines += [f"    {line}" for line in requirements]
+            for added in group:
+                marker = f"  + marker: {added.marker}" if added.marker else "  (own marker kept)"
+                lines.append(f"    {added.requirement}{marker}")
         for conflict in finding.report.conflicts:
             lines.append(f"  conflict: {conflict}")
         for wheel, problem in {**dict(finding.report.problems), **finding.errors}.items():
