@@ -95,6 +95,9 @@ class Config:
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
     upstream_concurrency: int = 32  # metadata fetches under way at once per route (and as many for melds)
+    upstream_max_page_bytes: int = 64 * 1024 * 1024  # a bigger page is refused (the last good one stays)
+    upstream_file_idle_timeout: float = 30.0  # seconds without a byte before a file download is cut off
+    upstream_file_min_rate: int = 65536  # bytes/s a download nobody reads any more must keep up
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -432,6 +435,10 @@ def _apply_file(config: Config, data: Mapping[str, Any], environ: Mapping[str, s
             changes["upstream_timeout"] = _positive_float(value, "upstream.timeout")
         elif key == "concurrency":
             changes["upstream_concurrency"] = _int(value, "upstream.concurrency", 1)
+        elif key in ("max_page_bytes", "file_min_rate"):
+            changes[f"upstream_{key}"] = parse_size(value)
+        elif key == "file_idle_timeout":
+            changes["upstream_file_idle_timeout"] = _positive_float(value, "upstream.file_idle_timeout")
         else:
             raise ConfigError(f"{where}: unknown key upstream.{key}")
     if "routes" in data:
@@ -458,6 +465,13 @@ def _apply_env(config: Config, environ: Mapping[str, str]) -> tuple[Config, tupl
         changes["cache_dir"] = Path(environ["WHEELMELD_CACHE_DIR"]).expanduser()
     if "WHEELMELD_CACHE_MAX_SIZE" in environ:
         changes["cache_max_size"] = parse_size(environ["WHEELMELD_CACHE_MAX_SIZE"])
+    for name in ("max_page_bytes", "file_min_rate"):
+        if f"WHEELMELD_UPSTREAM_{name.upper()}" in environ:
+            changes[f"upstream_{name}"] = parse_size(environ[f"WHEELMELD_UPSTREAM_{name.upper()}"])
+    if "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT" in environ:
+        changes["upstream_file_idle_timeout"] = _positive_float(
+            environ["WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT"], "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT"
+        )
     if "WHEELMELD_OFFLINE" in environ:
         changes["offline"] = _bool(environ["WHEELMELD_OFFLINE"], "WHEELMELD_OFFLINE")
     if "WHEELMELD_LOG_FORMAT" in environ:
@@ -507,4 +521,6 @@ def load_config(cli: CliOverrides | None = None, environ: Mapping[str, str] | No
         raise ConfigError(f"log_format must be 'text' or 'json', got {config.log_format!r}")
     if config.workers < 1:
         raise ConfigError("workers must be >= 1")
+    if config.upstream_max_page_bytes < 1:
+        raise ConfigError("upstream.max_page_bytes must be > 0")
     return replace(config, routes=routes, notes=notes)

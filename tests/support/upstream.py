@@ -96,6 +96,9 @@ class Fault:
     length, every byte flipped.  ``chunk_size`` / ``chunk_delay_ms``: a slow body.  ``times``:
     apply to the first N matching requests only (``None``: always).  ``skip``: let this many
     matching requests through untouched first (fail the second range request, not the first).
+    ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
+    then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
+    wait this long before the status line (a stalled or dripping header).
     """
 
     status: int | None = None
@@ -106,6 +109,8 @@ class Fault:
     chunk_delay_ms: float = 0.0
     times: int | None = None
     skip: int = 0
+    no_length: bool = False
+    head_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +210,11 @@ class _Reply:
         if fault.truncate_to is not None and fault.truncate_to < body.length:
             body = dataclasses.replace(body, data=body.data and body.data[: fault.truncate_to])
             body = dataclasses.replace(body, length=fault.truncate_to)
-        headers = {**self._headers, "content-length": str(body.length)}
+        headers = dict(self._headers)
+        if not fault.no_length:
+            headers["content-length"] = str(body.length)
+        if fault.head_delay_ms:
+            await asyncio.sleep(fault.head_delay_ms / 1000)
         self._log.set_status(self._entry, self._status)
         await send(
             {
