@@ -3,8 +3,9 @@
 A file is good when its sha256 equals its ``<file>.sha256`` sidecar (written at commit, only after the
 download matched upstream's hash or every length upstream stated) and, where the cached page
 advertises a sha256 or a size for that file name, those too. A file without a sidecar was never
-checked against anything upstream said (no hash, no length): it is reported, never vouched for. Bit rot, a hand-copied cache or an upstream that re-published a file under the same
-name all show up here. A hash left without its file is dropped quietly.
+checked against anything upstream said (no hash, no length): it is reported, never vouched for.
+Bit rot, a hand-copied cache or an upstream that re-published a file under the same name all show
+up here. A hash left without its file is dropped quietly.
 """
 
 from __future__ import annotations
