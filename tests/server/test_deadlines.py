@@ -126,7 +126,7 @@ def test_a_fast_download_nobody_reads_any_more_warms_the_cache(make_stack: MakeS
 def test_a_stalled_download_is_cut_off_for_its_reader(make_stack: MakeStack) -> None:
     stack = make_stack(_index(2 * 1024 * 1024), config=_PACE)
     stack.upstream.inject_fault("/" + NAME, Fault(chunk_size=256 * 1024, chunk_delay_ms=5000, times=1))
-    status, body = stack.fetch(stack.file("big", NAME))
+    status, _ = stack.fetch(stack.file("big", NAME))
     assert status is None, "a broken connection, not a clean end"
     wait_until(lambda: not _partials(stack.cache_dir), "the temp file is removed")
 
