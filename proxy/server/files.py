@@ -326,11 +326,13 @@ class _TrackedFileResponse(FileResponse):
 def _touch(path: Path) -> os.stat_result | None:
     """Mark a cached file as used now (its access time; the modification time stays ours).
 
-    ``None`` when the cache does not hold it (never did, or evicted a moment ago).
+    ``None`` when the cache does not hold it (never did, or evicted a moment ago). A cache that
+    cannot be written still serves what it holds: the file is then just not marked.
     """
     try:
         stat = os.stat(path)
-        os.utime(path, ns=(time.time_ns(), stat.st_mtime_ns))
     except OSError:
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(time.time_ns(), stat.st_mtime_ns))
     return stat

@@ -26,13 +26,14 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
 from proxy.network.remote_zip import RemoteZipError, ZipLayout, fetch_wheel_metadata
-from proxy.server.observability import MeldLog, Metrics
+from proxy.server.observability import MeldLog, Metrics, not_cached
 from proxy.server.upstream import Upstream
 
 __all__ = [
@@ -220,8 +221,15 @@ class MetadataService:
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
             data = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
-            await asyncio.to_thread(self._store.write_atomic, path, data)
+            await self._keep(dist.filename, self._store.write_atomic, path, data)
             return self._remember(key, dist.filename, data)
+
+    async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
+        """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except CacheWriteError as exc:
+            not_cached(self._metrics, "metadata", what, exc)
 
     async def _fetch_original(
         self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
@@ -366,7 +374,9 @@ class MetadataService:
         finally:
             if fetched:  # kept even when a sibling failed: what was read is good, and immutable
                 paths = [(self._store.metadata_path(key, name), data) for name, data in fetched.items()]
-                await asyncio.to_thread(self._store.write_many, paths)
+                await self._keep(
+                    f"{len(paths)} file(s) of {asked.filename}'s release", self._store.write_many, paths
+                )
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
@@ -378,7 +388,9 @@ class MetadataService:
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
         record = _MeldRecord(hashes=hashes, changed=changed, report=report)
         if report.get("complete", True):
-            await asyncio.to_thread(self._save_meld, key, release_key, record)
+            await self._keep(
+                f"the meld of {asked.filename}'s release", self._save_meld, key, release_key, record
+            )
             self._melds[(key, release_key)] = record
             self._revisions[key] += 1
         # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
