@@ -92,9 +92,12 @@ class Download:
         return token
 
     async def leave(self, token: int | None) -> None:
-        """A reader that will not read after all (its request failed before the body)."""
-        if token is not None and self.readers.pop(token, None) is not None:
-            await self.advance()
+        """A reader that stops reading (done, hung up, or its request failed before the body)."""
+        if token is not None and self.readers.pop(token, None) is not None and self.memory_from is not None:
+            # Shielded: a reader leaves because it was cancelled, and a download in memory only
+            # waits for its readers (``make_room``) — it must hear of this one going.
+            with anyio.CancelScope(shield=True):
+                await self.advance()
 
     async def make_room(self, size: int) -> None:
         """Memory only: wait until keeping ``size`` more bytes forgets nothing a reader still needs.
@@ -153,11 +156,9 @@ async def follow(download: Download, token: int) -> AsyncIterator[bytes]:
             if done:
                 return
     finally:
-        download.readers.pop(token, None)
-        if download.memory_from is not None:
-            await download.advance()
         if handle is not None:
             handle.close()
+        await download.leave(token)
 
 
 def _pread(handle: IO[bytes], size: int, offset: int) -> bytes:

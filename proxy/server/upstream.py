@@ -216,7 +216,8 @@ class Upstream:
     ) -> AsyncIterator[httpx.Response]:
         """A streamed GET of a file, its headers within the upstream timeout; non-200 answers become
         ``UpstreamError``. ``read_timeout``: the longest wait for any one read of the body."""
-        timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read_timeout)
+        read = self._timeout if read_timeout is None else read_timeout
+        timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
         with self._errors(url):
             async with contextlib.AsyncExitStack() as stack:
                 async with self._deadline(url):
