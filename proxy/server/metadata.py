@@ -288,7 +288,8 @@ class MetadataService:
         layout_key = _layout_key(key, dist)
         layout = self._layouts.get(layout_key)
         try:
-            fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
+            async with upstream.deadline(dist.url):  # all the range reads together, not each
+                fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
         self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)

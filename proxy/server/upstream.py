@@ -174,7 +174,7 @@ class Upstream:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         with self._errors(url):
-            async with self._deadline(url), self.client.stream("GET", url, headers=headers) as response:
+            async with self.deadline(url), self.client.stream("GET", url, headers=headers) as response:
                 if response.status_code == 304:
                     return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
                 if response.status_code in (404, 410):
@@ -194,7 +194,7 @@ class Upstream:
     async def fetch_small(self, url: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
         with self._errors(url):
-            async with self._deadline(url), self.client.stream("GET", url) as response:
+            async with self.deadline(url), self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
                 if response.status_code != 200:
@@ -202,7 +202,7 @@ class Upstream:
                 return await _read_capped(response, limit, "file", url)
 
     @contextlib.asynccontextmanager
-    async def _deadline(self, url: str) -> AsyncIterator[None]:
+    async def deadline(self, url: str) -> AsyncIterator[None]:
         """The upstream timeout for everything inside, headers and body: a drip is cut off too."""
         try:
             async with asyncio.timeout(self._timeout):
@@ -220,7 +220,7 @@ class Upstream:
         timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
         with self._errors(url):
             async with contextlib.AsyncExitStack() as stack:
-                async with self._deadline(url):
+                async with self.deadline(url):
                     response = await stack.enter_async_context(
                         self.client.stream("GET", url, headers=dict(headers or {}), timeout=timeout)
                     )

@@ -85,6 +85,15 @@ def test_a_dripping_metadata_file_is_cut_off_at_the_timeout(make_stack: MakeStac
     assert elapsed < TIMEOUT * 3  # the .metadata file, then the wheel's own bytes: each cut off
 
 
+def test_a_dripping_wheel_read_for_its_metadata_is_cut_off_at_the_timeout(make_stack: MakeStack) -> None:
+    stack = make_stack(_index(), pep658=False, ranges=True, config={"upstream_timeout": TIMEOUT})
+    assert stack.client.get(stack.page("big")).status_code == 200
+    stack.upstream.inject_fault("/" + NAME, Fault(chunk_size=5, chunk_delay_ms=100))
+    response, elapsed = _timed_get(stack, stack.file("big", NAME, ".metadata"))
+    assert response.status_code == 502 and single_line(response.text)
+    assert elapsed < TIMEOUT * 2
+
+
 def _partials(cache_dir: Path) -> list[Path]:
     return list((cache_dir / "tmp").glob("part-*"))
 
