@@ -150,3 +150,17 @@ def test_a_read_only_cache_serves_warm_entries_and_streams_cold_ones(
     assert _not_cached(stack, "file", "read-only") == 1
     assert _committed(cache_dir, "other-1.0-py3-none-any.whl") == []
     assert stack.client.get(stack.file("other", "other-1.0-py3-none-any.whl")).status_code == 200
+
+
+def test_a_proxy_started_on_a_read_only_cache_serves_it(make_stack: MakeStack, disk: Path) -> None:
+    index = _index()
+    cache_dir = disk / "cache"
+    first = make_stack(index, cache_dir=cache_dir, pep658=True)
+    _everything(first, index, "small")
+    wait_until(lambda: _committed(cache_dir, "small-1.0-py3-none-any.whl"), "the file is committed")
+    first.proxy.stop()
+    _mount("-o", "remount,ro", str(disk))
+    again = make_stack(index, cache_dir=cache_dir, pep658=True)
+    _everything(again, index, "small")
+    assert again.upstream.requests_for(".whl") == (), "all of it from the read-only cache"
+    _everything(again, index, "other")
