@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,8 +15,9 @@ import pytest
 
 from proxy.network.pacing import Pace, Stalled, paced
 from tests.support.fake_index import FakeIndex
+from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.stack import MakeStack, Stack, single_line, wait_until, wheel
-from tests.support.upstream import Fault
+from tests.support.upstream import DrippingHeaders, Fault
 
 NAME = "big-1.0-py3-none-any.whl"
 TIMEOUT = 1.0
@@ -180,3 +182,14 @@ def test_the_rate_cut_off_of_unread_downloads(
             asyncio.run(_drain(pieces, unread))
     else:
         assert asyncio.run(_drain(pieces, unread)) == sum(size for _, size in pieces)
+
+
+def test_a_page_whose_headers_drip_is_cut_off_at_the_timeout(tmp_path: Path) -> None:
+    with DrippingHeaders() as upstream:
+        config = proxy_config(tmp_path / "cache", {"/simple": upstream.url + "/simple"})
+        with ProxyServer(replace(config, upstream_timeout=TIMEOUT)) as proxy:
+            started = time.monotonic()
+            response = httpx.get(proxy.url + "/simple/big/", timeout=30)
+            elapsed = time.monotonic() - started
+    assert response.status_code == 502 and single_line(response.text)
+    assert elapsed < TIMEOUT * 2
