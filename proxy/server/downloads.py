@@ -82,6 +82,10 @@ class Download:
                 setattr(self, name, value)
             self.progress.notify_all()
 
+    def unread(self) -> bool:
+        """Whether no client reads this download right now (its cut-off: ``proxy.network.pacing``)."""
+        return not self.readers
+
     def join(self) -> int | None:
         """A new reader from byte 0 (its token), or ``None`` when this download can no longer serve
         one: it keeps only a window in memory, and that window has moved past the disk's bytes."""

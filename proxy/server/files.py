@@ -246,8 +246,7 @@ class FileService:
                 total = int(length) if length and length.isdigit() else None
                 await download.advance(total=total, reading_path=tmp_path, answered=True)
                 download.started.set()
-                unread = lambda: not download.readers  # noqa: E731
-                async for chunk in paced(response.aiter_raw(), self._pace, unread, CHUNK):
+                async for chunk in paced(response.aiter_raw(), self._pace, download.unread, CHUNK):
                     await self._take(download, fh, digest, chunk)
             self._metrics.upstream_request("file")
             wrong = [n for n in lengths if n != download.written]
