@@ -7,6 +7,7 @@ Read-only is a real ``mount -o remount,ro``: root ignores permission bits, so ch
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -15,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.fake_index import FakeIndex
@@ -164,3 +166,41 @@ def test_a_proxy_started_on_a_read_only_cache_serves_it(make_stack: MakeStack, d
     _everything(again, index, "small")
     assert again.upstream.requests_for(".whl") == (), "all of it from the read-only cache"
     _everything(again, index, "other")
+
+
+def test_a_download_kept_in_memory_only_serves_slow_and_late_readers_whole(
+    make_stack: MakeStack, disk: Path
+) -> None:
+    # 40 MiB through a full disk: the download waits for its slowest reader (memory stays at its
+    # 16 MiB window); a reader joining once that window moved past byte 0 gets a download of its own.
+    name = "huge-1.0-py3-none-any.whl"
+    index = FakeIndex.from_files({"huge": [wheel(name, payload_size=40 * MIB)]})
+    content = index.file(name).content
+    stack = make_stack(index, cache_dir=disk / "cache")
+    assert stack.client.get(stack.page("huge")).status_code == 200
+    _fill(disk)
+    url = stack.proxy.url + stack.file("huge", name)
+    paused = asyncio.Event()
+
+    async def read(client: httpx.AsyncClient, pause_at: int | None) -> bytes:
+        body = bytearray()
+        async with client.stream("GET", url) as response:
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if pause_at is not None and len(body) >= pause_at and not paused.is_set():
+                    paused.set()
+                    await asyncio.sleep(0.5)  # a slow reader: the download must wait for it
+        return bytes(body)
+
+    async def late(client: httpx.AsyncClient) -> bytes:
+        await paused.wait()
+        return await read(client, None)
+
+    async def run() -> list[bytes]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(read(client, 20 * MIB), late(client))
+
+    bodies = asyncio.run(run())
+    assert [len(b) for b in bodies] == [len(content)] * 2 and all(b == content for b in bodies)
+    assert len(stack.upstream.requests_for("/" + name)) == 2, "the late reader had its own download"
+    wait_until(lambda: not _partials(disk / "cache"), "nothing partial stays")
