@@ -44,6 +44,7 @@ from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.meld import MeldLimits
+from proxy.network.pacing import Pace
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
@@ -90,7 +91,13 @@ class _State:
         self.idle.set()
         self.meld_log = MeldLog()
         self.upstreams = {
-            r.prefix: Upstream(r, metrics, config.upstream_timeout, config.upstream_concurrency)
+            r.prefix: Upstream(
+                r,
+                metrics,
+                config.upstream_timeout,
+                config.upstream_concurrency,
+                max_page_bytes=config.upstream_max_page_bytes,
+            )
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
@@ -103,8 +110,9 @@ class _State:
             limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
             incomplete_retry=config.meld_incomplete_retry,
         )
+        pace = Pace(config.upstream_file_idle_timeout, config.upstream_file_min_rate)
         self.files = FileService(
-            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
+            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
         )
         self.ready = ReadyAnswers(self.pages, self.revisions)
 
