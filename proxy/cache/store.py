@@ -110,7 +110,12 @@ class CacheStore:
         its siblings.
         """
         for folder in (self._data, self._tmp, self._locks_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                # A read-only cache (an air-gapped volume, say) is served as it is: its owner
+                # decides what a write refused at start means.
+                raise CacheWriteError.of(exc, str(folder)) from exc
         dropped = 0
         for leftover in self._tmp.iterdir():
             with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
@@ -572,7 +573,11 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = _State(config, metrics, PageJournal(page_journal) if page_journal else None)
-        state.store.prepare()
+        try:
+            state.store.prepare()
+        except CacheWriteError as exc:
+            # Warm entries are still served and misses streamed uncached (the services degrade).
+            log.warning("%s: serving what the cache holds, storing nothing", exc)
         app.state.wheelmeld = state
         following = asyncio.create_task(state.pages.follow(state.idle, state.render_ahead))
         try:
