@@ -292,15 +292,6 @@ class CacheStore:
     def _lock_file(self, name: str) -> Path:
         return self._locks_dir / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
 
-    # -- size -----------------------------------------------------------------------------------
-    def size_on_disk(self) -> int:
-        total = 0
-        for dirpath, _dirnames, filenames in os.walk(self._data):
-            for name in filenames:
-                with contextlib.suppress(OSError):
-                    total += os.stat(os.path.join(dirpath, name)).st_size
-        return total
-
 
 def _fsync_directory(directory: Path) -> None:
     """A rename is durable only once the directory entry is on disk too."""

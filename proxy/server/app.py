@@ -46,18 +46,11 @@ from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
+from proxy.observe import CacheOutcome, MeldLog, Metrics, note_cache, upstream_calls
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
-from proxy.server.observability import (
-    AccessLog,
-    CacheOutcome,
-    MeldLog,
-    Metrics,
-    note_cache,
-    request_note,
-    upstream_calls,
-)
+from proxy.server.observability import AccessLog, render_metrics, request_note
 from proxy.server.pages import PageEntry, PageService
 from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
@@ -521,7 +514,7 @@ async def _healthz(request: Request) -> Response:
 
 async def _metrics(request: Request) -> Response:
     state: _State = request.app.state.wheelmeld
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    return Response(render_metrics(state.metrics), media_type="text/plain; version=0.0.4")
 
 
 def _principal(request: Request) -> Principal:

@@ -15,9 +15,9 @@ from html import escape
 
 from proxy.config import Config, RouteConfig
 from proxy.meld.summary import added_from_report, by_lacking, platform_summary
+from proxy.observe import CacheOutcome, MeldEntry, MeldLog, Metrics
 from proxy.server.auth import Principal
 from proxy.server.html_page import html_page
-from proxy.server.observability import CacheOutcome, MeldEntry, MeldLog, Metrics
 from proxy.server.status import SHOWN_FIELDS, release_href, report_extras, wheel_version
 
 __all__ = ["human_bytes", "render_status"]

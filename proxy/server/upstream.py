@@ -24,7 +24,7 @@ from proxy.errors import BlockedFetch, UpstreamError
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
-from proxy.server.observability import Metrics, upstream_time
+from proxy.observe import Metrics, upstream_time
 
 __all__ = ["PageFetch", "Upstream"]
 

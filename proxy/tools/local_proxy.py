@@ -77,11 +77,6 @@ class RoutedPath:
     route: RouteConfig
     segments: tuple[str, ...]
 
-    @property
-    def proxy_path(self) -> str:
-        """The path the proxy serves this at (no trailing slash)."""
-        return "/".join((self.route.prefix, *self.segments))
-
     def key(self) -> ProjectKey:
         """The cache key of the page these segments name (all of them: a page path)."""
         return ProjectKey(self.route.name, self.segments)

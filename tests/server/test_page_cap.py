@@ -13,7 +13,7 @@ import pytest
 
 from proxy.config import RouteConfig
 from proxy.errors import UpstreamError
-from proxy.server.observability import Metrics
+from proxy.observe import Metrics
 from proxy.server.upstream import Upstream
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, single_line, wheel

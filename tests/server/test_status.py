@@ -16,9 +16,9 @@ import pytest
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import BadRequest, NotFound, WheelmeldError
+from proxy.observe import MeldLog, Metrics
 from proxy.server.auth import ANYONE, Principal
 from proxy.server.metadata import MetadataService
-from proxy.server.observability import MeldLog, Metrics
 from proxy.server.status import release_href, render_release
 from proxy.server.status_page import human_bytes, render_status
 from tests.support.stack import MakeStack, Stack, anchors, index_of, raw_get, wheel
