@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from proxy.config_values import POSITIVE_NUMBER, refuse_unknown
 from proxy.errors import ConfigError
+from proxy.origins import InvalidUpstreamURL, allowed_origin
 from proxy.secret_hash import SecretHash, SecretHashError
 
 __all__ = [
@@ -106,10 +107,8 @@ def _check_upstream(url: str, where: str) -> str:
 
 def _check_file_host(host: str, where: str) -> str:
     """An origin (``https://files.example``) or a bare host name (meaning https)."""
-    from proxy.network.ssrf import FetchPolicy, InvalidUpstreamURL
-
     try:
-        FetchPolicy("http://placeholder.invalid", frozenset({host}))
+        allowed_origin(host)
     except InvalidUpstreamURL as exc:
         raise ConfigError(f"{where}: extra_file_hosts entry {host!r} is not a host or origin: {exc}") from exc
     return host.rstrip("/")

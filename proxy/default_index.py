@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from proxy.network.ssrf import InvalidUpstreamURL, ip_literal, redact_url, validate_upstream_url
+from proxy.origins import InvalidUpstreamURL, ip_literal, redact_url, validate_upstream_url
 
 __all__ = [
     "ENV_VARIABLES",

@@ -46,6 +46,7 @@ from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
+from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, MeldLog, Metrics, note_cache, upstream_calls
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
@@ -56,7 +57,6 @@ from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
-from proxy.server.upstream import Upstream
 from proxy.text import escape_controls
 
 __all__ = ["create_app"]

@@ -35,9 +35,9 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.network.pacing import Pace, Stalled, paced
+from proxy.network.upstream import Upstream
 from proxy.observe import Metrics, not_cached
 from proxy.server.downloads import CHUNK, Download, FollowingResponse, HeadResponse, follow, streaming_headers
-from proxy.server.upstream import Upstream
 
 __all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes", "stated_lengths"]
 

@@ -36,8 +36,8 @@ from proxy.meld import MeldLimits, MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
+from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics, not_cached, upstream_time
-from proxy.server.upstream import Upstream
 
 __all__ = [
     "MetadataService",

@@ -34,8 +34,8 @@ from proxy.index.model import ProjectList
 from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import parse_project_list
 from proxy.index.render import render_list_html, render_list_json
+from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome
-from proxy.server.upstream import Upstream
 
 __all__ = ["ListBody", "ProjectListService"]
 

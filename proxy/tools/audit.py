@@ -32,11 +32,11 @@ from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldReport, WheelInput, meld_release
 from proxy.meld.summary import by_lacking, platform_summary
-from proxy.network.ssrf import redact_url
+from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
+from proxy.origins import redact_url
 from proxy.server.metadata import MetadataService, release_groups
 from proxy.server.pages import PageService
-from proxy.server.upstream import Upstream
 from proxy.tools.local_proxy import route_path
 
 __all__ = [

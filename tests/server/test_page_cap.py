@@ -13,8 +13,8 @@ import pytest
 
 from proxy.config import RouteConfig
 from proxy.errors import UpstreamError
+from proxy.network.upstream import Upstream
 from proxy.observe import Metrics
-from proxy.server.upstream import Upstream
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, single_line, wheel
 
