@@ -155,6 +155,53 @@ class CacheStore:
     def meld_path(self, key: ProjectKey, release_key: str) -> Path:
         return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")
 
+    # -- files and their verified hashes ------------------------------------------------------
+    @staticmethod
+    def hash_path(file: Path) -> Path:
+        """Where a cached file's verified sha256 is kept: beside it, written just before its commit."""
+        return file.with_name(file.name + ".sha256")
+
+    @classmethod
+    def file_hash(cls, file: Path) -> str | None:
+        """The verified sha256 of a cached file, or ``None`` unless the cache holds the file itself.
+
+        The hash outlives its file for a moment when the file is evicted: a hash is only ever
+        advertised for a file we can serve.
+        """
+        try:
+            digest = cls.hash_path(file).read_text().strip()
+        except OSError:
+            return None
+        return digest if digest and file.exists() else None
+
+    def file_hashes(self, key: ProjectKey) -> dict[str, str]:
+        """``file_hash`` of every file the cache holds for ``key``, with one listing.
+
+        Only the files actually cached are read: a page of 20,000 files without upstream hashes
+        must not cost 20,000 failed opens per render.
+        """
+        files_dir = self.project_dir(key) / "files"
+        try:
+            names = [entry.name for entry in os.scandir(files_dir)]
+        except OSError:
+            return {}
+        found = {}
+        for name in names:
+            if name.endswith(".sha256"):
+                digest = self.file_hash(files_dir / name.removesuffix(".sha256"))
+                if digest:
+                    found[name.removesuffix(".sha256")] = digest
+        return found
+
+    def file_names(self, key: ProjectKey) -> list[str]:
+        """The names of the files the cache holds for ``key`` (blocking: one directory listing)."""
+        try:
+            return [
+                p.name for p in (self.project_dir(key) / "files").iterdir() if not p.name.endswith(".sha256")
+            ]
+        except FileNotFoundError:
+            return []
+
     # -- reads and writes ---------------------------------------------------------------------
     @staticmethod
     def read(path: Path) -> bytes | None:

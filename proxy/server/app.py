@@ -49,14 +49,15 @@ from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, MeldLog, Metrics, note_cache, upstream_calls
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
-from proxy.server.files import FileService, sidecar_hashes
+from proxy.server.file_responses import file_response
 from proxy.server.metadata import MetadataService, ServedMetadata
 from proxy.server.observability import AccessLog, render_metrics, request_note
-from proxy.server.pages import PageEntry, PageService
 from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
+from proxy.service.files import FileService
+from proxy.service.pages import PageEntry, PageService
 from proxy.text import escape_controls
 
 __all__ = ["create_app"]
@@ -218,7 +219,7 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
         hashes = dist.hashes
         if not hashes.get("sha256"):
             if known is None:
-                known = sidecar_hashes(state.store.project_dir(entry.key) / "files")
+                known = state.store.file_hashes(entry.key)
             if dist.filename in known:
                 hashes = {**hashes, "sha256": known[dist.filename]}
         if dist.filename.endswith(".whl"):
@@ -409,7 +410,7 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
     cached = state.store.file_path(key, dist.filename).exists()
     note_cache(CacheOutcome.HIT if cached else CacheOutcome.MISS)
-    return await state.files.respond(key, dist, upstream, ask.method)
+    return file_response(await state.files.answer(key, dist, upstream, ask.method))
 
 
 def _settled(served: ServedMetadata) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from starlette.types import Message
 
 from proxy.cache.store import ProjectKey
-from proxy.server.pages import PageEntry, PageService
+from proxy.service.pages import PageEntry, PageService
 
 __all__ = ["ReadyAnswer", "ReadyAnswers", "RequestKey"]
 

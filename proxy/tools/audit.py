@@ -36,7 +36,7 @@ from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.origins import redact_url
 from proxy.server.metadata import MetadataService, release_groups
-from proxy.server.pages import PageService
+from proxy.service.pages import PageService
 from proxy.tools.local_proxy import route_path
 
 __all__ = [

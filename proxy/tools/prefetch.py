@@ -38,7 +38,6 @@ from packaging.version import InvalidVersion, Version
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import RouteConfig
 from proxy.index.parse import parse_project_page
-from proxy.server.files import read_sidecar_hash
 from proxy.tools.local_proxy import route_path
 from proxy.tools.lockfile import LockedPackage, select_files
 from proxy.tools.platforms import Target
@@ -259,7 +258,7 @@ def _cached(store: CacheStore | None, item: FetchItem) -> bool:
     if store is None or item.kind != "file" or item.key is None or item.filename is None:
         return False
     path = store.file_path(item.key, item.filename)
-    known = read_sidecar_hash(path)
+    known = store.file_hash(path)
     return path.is_file() and known is not None and (item.sha256 is None or known == item.sha256)
 
 

@@ -10,7 +10,7 @@ import pytest
 from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.index.parse import is_utf8_json, parse_project_page
-from proxy.server.pages import PageEntry, PageService
+from proxy.service.pages import PageEntry, PageService
 
 BODY = b'{"meta":{"api-version":"1.1"},"name":"demo","files":[]}\n'
 PAGE = StoredPage("project", "https://up.example/simple/demo/", 1700000000.5, '"e\\n1"', None, BODY)

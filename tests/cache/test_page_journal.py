@@ -15,14 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-import proxy.server.pages as pages_module
+import proxy.service.pages as pages_module
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import RouteConfig
 from proxy.network.upstream import Upstream
 from proxy.observe import Metrics
 from proxy.server.app import create_app
-from proxy.server.pages import PageService
+from proxy.service.pages import PageService
 from tests.cache.cachekit import metric, serve_process
 from tests.support.fake_index import FakeIndex
 from tests.support.proxy import proxy_config

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-import proxy.server.pages as pages_module
+import proxy.service.pages as pages_module
 from proxy.cache.page_file import load_page
 from tests.cache.cachekit import metric
 from tests.support.fake_index import FakeIndex

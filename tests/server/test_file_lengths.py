@@ -14,7 +14,7 @@ import pytest
 
 from proxy.cache.store import CacheStore
 from proxy.cache.verify import verify
-from proxy.server.files import stated_lengths
+from proxy.service.files import stated_lengths
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import JSON, MakeStack, anchors, sha256, wait_until, wheel
 from tests.support.upstream import Fault

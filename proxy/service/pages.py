@@ -331,8 +331,7 @@ class PageService:
         note_cache(CacheOutcome.MISS)
         as_fetched = page
         if page is not None and upstream.route.keep_pruned and entry is not None:
-            files_dir = self._store.project_dir(key) / "files"
-            cached = set(await asyncio.to_thread(_list_names, files_dir))
+            cached = set(await asyncio.to_thread(self._store.file_names, key))
             page = _merge_pruned(page, entry.page, cached)
         new = PageEntry(
             key=key,
@@ -374,13 +373,3 @@ def _is_utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _list_names(folder: object) -> list[str]:
-    from pathlib import Path
-
-    path = Path(str(folder))
-    try:
-        return [p.name for p in path.iterdir() if not p.name.endswith(".sha256")]
-    except FileNotFoundError:
-        return []

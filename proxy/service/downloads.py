@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import IO
 
 import anyio
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from proxy.cache.store import ProjectKey
 from proxy.errors import UpstreamError
-from proxy.text import escape_controls
 
-__all__ = ["CHUNK", "Download", "FollowingResponse", "HeadResponse", "follow", "streaming_headers"]
+__all__ = ["CHUNK", "Download", "follow", "streaming_headers"]
 
 log = logging.getLogger("wheelmeld")
 
@@ -182,53 +179,3 @@ def _open_either(download: Download) -> IO[bytes] | None:
 def streaming_headers(headers: dict[str, str], total: int | None) -> dict[str, str]:
     """``headers`` plus Content-Length when upstream gave one; without it the body goes chunked."""
     return {**headers, "Content-Length": str(total)} if total is not None else headers
-
-
-class FollowingResponse(Response):
-    """Streams a download as it grows; a failed download breaks the connection, never ends cleanly.
-
-    Raising out of the app would make the server log a traceback; returning without the final body
-    message makes it close the connection: a client sees a short read or a broken chunked body.
-    """
-
-    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str], media_type: str) -> None:
-        super().__init__(None, headers=headers, media_type=media_type)
-        _unknown_length(self, headers)
-        self._chunks = chunks
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async with contextlib.aclosing(self._chunks), anyio.create_task_group() as group:  # type: ignore[type-var]
-
-            async def stream() -> None:
-                try:
-                    async for chunk in self._chunks:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except UpstreamError as exc:
-                    log.warning("aborted %s: %s", escape_controls(scope.get("path", "?")), exc.reason)
-                else:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                group.cancel_scope.cancel()
-
-            async def watch_disconnect() -> None:
-                # A client that hangs up stops its reader; the download itself goes on for the others.
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(stream)
-            group.start_soon(watch_disconnect)
-
-
-class HeadResponse(Response):
-    """The headers of a GET of a download, no body; no Content-Length unless upstream stated one."""
-
-    def __init__(self, headers: dict[str, str], media_type: str) -> None:
-        super().__init__(b"", headers=headers, media_type=media_type)
-        _unknown_length(self, headers)
-
-
-def _unknown_length(response: Response, headers: dict[str, str]) -> None:
-    """Starlette states the length of the empty body it was given, 0: drop that unless it is ours."""
-    if "Content-Length" not in headers:
-        response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]

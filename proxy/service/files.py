@@ -22,12 +22,10 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-
-from starlette.responses import FileResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.evict import evict
@@ -37,45 +35,42 @@ from proxy.index.model import DistFile
 from proxy.network.pacing import Pace, Stalled, paced
 from proxy.network.upstream import Upstream
 from proxy.observe import Metrics, not_cached
-from proxy.server.downloads import CHUNK, Download, FollowingResponse, HeadResponse, follow, streaming_headers
+from proxy.service.downloads import CHUNK, Download, follow, streaming_headers
 
-__all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes", "stated_lengths"]
+__all__ = ["CachedFile", "FileAnswer", "FileService", "StreamedFile", "stated_lengths"]
 
 log = logging.getLogger("wheelmeld")
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
+_OCTETS = "application/octet-stream"
 
 
-def read_sidecar_hash(path: Path) -> str | None:
-    """The verified sha256 of a cached file, or ``None`` unless the cache holds the file itself.
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """A committed file to send as it is (the edge answers Range, If-Range and HEAD on it)."""
 
-    The sidecar is written just before the file's commit (and outlives it for a moment when the file
-    is evicted): a hash is only ever advertised for a file we can serve.
+    path: Path
+    stat: os.stat_result
+    headers: dict[str, str]
+    # Files being sent right now, by path: the edge counts itself in while it sends, so eviction
+    # spares the file.
+    in_use: Counter[Path]
+    media_type: str = _OCTETS
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedFile:
+    """A download followed as it grows; ``chunks`` is ``None`` for a HEAD (headers only).
+
+    A failed download raises ``UpstreamError`` out of ``chunks``: the edge breaks the connection.
     """
-    try:
-        digest = path.with_name(path.name + ".sha256").read_text().strip()
-    except OSError:
-        return None
-    return digest if digest and path.exists() else None
+
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes] | None
+    media_type: str = _OCTETS
 
 
-def sidecar_hashes(files_dir: Path) -> dict[str, str]:
-    """``read_sidecar_hash`` of every file the cache holds in ``files_dir``, with one listing.
-
-    A page of 20,000 files without upstream hashes (PyTorch nightlies) once cost 20,000 failed
-    opens per render; only the files actually cached are read.
-    """
-    try:
-        names = [entry.name for entry in os.scandir(files_dir)]
-    except OSError:
-        return {}
-    found = {}
-    for name in names:
-        if name.endswith(".sha256"):
-            digest = read_sidecar_hash(files_dir / name.removesuffix(".sha256"))
-            if digest:
-                found[name.removesuffix(".sha256")] = digest
-    return found
+FileAnswer = CachedFile | StreamedFile
 
 
 def stated_lengths(size: int | None, headers: Mapping[str, str]) -> tuple[int, ...]:
@@ -123,7 +118,7 @@ class FileService:
     def revision(self, key: ProjectKey) -> int:
         return self._revisions.get(key, 0) + self._evictions  # .get: no Counter.__missing__ call
 
-    async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
+    async def answer(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> FileAnswer:
         final = self._store.file_path(key, dist.filename)
         cached = self._cached_response(final, dist)
         if cached is not None:
@@ -152,9 +147,7 @@ class FileService:
                 await download.leave(token)
                 return cached
         headers = streaming_headers({"Cache-Control": _IMMUTABLE}, download.total)
-        if token is None:
-            return HeadResponse(headers, media_type="application/octet-stream")
-        return FollowingResponse(follow(download, token), headers, media_type="application/octet-stream")
+        return StreamedFile(headers, None if token is None else follow(download, token))
 
     def _start(
         self, key: ProjectKey, final: Path, dist: DistFile, upstream: Upstream, *, memory_only: bool
@@ -166,19 +159,16 @@ class FileService:
         task.add_done_callback(self._tasks.discard)
         return download
 
-    def _cached_response(self, path: Path, dist: DistFile) -> Response | None:
+    def _cached_response(self, path: Path, dist: DistFile) -> CachedFile | None:
         """The committed file, marked as used now; ``None`` when the cache does not hold it."""
         stat = _touch(path)
         if stat is None:
             return None
-        digest = dist.hashes.get("sha256") or read_sidecar_hash(path)
+        digest = dist.hashes.get("sha256") or self._store.file_hash(path)
         headers = {"Cache-Control": _IMMUTABLE}
         if digest:
             headers["ETag"] = f'"{digest}"'
-        # FileResponse answers Range, If-Range and HEAD itself; its own ETag is replaced by the hash.
-        return _TrackedFileResponse(
-            path, self._serving, stat, headers=headers, media_type="application/octet-stream"
-        )
+        return CachedFile(path, stat, headers, self._serving)
 
     # -- the size limit ---------------------------------------------------------------------------
     def _schedule_eviction(self, committed: Path) -> None:
@@ -290,7 +280,7 @@ class FileService:
     def _commit(self, final: Path, tmp_path: Path, fh: IO[bytes], digest: str, vouched: bool) -> None:
         """Blocking: the verified temp file into place, with its hash beside it when vouched for."""
         self._store.sync(fh)
-        sidecar = final.with_name(final.name + ".sha256")
+        sidecar = self._store.hash_path(final)
         if vouched:
             self._store.write_atomic(sidecar, digest.encode())
         else:
@@ -301,25 +291,6 @@ class FileService:
         """The cache refused the download: it goes on in memory only, from the byte refused."""
         download.memory_from = download.written
         not_cached(self._metrics, "file", download.final.name, exc)
-
-
-class _TrackedFileResponse(FileResponse):
-    """A cached file's response that counts itself as "in use" while it sends, so eviction spares it."""
-
-    def __init__(
-        self, path: Path, in_use: Counter[Path], stat: os.stat_result | None, **kwargs: object
-    ) -> None:
-        super().__init__(path, stat_result=stat, **kwargs)  # type: ignore[arg-type]
-        self._in_use, self._tracked = in_use, path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._in_use[self._tracked] += 1
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._in_use[self._tracked] -= 1
-            if self._in_use[self._tracked] <= 0:
-                del self._in_use[self._tracked]
 
 
 def _touch(path: Path) -> os.stat_result | None:
