@@ -39,7 +39,6 @@ from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
-from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
@@ -50,7 +49,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from .environments import Universe
+from .environments import Universe, plausible
 from .metadata import rewrite
 from .ownership import Member, ownership, uncovered_platforms
 from .placement import Owner, Placement, Rules, Verdict, place
@@ -340,7 +339,9 @@ def _meld(
     owners = [Owner(w.member.filename, w.read.keys, owned[w.member.filename]) for w in parsed]
     reads = [w.read for w in parsed]
     if source.rule is Uncovered.SDIST and source.read is not None:
-        owners.append(Owner(source.name, source.read.keys, universe.cells() - covered))
+        # Cells no real interpreter reports stay free: no installer there builds the sdist.
+        uncovered = [cell for cell in universe.cells() - covered if plausible(cell)]
+        owners.append(Owner(source.name, source.read.keys, uncovered))
         reads.append(source.read)
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
@@ -367,12 +368,13 @@ def _meld(
             placement = Placement(Verdict.KEEP, None, (), ())
         else:
             placement = place(req, owners, rules, served.get(key.target, []) if sdist_only else None)
+        result_marker = key.marker_text
         if placement.verdict is Verdict.LIMIT:
             assert placement.marker is not None
             limit = Marker(placement.marker)
-            changed[key] = result_text[key] = with_marker(
-                req, req.marker & limit if req.marker is not None else limit
-            ).text
+            new = with_marker(req, req.marker & limit if req.marker is not None else limit)
+            changed[key] = result_text[key] = new.text
+            result_marker = new.key.marker_text
         elif placement.verdict is not Verdict.KEEP:
             changed[key] = None
         if placement.verdict is Verdict.UNPICKED:
@@ -382,8 +384,7 @@ def _meld(
         elif placement.verdict is Verdict.NOWHERE:
             dropped.append(req.text)
         if key not in changed or changed[key] is not None:
-            marker = Requirement(result_text[key]).marker
-            served.setdefault(key.target, []).append(str(marker) if marker is not None else "")
+            served.setdefault(key.target, []).append(result_marker)
         if placement.lacking and placement.verdict is not Verdict.COVERED:
             result = changed.get(key, req.text)
             added.append(

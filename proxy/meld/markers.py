@@ -2,22 +2,24 @@
 marker that separates the cells of the wheels that declared a requirement from those that did not.
 
 The synthesised marker only uses the four grid dimensions (``sys_platform``, ``platform_machine``,
-``python_version``, ``implementation_name``). Dimension subsets are tried smallest first; a subset
-works when the two cell sets, projected onto it, are disjoint (cells nobody covers are don't-care).
-Each working subset is rendered in a positive form (OR of the declaring groups) and, where no Python
-clause is involved, a negative form (AND of "not this group"); the shortest text wins.
+``python_version``, ``implementation_name``). :mod:`proxy.meld.search` finds the marker with the
+fewest comparisons (then the shortest text) among ORs of AND-terms, negations and free cells
+included, up to a budget of comparisons. Past the budget the constructive forms below answer:
+dimension subsets smallest first, a subset working when the two cell sets projected onto it are
+disjoint, each rendered positively (OR of the declaring groups), factored, and negatively.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence, Set
 from itertools import combinations
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 
 from .environments import OTHER, Cell, Universe, marker_environments
+from .search import shortest_marker
 
 __all__ = ["UnseparableCells", "certainly_true", "mentioned_extras", "possibly_true", "separating_marker"]
 
@@ -161,6 +163,10 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
         raise UnseparableCells("need cells on both sides")
     if not set(true_cells).isdisjoint(false_cells):
         raise UnseparableCells(f"cells on both sides: {sorted(set(true_cells) & set(false_cells))!r}")
+    found = shortest_marker(true_cells, false_cells, universe)
+    if found is not None:
+        return found
+    # Past the exact search's budget: the constructive forms below, the fewest comparisons winning.
     for size in range(1, len(_NAMES) + 1):
         candidates: list[str] = []
         for dims in combinations(range(len(_NAMES)), size):
@@ -169,15 +175,15 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
             if positive.isdisjoint(negative):
                 candidates.extend(_renderings(dims, positive, negative, universe))
         if candidates:
-            # min() keeps the first of equal lengths: sys_platform before platform_machine, and so on.
-            return min(candidates, key=len)
+            # min() keeps the first of equal costs: sys_platform before platform_machine, and so on.
+            return min(candidates, key=lambda text: (text.count('"'), len(text)))
     raise UnseparableCells("cells are not separable")  # unreachable: full cells are disjoint
 
 
 def _renderings(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> Iterable[str]:
     yield _positive_form(dims, positive, negative, universe)
@@ -193,8 +199,8 @@ def _renderings(
 
 def _positive_form(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> str:
     if _PYTHON not in dims:
@@ -221,8 +227,8 @@ def _positive_form(
 
 def _factored_form(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> str | None:
     """``(platform or platform …) and (interpreter clause)`` per distinct interpreter clause.
