@@ -19,7 +19,7 @@ from itertools import combinations
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 
 from .environments import OTHER, Cell, Universe, marker_environments
-from .search import shortest_marker
+from .search import BUDGET, shortest_marker
 
 __all__ = ["UnseparableCells", "certainly_true", "mentioned_extras", "possibly_true", "separating_marker"]
 
@@ -163,12 +163,13 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
         raise UnseparableCells("need cells on both sides")
     if not set(true_cells).isdisjoint(false_cells):
         raise UnseparableCells(f"cells on both sides: {sorted(set(true_cells) & set(false_cells))!r}")
-    found = shortest_marker(true_cells, false_cells, universe)
-    if found is not None:
+    found = shortest_marker(true_cells, false_cells, universe, greedy=True)
+    if found is not None and _comparisons(found) <= BUDGET:
         return found
-    # Past the exact search's budget: the constructive forms below, the fewest comparisons winning.
+    # Past the exact search's budget: its greedy answer or the constructive forms below, the
+    # fewest comparisons winning.
     for size in range(1, len(_NAMES) + 1):
-        candidates: list[str] = []
+        candidates: list[str] = [found] if found is not None else []
         for dims in combinations(range(len(_NAMES)), size):
             positive = {tuple(cell[d] for d in dims) for cell in true_cells}
             negative = {tuple(cell[d] for d in dims) for cell in false_cells}
@@ -176,8 +177,12 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
                 candidates.extend(_renderings(dims, positive, negative, universe))
         if candidates:
             # min() keeps the first of equal costs: sys_platform before platform_machine, and so on.
-            return min(candidates, key=lambda text: (text.count('"'), len(text)))
+            return min(candidates, key=lambda text: (_comparisons(text), len(text)))
     raise UnseparableCells("cells are not separable")  # unreachable: full cells are disjoint
+
+
+def _comparisons(text: str) -> int:
+    return text.count('"') // 2  # every comparison quotes exactly one value
 
 
 def _renderings(

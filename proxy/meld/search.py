@@ -10,7 +10,9 @@ Cells are bits of two integers (true side, false side), so a comparison or a ter
 set algebra is integer ``&`` / ``|``. Terms are built by adding one comparison at a time to terms
 that still admit a false cell; a term that admits none is a candidate. Then a depth-first cover of
 the true cells by candidate terms, by total comparison count, finds the smallest marker within the
-budget. Cells in neither set are free: a term may admit them.
+budget. Cells in neither set are free: a term may admit them. The search is exact while its
+bounds (beam, pairs, nodes) are not reached — always on the small universes the tests brute-force;
+on large cell sets it returns the best marker it met, or None when it met none within the budget.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ BUDGET = 4
 # Bounds on one search's time for cell sets no small marker separates (a py3-none-any fallback
 # against a dozen platform wheels): depth-first nodes of the cover, and (term, comparison) pairs
 # tried while growing terms. Past them the answer is the best found so far, or none.
-_NODES = 20000
-_PAIRS = 40000
+_NODES = 3000
+_PAIRS = 60000
+# Terms kept for growing at each size: past it, those admitting the fewest false cells (then the
+# most true ones). Small cell sets never reach it, so their answer is exact; large ones get a good one.
+_BEAM = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +82,19 @@ class _Term:
 
 
 def shortest_marker(
-    true_cells: Collection[Cell], false_cells: Collection[Cell], universe: Universe, budget: int = BUDGET
+    true_cells: Collection[Cell],
+    false_cells: Collection[Cell],
+    universe: Universe,
+    budget: int = BUDGET,
+    *,
+    greedy: bool = False,
 ) -> str | None:
     """The marker with the fewest comparisons (then the shortest text) true on ``true_cells`` and
-    false on ``false_cells``, or None when it needs more than ``budget`` comparisons."""
+    false on ``false_cells``, or None when it needs more than ``budget`` comparisons.
+
+    ``greedy``: past the budget, answer an OR of the terms met so far, widest first, if they admit
+    every true cell (a good marker, not a shortest one).
+    """
     table = comparisons(universe)
     atoms = _atoms(table, list(true_cells), list(false_cells))
     all_true = (1 << len(true_cells)) - 1
@@ -99,9 +113,10 @@ def shortest_marker(
         best = _cover(terms, all_true, size)
         if best is not None:
             break
-    if best is None:
-        return None
-    return _render(best[2], table)
+    if best is not None:
+        return _render(best[2], table)
+    cover = _greedy(terms, all_true) if greedy else None
+    return _render(cover, table) if cover is not None else None
 
 
 def _atoms(table: Sequence[Comparison], true_cells: list[Cell], false_cells: list[Cell]) -> list[_Term]:
@@ -145,9 +160,10 @@ def _grow(frontier: list[_Term], atoms: list[_Term]) -> tuple[list[_Term], list[
     seen: dict[tuple[int, int], _Term] = {}
     plain = [(atom.parts[0], atom.true, atom.false, atom.length + len(" and ")) for atom in atoms]
     for term in frontier:
-        last = term.parts[-1]
+        # Any comparison not in the term yet, not only later ones: the beam below may have cut the
+        # term's prefix in comparison order, and equal masks merge the orders anyway.
         for index, atom_true, atom_false, extra in plain:
-            if index <= last:
+            if index in term.parts:
                 continue
             true, false = term.true & atom_true, term.false & atom_false
             if not true or false == term.false:
@@ -156,9 +172,13 @@ def _grow(frontier: list[_Term], atoms: list[_Term]) -> tuple[list[_Term], list[
             length = term.length + extra
             old = seen.get(key)
             if old is None or length < old.length:
-                seen[key] = _Term(true, false, (*term.parts, index), length)
+                seen[key] = _Term(true, false, tuple(sorted((*term.parts, index))), length)
     grown = list(seen.values())
-    return [t for t in grown if t.false], [t for t in grown if not t.false]
+    frontier = [t for t in grown if t.false]
+    if len(frontier) > _BEAM:
+        frontier.sort(key=lambda t: (t.false.bit_count(), -t.true.bit_count(), t.length, t.parts))
+        del frontier[_BEAM:]
+    return frontier, [t for t in grown if not t.false]
 
 
 def _cover(
@@ -200,6 +220,20 @@ def _cover(
 
     visit(all_true, 0, 0, ())
     return best[0] if best else None
+
+
+def _greedy(terms: list[_Term], all_true: int) -> tuple[tuple[int, ...], ...] | None:
+    chosen: list[tuple[int, ...]] = []
+    uncovered = all_true
+    while uncovered:
+        term = max(
+            terms, key=lambda t: ((t.true & uncovered).bit_count(), -len(t.parts), -t.length), default=None
+        )
+        if term is None or not term.true & uncovered:
+            return None
+        chosen.append(term.parts)
+        uncovered &= ~term.true
+    return tuple(sorted(chosen))
 
 
 def _render(terms: tuple[tuple[int, ...], ...], table: Sequence[Comparison]) -> str:
