@@ -253,33 +253,25 @@ def meld_release(
     project = str(identity[0]) if identity else None
     version = str(identity[1]) if identity else None
     complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
-    if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
-        # The common case (MISSION: most multi-wheel releases): nothing to compute, upstream's bytes.
-        report = MeldReport(
-            project,
-            version,
-            len(wheels),
-            False,
-            complete,
-            problems=MappingProxyType(problems),
-            uncovered=source.rule,
-        )
-        return MeldResult(MappingProxyType(outputs), report)
-    try:
-        return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
-    except Exception as exc:
-        # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
-        problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
-        report = MeldReport(
-            project,
-            version,
-            len(wheels),
-            True,
-            False,
-            problems=MappingProxyType(problems),
-            uncovered=source.rule,
-        )
-        return MeldResult(MappingProxyType(outputs), report)
+    disagreed = len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) > 1
+    if disagreed:
+        try:
+            return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
+        except Exception as exc:
+            # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
+            problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
+            complete = False
+    # The common case (MISSION: most multi-wheel releases) has nothing to compute: upstream's bytes.
+    report = MeldReport(
+        project,
+        version,
+        len(wheels),
+        disagreed,
+        complete,
+        problems=MappingProxyType(problems),
+        uncovered=source.rule,
+    )
+    return MeldResult(MappingProxyType(outputs), report)
 
 
 def _identity(

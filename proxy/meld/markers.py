@@ -62,50 +62,39 @@ def _dimensions_read(marker_text: str) -> tuple[bool, bool, bool, bool]:
     return (read[0], read[1], read[2], read[3])
 
 
-def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
-    """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
-
-    Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
-    """
+def _pinned(marker_text: str, cell: Cell) -> Cell | None:
+    """``cell`` with the dimensions the marker does not read pinned to one value, so the caches
+    below are shared; None when the marker reads a dimension whose value is ``OTHER``."""
     sys_platform, machine, python, implementation = _dimensions_read(marker_text)
     if (
         (sys_platform and cell.sys_platform == OTHER)
         or (machine and cell.platform_machine == OTHER)
         or (implementation and cell.implementation_name == OTHER)
     ):
-        # OTHER stands for values no tag names (freebsd, riscv64, …): the marker may well hold there.
-        return True
-    # Dimensions the marker does not read are pinned to one value so the cache below is shared.
-    pinned = Cell(
+        return None
+    return Cell(
         cell.sys_platform if sys_platform else "linux",
         cell.platform_machine if machine else "x86_64",
         cell.python if python else (3, 12),
         cell.implementation_name if implementation else "cpython",
     )
-    return _possibly_true(marker_text, pinned, extras)
+
+
+def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
+    """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
+
+    Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
+    """
+    pinned = _pinned(marker_text, cell)
+    # OTHER stands for values no tag names (freebsd, riscv64, …): the marker may well hold there.
+    return pinned is None or _possibly_true(marker_text, pinned, extras)
 
 
 # One (marker, cell, extras) triple is asked about by every sibling of every meld of a release:
 # evaluate it once. The key is the marker's text because hashing a Marker re-renders it each time.
 @functools.lru_cache(maxsize=262144)
 def _possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
-    if any(name in marker_text for name in _UNMODELLED):
-        return True
-    try:
-        marker = _marker(marker_text)
-    except InvalidMarker:
-        return True
-    environments = marker_environments(cell)
-    if not any(name in marker_text for name in _PATCH_LEVEL):
-        environments = environments[:1]
-    for environment in environments:
-        for extra in ("", *extras):
-            try:
-                if marker.evaluate({**environment, "extra": extra}):
-                    return True
-            except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
-                return True
-    return False
+    return any(outcome is not False for outcome in _outcomes(marker_text, cell, extras))
 
 
 def certainly_true(marker_text: str, cell: Cell) -> bool:
@@ -116,37 +105,35 @@ def certainly_true(marker_text: str, cell: Cell) -> bool:
     """
     if not marker_text:
         return True
-    sys_platform, machine, python, implementation = _dimensions_read(marker_text)
-    if (
-        (sys_platform and cell.sys_platform == OTHER)
-        or (machine and cell.platform_machine == OTHER)
-        or (implementation and cell.implementation_name == OTHER)
-    ):
-        return False
-    pinned = Cell(
-        cell.sys_platform if sys_platform else "linux",
-        cell.platform_machine if machine else "x86_64",
-        cell.python if python else (3, 12),
-        cell.implementation_name if implementation else "cpython",
-    )
-    return _certainly_true(marker_text, pinned)
+    pinned = _pinned(marker_text, cell)
+    return pinned is not None and _certainly_true(marker_text, pinned)
 
 
 @functools.lru_cache(maxsize=262144)
 def _certainly_true(marker_text: str, cell: Cell) -> bool:
+    return all(outcome is True for outcome in _outcomes(marker_text, cell, ()))
+
+
+def _outcomes(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> list[bool | None]:
+    """The marker's value in each environment of the cell, for ``extra`` "" and each of ``extras``;
+    None where it cannot be known."""
     if any(name in marker_text for name in _UNMODELLED):
-        return False
+        return [None]
     try:
         marker = _marker(marker_text)
     except InvalidMarker:
-        return False
+        return [None]
     environments = marker_environments(cell)
     if not any(name in marker_text for name in _PATCH_LEVEL):
         environments = environments[:1]
-    try:
-        return all(marker.evaluate({**environment, "extra": ""}) for environment in environments)
-    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
-        return False
+    outcomes: list[bool | None] = []
+    for environment in environments:
+        for extra in ("", *extras):
+            try:
+                outcomes.append(bool(marker.evaluate({**environment, "extra": extra})))
+            except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
+                outcomes.append(None)
+    return outcomes
 
 
 def mentioned_extras(marker_text: str) -> frozenset[str]:
