@@ -17,7 +17,8 @@ sdist, or fails when there is none — are decided by what the caller knows of t
    upstream's PEP 658 file for the sdist counts the same): R* must give there exactly what the
    sdist's ``Requires-Dist`` gives, because that is what installers there install. Lines only the
    sdist declares join R*, limited to those cells; wheel lines the sdist lacks are limited out of
-   them; its ``Provides-Extra`` joins the union.
+   them; its ``Provides-Extra`` joins the union. Cells no real interpreter reports (Linux with the
+   Windows machine name ``AMD64``) stay free: nobody there builds anything.
 2. No sdist (:data:`NO_SDIST`): nothing installs there, so a line whose own marker can hold only
    there is dropped (``report.dropped``) — kept, it asks a universal resolver for a dependency in a
    fork where the release itself cannot be installed, which can only make the lock fail. Otherwise
