@@ -98,9 +98,8 @@ def shortest_marker(
     table = comparisons(universe)
     atoms = _atoms(table, list(true_cells), list(false_cells))
     all_true = (1 << len(true_cells)) - 1
-    terms: list[_Term] = []  # F-free terms of every size so far
+    terms = [atom for atom in atoms if not atom.false]  # terms admitting no false cell, every size
     frontier = [atom for atom in atoms if atom.false]
-    terms += [atom for atom in atoms if not atom.false]
     best: tuple[int, int, tuple[tuple[int, ...], ...]] | None = None
     pairs = _PAIRS
     for size in range(1, budget + 1):
