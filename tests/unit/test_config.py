@@ -436,5 +436,5 @@ file_min_rate = "1KiB"
     env = {"WHEELMELD_UPSTREAM_MAX_PAGE_BYTES": "1MB", "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT": "0.5"}
     overridden = load_config(CliOverrides(config_file=path), environ=env)
     assert (overridden.upstream_max_page_bytes, overridden.upstream_file_idle_timeout) == (10**6, 0.5)
-    with pytest.raises(ConfigError, match="max_page_bytes"):
+    with pytest.raises(ConfigError, match="WHEELMELD_UPSTREAM_MAX_PAGE_BYTES"):
         load_config(CliOverrides(config_file=path), environ={"WHEELMELD_UPSTREAM_MAX_PAGE_BYTES": "0"})
