@@ -49,15 +49,15 @@ from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, MeldLog, Metrics, note_cache, upstream_calls
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
-from proxy.server.file_responses import file_response
+from proxy.server.file_responses import file_response, list_response
 from proxy.server.metadata import MetadataService, ServedMetadata
 from proxy.server.observability import AccessLog, render_metrics, request_note
-from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
 from proxy.service.files import FileService
 from proxy.service.pages import PageEntry, PageService
+from proxy.service.project_lists import ProjectListService
 from proxy.text import escape_controls
 
 __all__ = ["create_app"]
@@ -317,7 +317,7 @@ async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Respons
     body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
     note_cache(body.outcome)
     headers = _page_headers(upstream.route.page_ttl, body.stale_reason)
-    return body.response(headers, content_type, ask.method == "HEAD")
+    return list_response(body, headers, content_type, ask.method == "HEAD")
 
 
 def _page_headers(ttl: float, stale_reason: str | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The Starlette side of a file answer (``proxy.service.files``): a cached file, a download followed."""
+"""The Starlette side of answers read from files: a cached file, a download followed, a project list."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from proxy.errors import UpstreamError
 from proxy.service.files import CachedFile, FileAnswer
+from proxy.service.project_lists import ListBody
 from proxy.text import escape_controls
 
-__all__ = ["file_response"]
+__all__ = ["file_response", "list_response"]
 
 log = logging.getLogger("wheelmeld")
 
@@ -31,6 +32,30 @@ def file_response(answer: FileAnswer) -> Response:
     if answer.chunks is None:
         return HeadResponse(answer.headers, media_type=answer.media_type)
     return FollowingResponse(answer.chunks, answer.headers, media_type=answer.media_type)
+
+
+def list_response(body: ListBody, headers: dict[str, str], media_type: str, head: bool) -> Response:
+    """A project list's answer: ``body`` streamed (headers only, for a HEAD); it closes the file."""
+    headers = {**headers, "Content-Length": str(body.length)}
+    if head:
+        body.fh.close()
+        return Response(b"", headers=headers, media_type=media_type)
+    return _ListResponse(body, headers, media_type)
+
+
+class _ListResponse(StreamingResponse):
+    """Streams a ``ListBody`` and closes its file however the answer ends (sent, or the client left
+    before the first byte, when the body's generator never even starts)."""
+
+    def __init__(self, body: ListBody, headers: dict[str, str], media_type: str) -> None:
+        super().__init__(body.chunks(), headers=headers, media_type=media_type)
+        self._fh = body.fh
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._fh.close()
 
 
 class _TrackedFileResponse(FileResponse):

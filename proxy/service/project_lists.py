@@ -23,9 +23,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
-
 from proxy.cache.page_file import StoredPage, dump_page, load_header, load_page
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
@@ -48,21 +45,14 @@ _STALE_RETRY_SECONDS = 10.0
 
 @dataclass(slots=True)
 class ListBody:
-    """One rendering of a cached list, open: the caller streams ``length`` bytes from ``start``."""
+    """One rendering of a cached list, open: the caller streams ``length`` bytes from ``start`` and
+    closes ``fh`` however its answer ends."""
 
     fh: BinaryIO
     start: int
     length: int
     outcome: CacheOutcome
     stale_reason: str | None = None
-
-    def response(self, headers: dict[str, str], media_type: str, head: bool) -> Response:
-        """The HTTP answer: this body streamed (headers only, for a HEAD); it closes the file."""
-        headers = {**headers, "Content-Length": str(self.length)}
-        if head:
-            self.fh.close()
-            return Response(b"", headers=headers, media_type=media_type)
-        return _FileResponse(self, headers, media_type)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, read off the loop."""
@@ -74,21 +64,6 @@ class ListBody:
                 break  # the copy we opened is immutable: only a damaged disk ends early
             left -= len(chunk)
             yield chunk
-
-
-class _FileResponse(StreamingResponse):
-    """Streams a ``ListBody`` and closes its file however the answer ends (sent, or the client left
-    before the first byte, when the body's generator never even starts)."""
-
-    def __init__(self, body: ListBody, headers: dict[str, str], media_type: str) -> None:
-        super().__init__(body.chunks(), headers=headers, media_type=media_type)
-        self._fh = body.fh
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._fh.close()
 
 
 def _names_renderings(body: bytes, content_type: str, url: str) -> tuple[bytes, bytes]:
