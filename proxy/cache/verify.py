@@ -20,11 +20,11 @@ from proxy.cache.inventory import Entry, scan
 from proxy.cache.page_file import load_page
 from proxy.cache.store import CacheStore
 from proxy.index.errors import PageParseError
+from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import parse_project_page
 
 __all__ = ["BadFile", "Progress", "VerifyReport", "verify"]
 
-_JSON = "application/vnd.pypi.simple.v1+json"
 _CHUNK = 1024 * 1024
 
 # (files done, files in all, bytes done, bytes in all)
@@ -56,7 +56,7 @@ def _advertised(page_json: Path) -> dict[str, _Listed]:
     """File name -> what the cached page says of it (empty when the page is missing or unreadable)."""
     try:
         stored = load_page(page_json.read_bytes())
-        page = parse_project_page(stored.body, _JSON, stored.url)
+        page = parse_project_page(stored.body, JSON_V1, stored.url)
     except (OSError, ValueError, PageParseError):
         return {}
     return {f.filename: _Listed((f.hashes.get("sha256") or "").lower() or None, f.size) for f in page.files}

@@ -2,12 +2,12 @@
 
 Pure code (no HTTP, no cache). Modules: ``model`` (frozen values), ``parse`` (upstream bytes ->
 model; ``parse_html`` / ``parse_json`` underneath), ``render`` (model -> bytes), ``negotiate``
-(``Accept`` / ``?format=`` -> media type), ``errors`` (``PageParseError``, ``NotAcceptable``).
+(``Accept`` / ``?format=`` -> media type), ``errors`` (``PageParseError``, ``NoAcceptableFormat``).
 """
 
 from __future__ import annotations
 
-from .errors import NotAcceptable, PageParseError
+from .errors import NoAcceptableFormat, PageParseError
 from .model import DistFile, ProjectList, ProjectPage, versions_from_files
 from .negotiate import HTML_TEXT, HTML_V1, JSON_V1, choose_content_type
 from .parse import parse_project_list, parse_project_page
@@ -18,7 +18,7 @@ __all__ = [
     "HTML_V1",
     "JSON_V1",
     "DistFile",
-    "NotAcceptable",
+    "NoAcceptableFormat",
     "PageParseError",
     "ProjectList",
     "ProjectPage",

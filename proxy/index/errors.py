@@ -6,13 +6,13 @@ Both are ``ValueError`` subclasses carrying a one-line reason, raised ``from`` t
   ``api-version`` major we do not speak, a ``files`` entry without ``filename`` / ``url``...).
   The server maps it to 502. Its subclass ``NoProjectName``: the page URL names no project (an
   index's root), so the page can only be a project list.
-- ``NotAcceptable``: no representation we serve matches the client's ``Accept`` / ``?format=``.
+- ``NoAcceptableFormat``: no representation we serve matches the client's ``Accept`` / ``?format=``.
   The server maps it to 406.
 """
 
 from __future__ import annotations
 
-__all__ = ["NoProjectName", "NotAcceptable", "PageParseError"]
+__all__ = ["NoAcceptableFormat", "NoProjectName", "PageParseError"]
 
 
 class PageParseError(ValueError):
@@ -23,5 +23,5 @@ class NoProjectName(PageParseError):
     """A project page was asked of a URL whose path names no project."""
 
 
-class NotAcceptable(ValueError):
+class NoAcceptableFormat(ValueError):
     """No page representation matches what the client accepts."""

@@ -3,11 +3,11 @@
 Rules, warehouse-like with the tie-break made explicit:
 
 1. ``?format=<media type>`` (one of ours, or a ``latest`` alias) overrides the header; anything
-   else there is ``NotAcceptable``.
+   else there is ``NoAcceptableFormat``.
 2. No header, an empty one, or one with no readable entry: ``text/html`` (PEP 691's default).
 3. Each offer takes the q-value of the *most specific* range matching it (exact type, then
    ``type/*``, then ``*/*``; ``application/vnd.pypi.simple.latest+json`` names JSON v1 and
-   ``...latest+html`` names HTML v1). ``q=0`` refuses an offer. Nothing left: ``NotAcceptable``.
+   ``...latest+html`` names HTML v1). ``q=0`` refuses an offer. Nothing left: ``NoAcceptableFormat``.
 4. Highest q wins. On equal q an offer the client named exactly beats one it only reached by a
    wildcard; among named offers JSON v1 > HTML v1 > text/html (a client that names JSON can read
    it); among wildcard-only offers text/html > HTML v1 > JSON v1, so ``*/*`` alone gets
@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-from .errors import NotAcceptable
+from .errors import NoAcceptableFormat
 
-__all__ = ["HTML_TEXT", "HTML_V1", "JSON_V1", "NotAcceptable", "choose_content_type"]
+__all__ = ["HTML_TEXT", "HTML_V1", "JSON_V1", "NoAcceptableFormat", "choose_content_type"]
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -82,7 +82,7 @@ def _match(offer: str, ranges: list[_Range]) -> tuple[float, bool] | None:
 
 
 def choose_content_type(accept: str | None, format_param: str | None = None) -> str:
-    """The media type to serve: ``JSON_V1``, ``HTML_V1`` or ``HTML_TEXT``; raises ``NotAcceptable``."""
+    """The media type to serve: ``JSON_V1``, ``HTML_V1`` or ``HTML_TEXT``; raises ``NoAcceptableFormat``."""
     # Clients send a handful of distinct Accept headers, each thousands of times: parse each once.
     return _choose(accept, format_param)
 
@@ -92,7 +92,7 @@ def _choose(accept: str | None, format_param: str | None) -> str:
     if format_param:
         chosen = _ALIASES.get(format_param.strip().lower())
         if chosen is None:
-            raise NotAcceptable(f"unsupported format {format_param!r}")
+            raise NoAcceptableFormat(f"unsupported format {format_param!r}")
         return chosen
     ranges = _ranges(accept or "")
     if not ranges:
@@ -107,5 +107,5 @@ def _choose(accept: str | None, format_param: str | None) -> str:
         if best is None or key > best:
             best, chosen = key, offer
     if chosen is None:
-        raise NotAcceptable(f"none of {JSON_V1}, {HTML_V1}, {HTML_TEXT} is acceptable to {accept!r}")
+        raise NoAcceptableFormat(f"none of {JSON_V1}, {HTML_V1}, {HTML_TEXT} is acceptable to {accept!r}")
     return chosen

@@ -40,9 +40,9 @@ from proxy.errors import (
     OfflineMiss,
     WheelmeldError,
 )
-from proxy.index.errors import NotAcceptable
+from proxy.index.errors import NoAcceptableFormat
 from proxy.index.model import DistFile, ProjectPage
-from proxy.index.negotiate import choose_content_type
+from proxy.index.negotiate import JSON_V1, choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
@@ -55,7 +55,7 @@ from proxy.server.observability import AccessLog, render_metrics, request_note
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
-from proxy.service.files import FileService
+from proxy.service.files import IMMUTABLE, FileService
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.project_lists import ProjectListService
 from proxy.text import escape_controls
@@ -65,10 +65,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("wheelmeld")
 
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg", ".exe", ".msi", ".rpm", ".metadata")
-_JSON = "application/vnd.pypi.simple.v1+json"
 # Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
 _RENDER_ON_LOOP_MAX = 2000
-_IMMUTABLE = "public, max-age=31536000, immutable"
 # What urllib.parse.quote leaves as it is.
 _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
 
@@ -115,7 +113,7 @@ class _State:
         """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
         upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
         if upstream is not None:
-            await _ready_bytes(self, entry, upstream, _JSON)
+            await _ready_bytes(self, entry, upstream, JSON_V1)
 
     def revisions(self, key: ProjectKey) -> tuple[int, int]:
         """What a page's advertised hashes depend on besides the page itself (``_rendered_key``)."""
@@ -250,11 +248,11 @@ def _rendered_key(state: _State, entry: PageEntry, content_type: str) -> str:
 def _render(state: _State, entry: PageEntry, upstream: Upstream, content_type: str, cache_key: str) -> bytes:
     if entry.kind == "list":
         assert entry.listing is not None
-        json_out = content_type == _JSON
+        json_out = content_type == JSON_V1
         body = render_list_json(entry.listing) if json_out else render_list_html(entry.listing)
     else:
         page = _served_page(state, entry, upstream)
-        body = render_project_json(page) if content_type == _JSON else render_project_html(page)
+        body = render_project_json(page) if content_type == JSON_V1 else render_project_html(page)
     if len(entry.rendered) > 4:
         entry.rendered.clear()
     entry.rendered[cache_key] = body
@@ -307,14 +305,14 @@ async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]
 def _content_type(ask: _Ask) -> str:
     try:
         return choose_content_type(ask.accept, ask.query_param("format"))
-    except NotAcceptable as exc:
+    except NoAcceptableFormat as exc:
         raise NotAcceptableError(str(exc)) from exc
 
 
 async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Response:
     """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
     content_type = _content_type(ask)
-    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
+    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == JSON_V1)
     note_cache(body.outcome)
     headers = _page_headers(upstream.route.page_ttl, body.stale_reason)
     return list_response(body, headers, content_type, ask.method == "HEAD")
@@ -396,7 +394,7 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
             "Cache-Control": (
-                _IMMUTABLE if served.meld_state == "off" else f"max-age={int(upstream.route.page_ttl)}"
+                IMMUTABLE if served.meld_state == "off" else f"max-age={int(upstream.route.page_ttl)}"
             ),
             "X-Wheelmeld-Meld": _header_value(served.meld_state),
         }

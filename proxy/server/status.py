@@ -80,7 +80,7 @@ class _Requirement:
 
 
 @dataclass(frozen=True, slots=True)
-class _Release:
+class _ShownRelease:
     route: RouteConfig
     key: ProjectKey
     version: Version
@@ -107,12 +107,12 @@ def _own_requirements(store: CacheStore, key: ProjectKey, filename: str) -> tupl
 
 def _load_release(
     store: CacheStore, metadata: MetadataService, route: RouteConfig, key: ProjectKey, version: Version
-) -> _Release | None:
+) -> _ShownRelease | None:
     """The newest meld the cache holds for ``version`` on ``key``'s page (blocking)."""
     for wheels, report in metadata.stored_melds(key):
         if wheels and all(wheel_version(w) == version for w in wheels):
             own = {w: _own_requirements(store, key, w) for w in wheels}
-            return _Release(route, key, version, wheels, own, report)
+            return _ShownRelease(route, key, version, wheels, own, report)
     return None
 
 
@@ -196,7 +196,7 @@ def report_extras(report: Mapping[str, Any], shown: frozenset[str]) -> str:
     return f"<ul class='muted'>{''.join(items)}</ul>" if items else ""
 
 
-def _groups(release: _Release) -> list[tuple[tuple[str, ...], frozenset[RequirementKey | str] | None]]:
+def _groups(release: _ShownRelease) -> list[tuple[tuple[str, ...], frozenset[RequirementKey | str] | None]]:
     """Wheels with the same requirement set share a column: 175 agreeing wheels are one column."""
     by_set: dict[frozenset[RequirementKey | str] | None, list[str]] = {}
     for wheel in release.wheels:
@@ -232,7 +232,7 @@ def _served(requirement: _Requirement, added: Mapping[RequirementKey | str, Mapp
     return f"<code class='added'>{escape(str(item['result']))}</code>{note}"
 
 
-def _render_release(release: _Release) -> bytes:
+def _render_release(release: _ShownRelease) -> bytes:
     report = release.report
     added: dict[RequirementKey | str, Mapping[str, Any]] = {}
     for item in report.get("added", ()):

@@ -37,11 +37,12 @@ from proxy.network.upstream import Upstream
 from proxy.observe import Metrics, not_cached
 from proxy.service.downloads import CHUNK, Download, follow, streaming_headers
 
-__all__ = ["CachedFile", "FileAnswer", "FileService", "StreamedFile", "stated_lengths"]
+__all__ = ["IMMUTABLE", "CachedFile", "FileAnswer", "FileService", "StreamedFile", "stated_lengths"]
 
 log = logging.getLogger("wheelmeld")
 
-_IMMUTABLE = "public, max-age=31536000, immutable"
+# Files never change under their name: clients and caches in between may keep them for good.
+IMMUTABLE = "public, max-age=31536000, immutable"
 _OCTETS = "application/octet-stream"
 
 
@@ -146,7 +147,7 @@ class FileService:
             if cached is not None:
                 await download.leave(token)
                 return cached
-        headers = streaming_headers({"Cache-Control": _IMMUTABLE}, download.total)
+        headers = streaming_headers({"Cache-Control": IMMUTABLE}, download.total)
         return StreamedFile(headers, None if token is None else follow(download, token))
 
     def _start(
@@ -165,7 +166,7 @@ class FileService:
         if stat is None:
             return None
         digest = dist.hashes.get("sha256") or self._store.file_hash(path)
-        headers = {"Cache-Control": _IMMUTABLE}
+        headers = {"Cache-Control": IMMUTABLE}
         if digest:
             headers["ETag"] = f'"{digest}"'
         return CachedFile(path, stat, headers, self._serving)

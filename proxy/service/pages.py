@@ -33,6 +33,7 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import NoProjectName, PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
+from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.network.upstream import Upstream
@@ -44,7 +45,6 @@ __all__ = ["PageEntry", "PageService"]
 
 log = logging.getLogger("wheelmeld")
 
-_JSON = "application/vnd.pypi.simple.v1+json"
 # Bodies larger than this are parsed in a thread: a 7 MB page takes a quarter second to parse.
 _PARSE_ON_LOOP_MAX = 256 * 1024
 _STALE_RETRY_SECONDS = 10.0
@@ -160,9 +160,9 @@ class PageService:
     def _parse(self, key: ProjectKey, stamp: _DiskStamp | None, stored: StoredPage) -> PageEntry | None:
         try:
             page, listing = (
-                (parse_project_page(stored.body, _JSON, stored.url), None)
+                (parse_project_page(stored.body, JSON_V1, stored.url), None)
                 if stored.kind == "project"
-                else (None, parse_project_list(stored.body, _JSON, stored.url))
+                else (None, parse_project_list(stored.body, JSON_V1, stored.url))
             )
         except (ValueError, PageParseError):
             return None  # a damaged entry is a miss, never an error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.index.negotiate import HTML_TEXT, HTML_V1, JSON_V1, NotAcceptable, choose_content_type
+from proxy.index.negotiate import HTML_TEXT, HTML_V1, JSON_V1, NoAcceptableFormat, choose_content_type
 
 UV_ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, {HTML_TEXT};q=0.01"
 PIP_ACCEPT = f"{JSON_V1}, {HTML_V1}; q=0.1, {HTML_TEXT}; q=0.01"
@@ -79,7 +79,7 @@ def test_choose_content_type(accept: str | None, fmt: str | None, expected: str)
     ],
 )
 def test_not_acceptable(accept: str | None, fmt: str | None) -> None:
-    with pytest.raises(NotAcceptable) as info:
+    with pytest.raises(NoAcceptableFormat) as info:
         choose_content_type(accept, fmt)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
