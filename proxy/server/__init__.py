@@ -1,4 +1,4 @@
-"""The ASGI server: ``create_app(config)`` and the services it wires together."""
+"""The HTTP edge: ``create_app(config)``, the ASGI app in front of the services (``proxy.service``)."""
 
 from proxy.server.app import create_app
 

@@ -34,13 +34,9 @@ def file_response(answer: FileAnswer) -> Response:
     return FollowingResponse(answer.chunks, answer.headers, media_type=answer.media_type)
 
 
-def list_response(body: ListBody, headers: dict[str, str], media_type: str, head: bool) -> Response:
+def list_response(body: ListBody, headers: dict[str, str], media_type: str) -> Response:
     """A project list's answer: ``body`` streamed (headers only, for a HEAD); it closes the file."""
-    headers = {**headers, "Content-Length": str(body.length)}
-    if head:
-        body.fh.close()
-        return Response(b"", headers=headers, media_type=media_type)
-    return _ListResponse(body, headers, media_type)
+    return _ListResponse(body, {**headers, "Content-Length": str(body.length)}, media_type)
 
 
 class _ListResponse(StreamingResponse):
@@ -53,7 +49,13 @@ class _ListResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            if scope["method"] == "HEAD":  # the headers say the length; the file need not be read
+                await send(
+                    {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+                )
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await super().__call__(scope, receive, send)
         finally:
             self._fh.close()
 

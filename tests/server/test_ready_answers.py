@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-import proxy.server.app as app_module
+import proxy.server.dispatch as dispatch_module
 from proxy.cache.store import ProjectKey
 from proxy.config import RouteConfig
 from proxy.server.app import create_app
@@ -63,13 +63,13 @@ def test_a_repeated_request_is_answered_without_the_handlers(
     config = proxy_config(tmp_path / "cache", {"/simple": f"{upstream.url}/simple"})
     app = create_app(config)
     handled: list[str] = []
-    real_guarded = app_module._guarded
+    real_guarded = dispatch_module._guarded
 
     async def counting(ask: Any, state: Any, route: Any) -> Any:
         handled.append(f"{ask.method} {ask.path}?{ask.query} {ask.accept}")
         return await real_guarded(ask, state, route)
 
-    monkeypatch.setattr(app_module, "_guarded", counting)
+    monkeypatch.setattr(dispatch_module, "_guarded", counting)
     asks = [
         ("GET", "/simple/gpu-lib/", {"Accept": JSON}),
         ("GET", "/simple/gpu-lib/", {"Accept": "text/html"}),

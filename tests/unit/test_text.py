@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.errors import UpstreamError
-from proxy.server.app import _header_value
+from proxy.server.answers import header_value
 from proxy.text import escape_controls
 
 
@@ -35,8 +35,8 @@ def test_escape_controls(text: str, escaped: str) -> None:
     ],
 )
 def test_header_values_are_one_bounded_line_of_printable_ascii(text: str, value: str) -> None:
-    assert _header_value(text) == value
-    assert _header_value(text).encode("latin-1").decode("ascii").isprintable()
+    assert header_value(text) == value
+    assert header_value(text).encode("latin-1").decode("ascii").isprintable()
 
 
 def test_reasons_are_one_printable_line() -> None:

@@ -1,0 +1,72 @@
+"""What the edge's handlers share: the services of one worker, built in the lifespan, gone after it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxy.cache.page_journal import PageJournal
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.config import Config
+from proxy.index.negotiate import JSON_V1
+from proxy.meld import MeldLimits
+from proxy.network.pacing import Pace
+from proxy.network.upstream import Upstream
+from proxy.observe import MeldLog, Metrics
+from proxy.server.metadata import MetadataService
+from proxy.server.ready import ReadyAnswers
+from proxy.service.files import FileService
+from proxy.service.pages import PageEntry, PageService
+from proxy.service.project_lists import ProjectListService
+
+__all__ = ["AppState"]
+
+
+class AppState:
+    """Everything the handlers share; built in the lifespan, gone after it."""
+
+    def __init__(self, config: Config, metrics: Metrics, journal: PageJournal | None) -> None:
+        self.config = config
+        self.store = CacheStore(config.cache_dir)
+        self.metrics = metrics
+        # Index requests under way in this worker; pages siblings fetched load here while it is idle.
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.meld_log = MeldLog()
+        self.upstreams = {
+            r.prefix: Upstream(
+                r,
+                metrics,
+                config.upstream_timeout,
+                config.upstream_concurrency,
+                max_page_bytes=config.upstream_max_page_bytes,
+            )
+            for r in config.routes
+        }
+        self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
+        self.lists = ProjectListService(self.store, offline=config.offline)
+        self.metadata = MetadataService(
+            self.store,
+            self.metrics,
+            self.meld_log,
+            offline=config.offline,
+            limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
+            incomplete_retry=config.meld_incomplete_retry,
+        )
+        pace = Pace(config.upstream_file_idle_timeout, config.upstream_file_min_rate)
+        self.files = FileService(
+            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
+        )
+        self.ready = ReadyAnswers(self.pages, self.revisions)
+
+    async def render_ahead(self, entry: PageEntry) -> None:
+        """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
+        from proxy.server.rendering import ready_bytes  # rendering reads this state
+
+        upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
+        if upstream is not None:
+            await ready_bytes(self, entry, upstream, JSON_V1)
+
+    def revisions(self, key: ProjectKey) -> tuple[int, int]:
+        """What a page's advertised hashes depend on besides the page itself (``_rendered_key``)."""
+        return self.metadata.revision(key), self.files.revision(key)
