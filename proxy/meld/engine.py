@@ -36,7 +36,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
@@ -55,6 +54,7 @@ from .metadata import rewrite
 from .ownership import Member, ownership, uncovered_platforms
 from .placement import Owner, Placement, Rules, Verdict, place
 from .reading import BadMetadata, Read, mismatch, read_metadata, static_requirements
+from .report import AddedRequirement, MeldReport, Uncovered
 from .requirements import (
     ParsedRequirement,
     RequirementKey,
@@ -105,74 +105,6 @@ class MeldLimits:
 
     max_metadata_bytes: int = 16 * 1024 * 1024  # per wheel (and sdist) metadata
     max_requirements: int = 5000  # Requires-Dist lines per wheel (and sdist)
-
-
-@dataclass(frozen=True, slots=True)
-class AddedRequirement:
-    """A requirement not every wheel (and static sdist) declared, and what the meld made of it."""
-
-    requirement: str  # canonical text as the declaring wheels (or the sdist) wrote it
-    result: str | None  # canonical text in R*; None when dropped
-    marker: str | None  # the marker added; None when the original marker was kept (contract item 4)
-    declared_by: tuple[str, ...]  # file names of the wheels (and the static sdist) declaring it
-    lacking: tuple[str, ...]  # file names of those not declaring it
-
-
-class Uncovered(Enum):
-    """How the meld decides the environments no wheel of the release covers."""
-
-    FREE = "free"  # the caller did not say whether an sdist exists: don't-care for the marker search
-    SDIST = "sdist"  # a static sdist decides them: R* gives there exactly what its Requires-Dist gives
-    NOTHING = "nothing"  # no sdist: nothing installs there, requirements only for them are dropped
-    DYNAMIC = "dynamic"  # the sdist's requirements are computed at build time: left to the sdist
-    UNAVAILABLE = "unavailable"  # the sdist's metadata could not be had or used: left to the sdist
-
-
-@dataclass(frozen=True, slots=True)
-class MeldReport:
-    """What the meld found and did; :meth:`to_dict` is for a status page or a log line."""
-
-    project: str | None
-    version: str | None
-    wheels: int
-    disagreed: bool
-    complete: bool  # every wheel of the release took part; False → the caller must not cache
-    added: tuple[AddedRequirement, ...] = ()
-    provides_extra: tuple[str, ...] = ()
-    conflicts: tuple[str, ...] = ()
-    problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    changed: tuple[str, ...] = ()
-    uncovered: Uncovered = Uncovered.FREE  # how environments no wheel covers were decided
-    # Environments no wheel covers that the sdist decides at build time (rules DYNAMIC, UNAVAILABLE).
-    left_to_sdist: tuple[str, ...] = ()
-    # Requirements left out of R*: they could apply only where nothing can be installed (NOTHING).
-    dropped: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "project": self.project,
-            "version": self.version,
-            "wheels": self.wheels,
-            "disagreed": self.disagreed,
-            "complete": self.complete,
-            "added": [
-                {
-                    "requirement": item.requirement,
-                    "result": item.result,
-                    "marker": item.marker,
-                    "declared_by": list(item.declared_by),
-                    "lacking": list(item.lacking),
-                }
-                for item in self.added
-            ],
-            "provides_extra": list(self.provides_extra),
-            "conflicts": list(self.conflicts),
-            "problems": dict(self.problems),
-            "changed": list(self.changed),
-            "uncovered": self.uncovered.value,
-            "left_to_sdist": list(self.left_to_sdist),
-            "dropped": list(self.dropped),
-        }
 
 
 @dataclass(frozen=True, slots=True)
