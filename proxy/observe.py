@@ -15,9 +15,9 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any
 
 from proxy.cache.errors import CacheWriteError
+from proxy.meld import MeldReport
 from proxy.text import escape_controls
 
 __all__ = [
@@ -116,7 +116,7 @@ class Metrics:
 class MeldEntry:
     page: str
     example_file: str
-    report: dict[str, Any]
+    report: MeldReport
     at: float
 
 
@@ -126,9 +126,9 @@ class MeldLog:
     def __init__(self, size: int = 50) -> None:
         self._entries: deque[MeldEntry] = deque(maxlen=size)
 
-    def add(self, page: str, example_file: str, report: dict[str, Any]) -> None:
+    def add(self, page: str, example_file: str, report: MeldReport) -> None:
         self._entries.appendleft(MeldEntry(page, example_file, report, time.time()))
-        for conflict in report.get("conflicts", ()):
+        for conflict in report.conflicts:
             logging.getLogger("wheelmeld.meld").warning(
                 "meld conflict in %s: %s", escape_controls(page), escape_controls(str(conflict))
             )

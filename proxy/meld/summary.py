@@ -7,13 +7,13 @@ summary, not 13 copies of the same 16-wheel list. Pure (wheel file names through
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from .engine import AddedRequirement
+from .report import AddedRequirement
 
-__all__ = ["added_from_report", "by_lacking", "platform_summary"]
+__all__ = ["by_lacking", "platform_summary"]
 
 
 def platform_summary(filenames: Sequence[str]) -> str:
@@ -38,28 +38,3 @@ def by_lacking(added: Iterable[AddedRequirement]) -> list[tuple[tuple[str, ...],
     for item in added:
         groups.setdefault(tuple(item.lacking), []).append(item)
     return list(groups.items())
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
-
-
-def added_from_report(report: Mapping[str, object]) -> tuple[AddedRequirement, ...]:
-    """``MeldReport.to_dict()["added"]`` read back; entries of another shape are skipped, since a
-    report may come from a cache an older or newer wheelmeld wrote."""
-    items = report.get("added")
-    found: list[AddedRequirement] = []
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict) or not isinstance(item.get("requirement"), str):
-            continue
-        result, marker = item.get("result"), item.get("marker")
-        found.append(
-            AddedRequirement(
-                requirement=item["requirement"],
-                result=result if isinstance(result, str) else None,
-                marker=marker if isinstance(marker, str) else None,
-                declared_by=_strings(item.get("declared_by")),
-                lacking=_strings(item.get("lacking")),
-            )
-        )
-    return tuple(found)

@@ -463,7 +463,7 @@ class MetadataService:
             disagreed=bool(report.get("disagreed")), conflicts=len(result.report.conflicts)
         )
         if report.get("disagreed"):
-            self._meld_log.add(key.label, siblings[0].filename, report)
+            self._meld_log.add(key.label, siblings[0].filename, result.report)
         return record
 
     def _keep_siblings(

@@ -30,6 +30,7 @@ from proxy.errors import BadRequest, NotFound
 from proxy.index.errors import PageParseError
 from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import parse_project_page
+from proxy.meld import AddedRequirement, MeldReport
 from proxy.meld.requirements import InvalidRequiresDist, RequirementKey, parse_requirement
 from proxy.server.auth import Principal
 from proxy.server.html_page import html_page
@@ -86,7 +87,7 @@ class _ShownRelease:
     version: Version
     wheels: tuple[str, ...]
     own: Mapping[str, tuple[_Requirement, ...] | None]  # None: the cache holds no metadata for it
-    report: Mapping[str, Any]
+    report: MeldReport
 
 
 def _parse_line(text: str) -> _Requirement:
@@ -109,8 +110,12 @@ def _load_release(
     store: CacheStore, metadata: MetadataService, route: RouteConfig, key: ProjectKey, version: Version
 ) -> _ShownRelease | None:
     """The newest meld the cache holds for ``version`` on ``key``'s page (blocking)."""
-    for wheels, report in metadata.stored_melds(key):
+    for wheels, stored in metadata.stored_melds(key):
         if wheels and all(wheel_version(w) == version for w in wheels):
+            try:
+                report = MeldReport.from_dict(stored)
+            except ValueError:
+                continue  # not a report this wheelmeld can read: as if not cached
             own = {w: _own_requirements(store, key, w) for w in wheels}
             return _ShownRelease(route, key, version, wheels, own, report)
     return None
@@ -217,27 +222,24 @@ def _cell(keys: frozenset[RequirementKey | str] | None, row: RequirementKey | st
     return "<td class='yes'>✓</td>" if row in keys else "<td class='no'>—</td>"
 
 
-def _served(requirement: _Requirement, added: Mapping[RequirementKey | str, Mapping[str, Any]]) -> str:
+def _served(requirement: _Requirement, added: Mapping[RequirementKey | str, AddedRequirement]) -> str:
     item = added.get(requirement.key)
     if item is None:
         return f"<code>{escape(requirement.text)}</code> <small>(as written)</small>"
-    if item.get("result") is None:
+    if item.result is None:
         return "<small>dropped: only wheels no installer would pick declared it</small>"
-    marker = item.get("marker")
+    marker = item.marker
     note = (
         f"<br><small class='added'>marker added: <code>{escape(str(marker))}</code></small>"
         if marker
         else "<br><small>own marker kept: the wheels lacking it cannot use it</small>"
     )
-    return f"<code class='added'>{escape(str(item['result']))}</code>{note}"
+    return f"<code class='added'>{escape(item.result)}</code>{note}"
 
 
 def _render_release(release: _ShownRelease) -> bytes:
     report = release.report
-    added: dict[RequirementKey | str, Mapping[str, Any]] = {}
-    for item in report.get("added", ()):
-        if isinstance(item, dict) and isinstance(item.get("requirement"), str):
-            added[_parse_line(item["requirement"]).key] = item
+    added = {_parse_line(item.requirement).key: item for item in report.added}
     rows: dict[RequirementKey | str, _Requirement] = {}
     for own in release.own.values():
         for requirement in own or ():
@@ -250,24 +252,22 @@ def _render_release(release: _ShownRelease) -> bytes:
         cells = "".join(_cell(keys, row_key) for _wheels, keys in groups)
         text, served = escape(requirement.text), _served(requirement, added)
         body_rows.append(f"<tr><td><code>{text}</code></td>{cells}<td>{served}</td></tr>")
-    conflicts = "".join(f"<li>{escape(str(c))}</li>" for c in report.get("conflicts", ()))
-    problems = report.get("problems") or {}
+    conflicts = "".join(f"<li>{escape(c)}</li>" for c in report.conflicts)
     problem_items = "".join(
-        f"<li><code>{escape(str(w))}</code>: {escape(str(p))}</li>"
-        for w, p in (problems.items() if isinstance(problems, dict) else ())
+        f"<li><code>{escape(w)}</code>: {escape(p)}</li>" for w, p in report.problems.items()
     )
-    changed = {str(c) for c in report.get("changed", ())}
+    changed = set(report.changed)
     wheel_rows = "".join(
         f"<tr><td><code>{escape(w)}</code></td><td>{'rewritten' if w in changed else 'as upstream'}</td></tr>"
         for w in release.wheels
     )
-    extras = ", ".join(escape(str(e)) for e in report.get("provides_extra", ())) or "none"
+    extras = ", ".join(escape(e) for e in report.provides_extra) or "none"
     title = f"{release.key.project} {release.version}"
     body = (
         _breadcrumb(release.route, release.key) + f"<h1>{escape(title)}</h1>"
         f"<p>{len(release.wheels)} wheels; "
-        f"{'they disagreed, so the served metadata was melded' if report.get('disagreed') else 'they agree'}"
-        f"{'' if report.get('complete', True) else ' (incomplete: some metadata was unusable)'}.</p>"
+        f"{'they disagreed, so the served metadata was melded' if report.disagreed else 'they agree'}"
+        f"{'' if report.complete else ' (incomplete: some metadata was unusable)'}.</p>"
         "<h2>Requirements, side by side</h2>"
         "<p><small>One column per set of wheels that declare the same requirements; the last column is "
         "what every wheel's served metadata says.</small></p>"
@@ -277,6 +277,6 @@ def _render_release(release: _ShownRelease) -> bytes:
         + (f"<ul>{conflicts}</ul>" if conflicts else "<p>None.</p>")
         + (f"<h2>Wheels whose metadata was unusable</h2><ul>{problem_items}</ul>" if problem_items else "")
         + f"<h2>Wheels</h2><table><tr><th>file</th><th>served metadata</th></tr>{wheel_rows}</table>"
-        + report_extras(report, SHOWN_FIELDS)
+        + report_extras(report.to_dict(), SHOWN_FIELDS)
     )
     return html_page(f"wheelmeld: {title}", body)

@@ -14,7 +14,7 @@ import time
 from html import escape
 
 from proxy.config import Config, RouteConfig
-from proxy.meld.summary import added_from_report, by_lacking, platform_summary
+from proxy.meld.summary import by_lacking, platform_summary
 from proxy.observe import CacheOutcome, MeldEntry, MeldLog, Metrics
 from proxy.server.auth import Principal
 from proxy.server.html_page import html_page
@@ -68,7 +68,7 @@ def _disagreement(config: Config, entry: MeldEntry) -> str:
     href = release_href(config, entry.page, entry.example_file)
     heading = f"<a href='{escape(href)}'>{escape(title)}</a>" if href else escape(title)
     groups = []
-    for lacking, added in by_lacking(added_from_report(report)):
+    for lacking, added in by_lacking(report.added):
         lines = "".join(
             f"<li><code>{escape(a.requirement)}</code>"
             + (f" <small class='added'>+ marker <code>{escape(a.marker)}</code></small>" if a.marker else "")
@@ -88,18 +88,14 @@ def _disagreement(config: Config, entry: MeldEntry) -> str:
             f" <small>({len(lacking)} wheel{'s' if len(lacking) != 1 else ''})</small>"
             f"<ul>{lines}</ul>{note}</div>"
         )
-    conflicts = report.get("conflicts")
-    conflict_items = "".join(
-        f"<li>{escape(str(c))}</li>" for c in (conflicts if isinstance(conflicts, list) else ())
-    )
-    wheels = report.get("wheels")
+    conflict_items = "".join(f"<li>{escape(c)}</li>" for c in report.conflicts)
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.at))
     return (
         f"<div class='release'><h3>{heading}</h3><small>{escape(entry.page)} · "
-        f"{escape(str(wheels)) + ' wheels · ' if isinstance(wheels, int) else ''}melded {when}</small>"
+        f"{report.wheels} wheels · melded {when}</small>"
         + "".join(groups)
         + (f"<p>Conflicts markers cannot express:</p><ul>{conflict_items}</ul>" if conflict_items else "")
-        + report_extras(report, SHOWN_FIELDS)
+        + report_extras(report.to_dict(), SHOWN_FIELDS)
         + "</div>"
     )
 

@@ -16,6 +16,7 @@ import pytest
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import BadRequest, NotFound, WheelmeldError
+from proxy.meld import MeldReport
 from proxy.observe import MeldLog, Metrics
 from proxy.server.auth import ANYONE, Principal
 from proxy.server.metadata import MetadataService
@@ -265,7 +266,7 @@ def test_a_single_wheel_release_says_there_was_nothing_to_meld(make_stack: MakeS
 def _status_of(report: dict[str, object]) -> str:
     routes = (RouteConfig(prefix="/simple", upstream="https://upstream.example"),)
     log = MeldLog()
-    log.add("simple/x", "x-1.0-py3-none-macosx_11_0_arm64.whl", report)
+    log.add("simple/x", "x-1.0-py3-none-macosx_11_0_arm64.whl", MeldReport.from_dict(report))
     metrics = Metrics()
     metrics.upstream_bytes = 1_991_165_751
     return render_status(Config(routes=routes), metrics, log, ANYONE).decode()
@@ -277,7 +278,7 @@ def test_the_status_page_escapes_upstream_text_and_shows_fields_it_does_not_know
         {
             "wheels": 2,
             "disagreed": True,
-            "added": [{"requirement": _HOSTILE, "marker": _HOSTILE, "lacking": lacking}, "not a dict"],
+            "added": [{"requirement": _HOSTILE, "marker": _HOSTILE, "lacking": lacking}],
             "conflicts": [_HOSTILE],
             "left_to_sdist": [_HOSTILE],  # a field a newer wheelmeld writes
         }
