@@ -59,6 +59,10 @@ class RouteConfig:
         """A file-system-safe identity for the cache: the prefix without slashes."""
         return self.prefix.strip("/").replace("/", "_")
 
+    def segments(self, path: str) -> tuple[str, ...]:
+        """The non-empty segments of ``path`` below this route's prefix (``path`` starts with it)."""
+        return tuple(s for s in path[len(self.prefix) :].split("/") if s)
+
 
 @dataclass(frozen=True, slots=True)
 class Credential:

@@ -109,11 +109,10 @@ def _request_key(scope: Scope) -> RequestKey:
 
 def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
     """Segments below the route's prefix, and whether the path ended in '/'."""
-    rest = path[len(route.prefix) :]
-    segments = tuple(s for s in rest.split("/") if s)
+    segments = route.segments(path)
     if any(s in (".", "..") for s in segments):
         raise BadRequest(f"path segments '.' and '..' are not allowed: {path!r}")
-    return segments, rest.endswith("/")
+    return segments, len(path) > len(route.prefix) and path.endswith("/")
 
 
 def _upstream_spellings(canonical: str) -> list[str]:

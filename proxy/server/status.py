@@ -130,7 +130,7 @@ async def render_release(
     # A route the principal may not read looks exactly like one that does not exist.
     if route is None or not principal.may_read(route.prefix):
         raise NotFound(f"no route serves {full!r}")
-    segments = tuple(s for s in full[len(route.prefix) :].split("/") if s)
+    segments = route.segments(full)
     if len(segments) < 2:
         raise NotFound(f"want {RELEASE_PREFIX}{route.prefix}/<project page path>/<version>, got {full!r}")
     *page, version_text = segments

@@ -217,7 +217,7 @@ async def plan_requirements(
     ``index_path`` (``route`` serves it), then pick the wheel an installer there would take (or the
     sdist when none fits) of every pin."""
     index_path = "/" + index_path.strip("/")
-    below = tuple(s for s in index_path[len(route.prefix) :].split("/") if s)
+    below = route.segments(index_path)
     index_url = f"{str(client.base_url).rstrip('/')}{index_path}"
     wanted: dict[str, set[tuple[Target, tuple[int, int]]]] = {}
     for target in targets:

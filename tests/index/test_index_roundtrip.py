@@ -172,3 +172,25 @@ def test_pytorch_fixture_pages_round_trip() -> None:
             again = parse_project_page(render(page), kind, "https://mirror.example/whl/nightly/cu126/x/")
             assert again == dataclasses.replace(page, name=again.name)
             assert again.name == ("x" if kind == HTML_TEXT else page.name)
+
+
+def test_served_as_replaces_the_link_hashes_and_advertisement_and_keeps_every_other_field() -> None:
+    import dataclasses
+
+    from proxy.index.model import DistFile
+
+    values: dict[str, object] = {
+        "filename": "demo-1.0-py3-none-any.whl",
+        "url": "https://upstream.example/demo.whl",
+        "hashes": {"sha256": "ab" * 32},
+        "requires_python": ">=3.9",
+        "yanked": "broken",
+        "core_metadata": {"sha256": "cd" * 32},
+        "size": 1234,
+        "upload_time": "2024-01-01T00:00:00Z",
+        "gpg_sig": True,
+    }
+    assert {f.name for f in dataclasses.fields(DistFile)} == set(values), "a new field: add it here"
+    served = DistFile(**values).served_as("demo-1.0-py3-none-any.whl", {"sha256": "ef" * 32}, True)  # type: ignore[arg-type]
+    changed = {"url": "demo-1.0-py3-none-any.whl", "hashes": {"sha256": "ef" * 32}, "core_metadata": True}
+    assert dataclasses.asdict(served) == {**values, **changed}
