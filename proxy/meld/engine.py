@@ -151,36 +151,8 @@ def meld_release(
             problems[wheel.filename] = f"not a wheel file name: {exc}"
             names.append(None)
     identity = _identity(names, sdist, problems)
-    members: list[Member] = []
-    parsed: list[_Parsed] = []
-    outputs: dict[str, bytes] = {}
-    # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
-    reads: dict[bytes, Read | BadMetadata] = {}
-    for order, (wheel, parsed_name) in enumerate(zip(wheels, names, strict=True)):
-        if wheel.metadata is not None:
-            outputs[wheel.filename] = wheel.metadata
-        if parsed_name is None:
-            continue
-        name, number, build, tags = parsed_name
-        if identity is None or (name, number) != identity:
-            problems[wheel.filename] = f"file name is {name} {number}, another release"
-            continue
-        member = Member(wheel.filename, tags, build, order)
-        members.append(member)
-        if wheel.metadata is None:
-            problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
-            continue
-        if wheel.metadata not in reads:
-            reads[wheel.metadata] = read_metadata(
-                wheel.metadata, limits.max_metadata_bytes, limits.max_requirements
-            )
-        read = reads[wheel.metadata]
-        problem = mismatch(read, identity)
-        if problem is not None:
-            problems[wheel.filename] = problem
-        else:
-            assert isinstance(read, Read)
-            parsed.append(_Parsed(member, read))
+    outputs: dict[str, bytes] = {w.filename: w.metadata for w in wheels if w.metadata is not None}
+    members, parsed = _members(wheels, names, identity, limits, problems)
     source = _source(sdist, identity, limits, problems)
 
     project = str(identity[0]) if identity else None
@@ -206,6 +178,44 @@ def meld_release(
         uncovered=source.rule,
     )
     return MeldResult(MappingProxyType(outputs), report)
+
+
+def _members(
+    wheels: Sequence[WheelInput],
+    names: Sequence[_WheelName | None],
+    identity: tuple[NormalizedName, Version] | None,
+    limits: MeldLimits,
+    problems: dict[str, str],
+) -> tuple[list[Member], list[_Parsed]]:
+    """The wheels of the release (``identity``), and those of them whose metadata is usable."""
+    members: list[Member] = []
+    parsed: list[_Parsed] = []
+    # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
+    reads: dict[bytes, Read | BadMetadata] = {}
+    for order, (wheel, parsed_name) in enumerate(zip(wheels, names, strict=True)):
+        if parsed_name is None:
+            continue
+        name, number, build, tags = parsed_name
+        if identity is None or (name, number) != identity:
+            problems[wheel.filename] = f"file name is {name} {number}, another release"
+            continue
+        member = Member(wheel.filename, tags, build, order)
+        members.append(member)
+        if wheel.metadata is None:
+            problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
+            continue
+        if wheel.metadata not in reads:
+            reads[wheel.metadata] = read_metadata(
+                wheel.metadata, limits.max_metadata_bytes, limits.max_requirements
+            )
+        read = reads[wheel.metadata]
+        problem = mismatch(read, identity)
+        if problem is not None:
+            problems[wheel.filename] = problem
+        else:
+            assert isinstance(read, Read)
+            parsed.append(_Parsed(member, read))
+    return members, parsed
 
 
 def _identity(
@@ -283,19 +293,7 @@ def _meld(
     every_line = source.rule in (Uncovered.SDIST, Uncovered.NOTHING)
     decided = _decide(first_seen, parsed, owners, rules, every_line=every_line)
 
-    rewritten: list[str] = []
-    for wheel in parsed:
-        changed = decided.changed
-        replace = {
-            header.start: changed[req.key] for header, req in wheel.read.requirements if req.key in changed
-        }
-        missing = [
-            decided.text[key] for key in first_seen if key not in wheel.read.keys and key in decided.text
-        ]
-        new_extras = [spelled for canonical, spelled in extras.items() if canonical not in wheel.read.extras]
-        if replace or missing or new_extras:
-            outputs[wheel.member.filename] = rewrite(wheel.read.scanned, replace, missing, new_extras)
-            rewritten.append(wheel.member.filename)
+    rewritten = _rewrite_all(parsed, decided, first_seen, extras, outputs)
     left: tuple[str, ...] = ()
     if source.rule in (Uncovered.DYNAMIC, Uncovered.UNAVAILABLE):
         left = uncovered_platforms(members, universe, covered)
@@ -315,6 +313,31 @@ def _meld(
         dropped=tuple(decided.dropped),
     )
     return MeldResult(MappingProxyType(outputs), report)
+
+
+def _rewrite_all(
+    parsed: list[_Parsed],
+    decided: _Decided,
+    first_seen: Mapping[RequirementKey, ParsedRequirement],
+    extras: Mapping[NormalizedName, str],
+    outputs: dict[str, bytes],
+) -> list[str]:
+    """Each usable wheel's metadata with R* and the union of extras, into ``outputs`` where it
+    changed; returns the names of the wheels rewritten."""
+    rewritten: list[str] = []
+    for wheel in parsed:
+        changed = decided.changed
+        replace = {
+            header.start: changed[req.key] for header, req in wheel.read.requirements if req.key in changed
+        }
+        missing = [
+            decided.text[key] for key in first_seen if key not in wheel.read.keys and key in decided.text
+        ]
+        new_extras = [spelled for canonical, spelled in extras.items() if canonical not in wheel.read.extras]
+        if replace or missing or new_extras:
+            outputs[wheel.member.filename] = rewrite(wheel.read.scanned, replace, missing, new_extras)
+            rewritten.append(wheel.member.filename)
+    return rewritten
 
 
 @dataclass(slots=True)

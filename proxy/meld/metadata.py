@@ -138,20 +138,7 @@ def rewrite(
     for text in add_requirements:
         inserts.setdefault(after_requires, []).append(f"Requires-Dist: {text}{eol}")
 
-    needed = Version("0")
-    if add_requirements:
-        needed = max(needed, _FIELD_SINCE["requires-dist"])
-    if add_extras:
-        needed = max(needed, _FIELD_SINCE["provides-extra"])
-    version_header = next(iter(scanned.lines_of("Metadata-Version")), None)
-    raise_version_at = -1
-    if version_header is not None and needed > Version("0"):
-        try:
-            if Version(version_header.value) < needed:
-                raise_version_at = version_header.start
-        except InvalidVersion:
-            pass  # an unreadable version is upstream's to own; we do not guess a better one
-
+    raise_version_at, needed = _version_raise(scanned, bool(add_requirements), bool(add_extras))
     by_start = {header.start: header for header in scanned.headers}
     out: list[str] = []
     index = 0
@@ -176,6 +163,25 @@ def rewrite(
             out[-1] += eol
         out.extend(inserts[position])
     return "".join(out).encode("utf-8", "surrogateescape") + scanned.rest
+
+
+def _version_raise(
+    scanned: ScannedMetadata, adds_requirements: bool, adds_extras: bool
+) -> tuple[int, Version]:
+    """Where ``Metadata-Version`` must be raised (its start line, or -1: nowhere), and to what."""
+    needed = Version("0")
+    if adds_requirements:
+        needed = max(needed, _FIELD_SINCE["requires-dist"])
+    if adds_extras:
+        needed = max(needed, _FIELD_SINCE["provides-extra"])
+    version_header = next(iter(scanned.lines_of("Metadata-Version")), None)
+    if version_header is not None and needed > Version("0"):
+        try:
+            if Version(version_header.value) < needed:
+                return version_header.start, needed
+        except InvalidVersion:
+            pass  # an unreadable version is upstream's to own; we do not guess a better one
+    return -1, needed
 
 
 def _ending(scanned: ScannedMetadata, header: HeaderLine) -> str:
