@@ -4,8 +4,8 @@ A warm ``uv lock`` or a CI fleet asks the same few hundred URLs over and over. O
 ``.metadata`` answer has been built, the next identical request (same method, path, query and
 ``Accept``) gets the very same status, headers and body while nothing it was built from changed:
 the page entry is still the one in service and still fresh, and no advertised hash of that page
-changed since (a meld, a committed file, a metadata file read: the revisions ``_rendered_key``
-also watches). Anything else goes through the handlers, which build (and offer back) a new answer.
+changed since (a meld, a committed file, a metadata file read: the revisions the page's renderings
+are kept by). Anything else goes through the handlers, which build (and offer back) a new answer.
 
 Bodies are shared with the page entries' own renderings, so the memory this costs is bounded by
 ``_MAX_BYTES`` counted as if nothing were shared.

@@ -16,7 +16,7 @@ from proxy.index.negotiate import JSON_V1
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.network.upstream import Upstream
 from proxy.server.state import AppState
-from proxy.service.pages import PageEntry
+from proxy.service.pages import PageEntry, RenderKey
 
 __all__ = ["ready_bytes"]
 
@@ -60,15 +60,8 @@ def _served_page(state: AppState, entry: PageEntry, upstream: Upstream) -> Proje
     return replace(entry.page, files=tuple(rewritten))
 
 
-def _rendered_key(state: AppState, entry: PageEntry, content_type: str) -> str:
-    # A change to this page's advertised hashes (a meld, a committed file, a metadata file read)
-    # re-renders it, no other page; a new PageEntry starts with nothing rendered.
-    key = entry.key
-    return f"{content_type}|{state.metadata.revision(key)}|{state.files.revision(key)}"
-
-
 def _render(
-    state: AppState, entry: PageEntry, upstream: Upstream, content_type: str, cache_key: str
+    state: AppState, entry: PageEntry, upstream: Upstream, content_type: str, cache_key: RenderKey
 ) -> bytes:
     if entry.kind == "list":
         assert entry.listing is not None
@@ -85,7 +78,9 @@ def _render(
 
 async def ready_bytes(state: AppState, entry: PageEntry, upstream: Upstream, content_type: str) -> bytes:
     """The page as bytes: ready ones when nothing changed, else rendered (big pages off the loop)."""
-    cache_key = _rendered_key(state, entry, content_type)
+    # A change to this page's advertised hashes (a meld, a committed file, a metadata file read)
+    # re-renders it, no other page; a new PageEntry starts with nothing rendered.
+    cache_key = (content_type, state.revisions(entry.key))
     body = entry.rendered.get(cache_key)
     if body is not None:
         return body

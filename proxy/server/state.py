@@ -68,5 +68,6 @@ class AppState:
             await ready_bytes(self, entry, upstream, JSON_V1)
 
     def revisions(self, key: ProjectKey) -> tuple[int, int]:
-        """What a page's advertised hashes depend on besides the page itself (``_rendered_key``)."""
+        """What a page's advertised hashes depend on besides the page itself: its renderings and
+        ready answers are kept per revisions."""
         return self.metadata.revision(key), self.files.revision(key)

@@ -41,7 +41,7 @@ from proxy.observe import CacheOutcome, Metrics, not_cached, note_cache
 from proxy.server.metadata import Release, release_groups
 from proxy.text import escape_controls
 
-__all__ = ["PageEntry", "PageService"]
+__all__ = ["PageEntry", "PageService", "RenderKey"]
 
 log = logging.getLogger("wheelmeld")
 
@@ -53,6 +53,11 @@ _FOLLOW_SECONDS = 0.25
 
 # Identity of one on-disk copy: every save is a rename of a new file, so a new inode.
 _DiskStamp = tuple[int, int]
+
+
+# A rendering of a page: its content type, and the revisions of what its advertised hashes depend
+# on (the metadata service's and the file service's for that page).
+RenderKey = tuple[str, tuple[int, int]]
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -72,7 +77,7 @@ class PageEntry:
     url: str = ""
     stale_reason: str | None = None  # set while we serve this copy because upstream failed
     stale_until: float = 0.0  # while stale, do not ask the failing upstream again before this
-    rendered: dict[str, bytes] = field(default_factory=dict)  # content type -> ready bytes
+    rendered: dict[RenderKey, bytes] = field(default_factory=dict)
     # filename -> the file as we serve it; reused while its hashes are unchanged, because a reused
     # DistFile keeps its memoized rendering (a 20,000-file page re-renders in ms, not 50 ms).
     served_files: dict[str, DistFile] = field(default_factory=dict)
