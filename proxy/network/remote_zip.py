@@ -47,8 +47,10 @@ from dataclasses import dataclass
 from typing import IO, TypeVar
 
 import httpx
-from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from proxy.index.filenames import wheel_identity
 
 __all__ = ["METADATA_SIZE_CAP", "FetchedMetadata", "RemoteZipError", "ZipLayout", "fetch_wheel_metadata"]
 
@@ -186,11 +188,10 @@ async def fetch_wheel_metadata(
 
 
 def _expect(filename: str) -> _Expected:
-    try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise RemoteZipError(f"not a wheel file name: {filename!r}") from exc
-    return _Expected(filename, name, version)
+    identity = wheel_identity(filename)  # a PEP 825 variant wheel's dist-info is named alike
+    if identity is None:
+        raise RemoteZipError(f"not a wheel file name: {filename!r}")
+    return _Expected(filename, *identity)
 
 
 def _check_status(resp: httpx.Response, url: str) -> None:

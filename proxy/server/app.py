@@ -40,6 +40,7 @@ from proxy.errors import (
     WheelmeldError,
 )
 from proxy.index.errors import NotAcceptable
+from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
@@ -49,6 +50,7 @@ from proxy.server.metadata import MetadataService, ServedMetadata
 from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
 from proxy.server.pages import PageEntry, PageService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
+from proxy.server.revalidated import RevalidatedFiles
 from proxy.server.status import RELEASE_PREFIX, render_release, render_status
 from proxy.server.upstream import Upstream
 
@@ -86,6 +88,7 @@ class _State:
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
+        self.revalidated = RevalidatedFiles(self.store, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)
 
     async def render_ahead(self, entry: PageEntry) -> None:
@@ -356,9 +359,24 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         if ask.method == "HEAD":
             headers["Content-Length"] = str(len(served.body))
         return Response(body, headers=headers, media_type="text/plain; charset=utf-8")
+    if parse_file_name(dist.filename).kind is FileKind.VARIANTS_JSON:
+        return await state.revalidated.respond(key, dist, upstream, ask.method)
     cached = state.store.file_path(key, dist.filename).exists()
     request_note(ask.scope, cache="hit" if cached else "miss")
     return await state.files.respond(key, dist, upstream, ask.method)
+
+
+async def _lists_file(state: _State, upstream: Upstream, segments: tuple[str, ...]) -> bool:
+    """Whether the page above ``segments`` lists its last segment as a file.
+
+    For names of no known distribution suffix (a PEP 825 ``variants.json``, a format of the
+    future): a page may list any file, and a page asked without its '/' is redirected otherwise.
+    """
+    try:
+        entry = await _get_page(state, upstream, segments[:-1])
+    except WheelmeldError:
+        return False
+    return segments[-1] in entry.files_by_name()
 
 
 def _settled(served: ServedMetadata) -> bool:
@@ -379,7 +397,9 @@ async def _dispatch(ask: _Ask, state: _State, route: RouteConfig) -> Response:
         if not trailing:
             return RedirectResponse(route.prefix + "/", status_code=301)
         return await _page(ask, state, upstream, segments)
-    if not segments[-1].lower().endswith(_DIST_SUFFIXES):
+    if not segments[-1].lower().endswith(_DIST_SUFFIXES) and (
+        len(segments) < 2 or "." not in segments[-1] or not await _lists_file(state, upstream, segments)
+    ):
         return _redirect_to(ask, route.prefix, segments)  # a page asked without its '/'
     if len(segments) < 2:
         raise NotFound(f"a file must be asked for below its project page: {ask.path!r}")

@@ -28,6 +28,7 @@ from packaging.version import Version
 
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
+from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
 from proxy.index.model import DistFile
 from proxy.meld import MeldResult, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
@@ -118,6 +119,8 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
     by_head: dict[str, tuple[str, Version]] = {}
     for dist in files:
         if dist.filename.endswith(".whl"):
+            if dist.filename.count("-") > 4 and _is_variant(dist.filename):
+                continue  # in no release: see ``_is_variant``
             head = _wheel_head(dist.filename)
             release = by_head.get(head)
             if release is None:
@@ -132,6 +135,19 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
         release = Release.of(tuple(group))
         by_name.update(dict.fromkeys((d.filename for d in group), release))
     return by_name
+
+
+def _is_variant(filename: str) -> bool:
+    """A PEP 825 variant wheel takes no part in its release's meld: it serves its own metadata.
+
+    Variants of one platform differ by properties (GPU, CPU level, BLAS) that no marker can tell
+    apart, and an installer picks among them (or the ordinary wheels) by rules outside markers: a
+    meld across them could only be a conflict on every cell (contract item 6), and grouping them
+    by label would still leave the choice of label to the installer. Served as they are, they give
+    what they give without the proxy, and the meld of the ordinary wheels never changes because a
+    variant appeared. Only names with more than four '-' (build-tagged wheels, variants) get here.
+    """
+    return parse_file_name(filename).kind is FileKind.VARIANT_WHEEL
 
 
 @functools.lru_cache(maxsize=4096)
@@ -158,7 +174,10 @@ def _release_key(siblings: Sequence[DistFile]) -> str:
 
 def _read_local_metadata(path: Path, filename: str) -> bytes | None:
     """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread)."""
-    name, version, _b, _t = parse_wheel_filename(filename)
+    identity = wheel_identity(filename)
+    if identity is None:
+        return None
+    name, version = identity
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
@@ -304,11 +323,14 @@ class MetadataService:
     async def serve(self, key: ProjectKey, release: Release | None, dist: DistFile,
                     upstream: Upstream) -> ServedMetadata:  # fmt: skip
         """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``)."""
-        if not dist.filename.endswith(".whl"):
+        kind = parse_file_name(dist.filename).kind if release is None else FileKind.WHEEL
+        if kind not in (FileKind.WHEEL, FileKind.VARIANT_WHEEL):
             raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
         if not upstream.route.meld or release is None or not release.needs_meld:
             single = release is None or len(release.wheels) <= 1
             state = "off" if not upstream.route.meld else ("single" if single else "agree")
+            if kind is FileKind.VARIANT_WHEEL and upstream.route.meld:
+                state = "variant: served as it is, in no meld (PEP 825)"
             body = await self.original(key, dist, upstream)
             return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
         release_key = release.key

@@ -1,0 +1,97 @@
+"""Small files that may change under one name: a release's PEP 825 ``{name}-{version}-variants.json``.
+
+Distribution files never change once uploaded, so they are cached forever (``files``). The index
+regenerates a release's ``variants.json`` whenever a variant wheel is added, so it is served like a
+page instead: fresh for the route's page TTL, then fetched again; while upstream fails, the last good
+copy is served (marked stale). A copy whose sha256 the page lists is valid as long as the page lists
+that hash, whatever its age, and bytes that do not match the listed hash are never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.responses import Response
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import NotFound, OfflineMiss, UpstreamError
+from proxy.index.model import DistFile
+from proxy.server.upstream import Upstream
+
+__all__ = ["RevalidatedFiles"]
+
+log = logging.getLogger("wheelmeld")
+
+# variants.json lists a release's variants: kilobytes. A cap keeps a wrong link from filling memory.
+_SIZE_CAP = 16 * 1024 * 1024
+
+
+class RevalidatedFiles:
+    def __init__(self, store: CacheStore, *, offline: bool, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._offline = offline
+        self._clock = clock
+
+    async def respond(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> Response:
+        body, stale = await self._body(key, dist, upstream)
+        ttl = int(upstream.route.page_ttl)
+        headers = {
+            "Cache-Control": f"max-age={ttl}",
+            "ETag": f'"{hashlib.sha256(body).hexdigest()}"',
+            "X-Wheelmeld-Cache": "stale" if stale else "fresh",
+        }
+        if stale:
+            headers["X-Wheelmeld-Stale"] = stale
+        media_type = "application/json" if dist.filename.endswith(".json") else "application/octet-stream"
+        if method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            return Response(b"", headers=headers, media_type=media_type)
+        return Response(body, headers=headers, media_type=media_type)
+
+    async def _body(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> tuple[bytes, str]:
+        """The bytes to serve and, when they are a stale copy, why."""
+        path = self._store.revalidated_path(key, dist.filename)
+        listed = dist.hashes.get("sha256")
+        cached, age = await asyncio.to_thread(self._read_with_age, path)
+        if cached is not None and self._still_good(cached, age, listed, upstream):
+            return cached, ""
+        if self._offline:
+            if cached is not None and _matches(cached, listed):
+                return cached, "offline"
+            raise OfflineMiss(f"offline, and the cache holds no current copy of {dist.filename}")
+        async with self._store.lock("revalidated:" + str(path)):
+            try:
+                fetched = await upstream.fetch_small(dist.url, limit=_SIZE_CAP)
+            except UpstreamError as exc:
+                if cached is not None and _matches(cached, listed):
+                    log.warning("serving a stale %s: %s", dist.filename, exc.reason)
+                    return cached, exc.reason
+                raise
+            if fetched is None:
+                raise NotFound(f"upstream has no {dist.filename} (404), though its page lists it")
+            if not _matches(fetched, listed):
+                raise UpstreamError(f"upstream's {dist.filename} does not match the sha256 its page lists")
+            await asyncio.to_thread(self._store.write_atomic, path, fetched)
+        return fetched, ""
+
+    def _still_good(self, cached: bytes, age: float, listed: str | None, upstream: Upstream) -> bool:
+        if listed:
+            return _matches(cached, listed)
+        return age < upstream.route.page_ttl
+
+    def _read_with_age(self, path: Path) -> tuple[bytes | None, float]:
+        """The cached copy and how long ago it was fetched (blocking: run it in a thread)."""
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None, 0.0
+        return self._store.read(path), self._clock() - mtime
+
+
+def _matches(body: bytes, listed: str | None) -> bool:
+    return not listed or hashlib.sha256(body).hexdigest() == listed.lower()
