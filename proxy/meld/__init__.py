@@ -4,6 +4,28 @@ Pure library (no I/O, no HTTP). The server groups a project's wheels by release 
 :func:`meld_release`; the served ``.metadata`` of each wheel is ``result.outputs[filename]``.
 """
 
-from .engine import AddedRequirement, MeldReport, MeldResult, WheelInput, meld_release
+from .engine import (
+    NO_SDIST,
+    AddedRequirement,
+    MeldLimits,
+    MeldReport,
+    MeldResult,
+    NoSdist,
+    SdistInput,
+    Uncovered,
+    WheelInput,
+    meld_release,
+)
 
-__all__ = ["AddedRequirement", "MeldReport", "MeldResult", "WheelInput", "meld_release"]
+__all__ = [
+    "NO_SDIST",
+    "AddedRequirement",
+    "MeldLimits",
+    "MeldReport",
+    "MeldResult",
+    "NoSdist",
+    "SdistInput",
+    "Uncovered",
+    "WheelInput",
+    "meld_release",
+]

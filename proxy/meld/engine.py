@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
@@ -33,10 +34,10 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from .environments import Cell, Universe, platform_facts
+from .environments import Cell, Universe
 from .markers import mentioned_extras, possibly_true, separating_marker
-from .metadata import HeaderLine, MalformedMetadata, ScannedMetadata, rewrite, scan
-from .preference import cell_tag_ranks, covers
+from .metadata import HeaderLine, MalformedMetadata, ScannedMetadata, TooManyRequirements, rewrite, scan
+from .ownership import Member, ownership
 from .requirements import (
     InvalidRequiresDist,
     ParsedRequirement,
@@ -45,7 +46,18 @@ from .requirements import (
     with_marker,
 )
 
-__all__ = ["AddedRequirement", "MeldReport", "MeldResult", "WheelInput", "meld_release"]
+__all__ = [
+    "NO_SDIST",
+    "AddedRequirement",
+    "MeldLimits",
+    "MeldReport",
+    "MeldResult",
+    "NoSdist",
+    "SdistInput",
+    "Uncovered",
+    "WheelInput",
+    "meld_release",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,30 @@ class WheelInput:
 
 
 @dataclass(frozen=True, slots=True)
+class SdistInput:
+    """The release's source distribution."""
+
+    filename: str
+    metadata: bytes | None  # its PKG-INFO, or upstream's PEP 658 file for it; None: could not be had
+
+
+@dataclass(frozen=True, slots=True)
+class NoSdist:
+    """The release has no source distribution: nothing can be installed where no wheel is."""
+
+
+NO_SDIST = NoSdist()
+
+
+@dataclass(frozen=True, slots=True)
+class MeldLimits:
+    """Bounds on what one metadata file may cost; a file over them is unusable metadata."""
+
+    max_metadata_bytes: int = 16 * 1024 * 1024  # per wheel (and sdist) metadata
+    max_requirements: int = 5000  # Requires-Dist lines per wheel (and sdist)
+
+
+@dataclass(frozen=True, slots=True)
 class AddedRequirement:
     """A requirement not every wheel declared, and what the meld made of it."""
 
@@ -65,6 +101,16 @@ class AddedRequirement:
     marker: str | None  # the marker added; None when the original marker was kept (contract item 4)
     declared_by: tuple[str, ...]
     lacking: tuple[str, ...]
+
+
+class Uncovered(Enum):
+    """How the meld decides the environments no wheel of the release covers."""
+
+    FREE = "free"  # the caller did not say whether an sdist exists: don't-care for the marker search
+    SDIST = "sdist"  # a static sdist decides them: R* gives there exactly what its Requires-Dist gives
+    NOTHING = "nothing"  # no sdist: nothing installs there, requirements only for them are dropped
+    DYNAMIC = "dynamic"  # the sdist's requirements are computed at build time: left to the sdist
+    UNAVAILABLE = "unavailable"  # the sdist's metadata could not be had or used: left to the sdist
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +127,11 @@ class MeldReport:
     conflicts: tuple[str, ...] = ()
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     changed: tuple[str, ...] = ()
+    uncovered: Uncovered = Uncovered.FREE  # how environments no wheel covers were decided
+    # Environments no wheel covers that the sdist decides at build time (rules DYNAMIC, UNAVAILABLE).
+    left_to_sdist: tuple[str, ...] = ()
+    # Requirements left out of R*: they could apply only where nothing can be installed (NOTHING).
+    dropped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -103,6 +154,9 @@ class MeldReport:
             "conflicts": list(self.conflicts),
             "problems": dict(self.problems),
             "changed": list(self.changed),
+            "uncovered": self.uncovered.value,
+            "left_to_sdist": list(self.left_to_sdist),
+            "dropped": list(self.dropped),
         }
 
 
@@ -110,16 +164,6 @@ class MeldReport:
 class MeldResult:
     outputs: Mapping[str, bytes]
     report: MeldReport
-
-
-@dataclass(frozen=True, slots=True)
-class _Member:
-    """A wheel whose file name belongs to the release (its metadata may still be unusable)."""
-
-    filename: str
-    tags: frozenset[Tag]
-    build: tuple[int, str] | tuple[()]
-    order: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +182,7 @@ class _Read:
 class _Parsed:
     """A member whose metadata is usable."""
 
-    member: _Member
+    member: Member
     read: _Read
 
 
@@ -149,8 +193,23 @@ class _BadMetadata(ValueError):
     """A wheel's metadata cannot take part in the meld (the message says why)."""
 
 
-def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None) -> MeldResult:
-    """Meld the wheels of one release; never raises on bad input (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class _Source:
+    rule: Uncovered
+    read: _Read | None = None  # the sdist's metadata, when the rule is SDIST or DYNAMIC
+
+
+def meld_release(
+    wheels: Sequence[WheelInput],
+    sdist: SdistInput | NoSdist | None = None,
+    *,
+    limits: MeldLimits = MeldLimits(),
+) -> MeldResult:
+    """Meld the wheels of one release; never raises on bad input (see the module docstring).
+
+    ``sdist``: the release's source distribution, :data:`NO_SDIST` when it has none, ``None`` when
+    the caller does not know (environments no wheel covers are then free for the marker search).
+    """
     problems: dict[str, str] = {}
     names: list[_WheelName | None] = []
     for wheel in wheels:
@@ -159,8 +218,8 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
         except InvalidWheelFilename as exc:
             problems[wheel.filename] = f"not a wheel file name: {exc}"
             names.append(None)
-    identity = _identity(names, sdist_filename, problems)
-    members: list[_Member] = []
+    identity = _identity(names, sdist, problems)
+    members: list[Member] = []
     parsed: list[_Parsed] = []
     outputs: dict[str, bytes] = {}
     # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
@@ -170,64 +229,134 @@ def meld_release(wheels: Sequence[WheelInput], sdist_filename: str | None = None
             outputs[wheel.filename] = wheel.metadata
         if parsed_name is None:
             continue
-        name, version, build, tags = parsed_name
-        if identity is None or (name, version) != identity:
-            problems[wheel.filename] = f"file name is {name} {version}, another release"
+        name, number, build, tags = parsed_name
+        if identity is None or (name, number) != identity:
+            problems[wheel.filename] = f"file name is {name} {number}, another release"
             continue
-        member = _Member(wheel.filename, tags, build, order)
+        member = Member(wheel.filename, tags, build, order)
         members.append(member)
         if wheel.metadata is None:
             problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
             continue
         if wheel.metadata not in reads:
-            try:
-                reads[wheel.metadata] = _read(wheel.metadata)
-            except _BadMetadata as exc:
-                reads[wheel.metadata] = exc
+            reads[wheel.metadata] = _read_or_bad(wheel.metadata, limits)
         read = reads[wheel.metadata]
-        if isinstance(read, _BadMetadata):
-            problems[wheel.filename] = str(read)
-        elif canonicalize_name(read.name) != identity[0] or read.version != identity[1]:
-            said = f"{read.name!r} {str(read.version)!r}"
-            problems[wheel.filename] = f"metadata says {said}, the file name says {identity[0]} {identity[1]}"
+        problem = _mismatch(read, identity)
+        if problem is not None:
+            problems[wheel.filename] = problem
         else:
+            assert isinstance(read, _Read)
             parsed.append(_Parsed(member, read))
+    source = _source(sdist, identity, limits, problems)
 
     project = str(identity[0]) if identity else None
     version = str(identity[1]) if identity else None
-    complete = len(parsed) == len(wheels)
+    complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
     if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
         # The common case (MISSION: most multi-wheel releases): nothing to compute, upstream's bytes.
         report = MeldReport(
-            project, version, len(wheels), False, complete, problems=MappingProxyType(problems)
+            project,
+            version,
+            len(wheels),
+            False,
+            complete,
+            problems=MappingProxyType(problems),
+            uncovered=source.rule,
         )
         return MeldResult(MappingProxyType(outputs), report)
     try:
-        return _meld(parsed, members, dict(outputs), problems, project, version, len(wheels))
+        return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
     except Exception as exc:
         # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
         problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
-        report = MeldReport(project, version, len(wheels), True, False, problems=MappingProxyType(problems))
+        report = MeldReport(
+            project,
+            version,
+            len(wheels),
+            True,
+            False,
+            problems=MappingProxyType(problems),
+            uncovered=source.rule,
+        )
         return MeldResult(MappingProxyType(outputs), report)
 
 
 def _identity(
-    names: Sequence[_WheelName | None], sdist_filename: str | None, problems: dict[str, str]
+    names: Sequence[_WheelName | None], sdist: SdistInput | NoSdist | None, problems: dict[str, str]
 ) -> tuple[NormalizedName, Version] | None:
     """The release's (name, version): the sdist's if given, else the most common among the wheels."""
-    if sdist_filename is not None:
+    if isinstance(sdist, SdistInput):
         try:
-            name, version = parse_sdist_filename(sdist_filename)
+            name, version = parse_sdist_filename(sdist.filename)
             return name, version
         except InvalidSdistFilename as exc:
-            problems[sdist_filename] = f"not an sdist file name: {exc}"
+            problems[sdist.filename] = f"not an sdist file name: {exc}"
     seen = Counter((parsed[0], parsed[1]) for parsed in names if parsed is not None)
     return seen.most_common(1)[0][0] if seen else None
 
 
-def _read(data: bytes) -> _Read:
+def _mismatch(read: _Read | _BadMetadata, identity: tuple[NormalizedName, Version] | None) -> str | None:
+    """Why ``read`` cannot take part in the meld of ``identity``, or None when it can."""
+    if isinstance(read, _BadMetadata):
+        return str(read)
+    if identity is None:
+        return "the release has no name and version"
+    if canonicalize_name(read.name) != identity[0] or read.version != identity[1]:
+        said = f"{read.name!r} {str(read.version)!r}"
+        return f"metadata says {said}, the file name says {identity[0]} {identity[1]}"
+    return None
+
+
+def _source(
+    sdist: SdistInput | NoSdist | None,
+    identity: tuple[NormalizedName, Version] | None,
+    limits: MeldLimits,
+    problems: dict[str, str],
+) -> _Source:
+    """What decides the environments no wheel covers (the rule of the module docstring)."""
+    if sdist is None:
+        return _Source(Uncovered.FREE)
+    if isinstance(sdist, NoSdist):
+        return _Source(Uncovered.NOTHING)
+    if sdist.metadata is None or sdist.filename in problems:
+        problems.setdefault(
+            sdist.filename, "sdist metadata could not be had; leaving uncovered environments to it"
+        )
+        return _Source(Uncovered.UNAVAILABLE)
+    read = _read_or_bad(sdist.metadata, limits)
+    problem = _mismatch(read, identity)
+    if problem is not None:
+        problems[sdist.filename] = f"sdist {problem}"
+        return _Source(Uncovered.UNAVAILABLE)
+    assert isinstance(read, _Read)
+    return _Source(Uncovered.SDIST if _static_requirements(read.scanned) else Uncovered.DYNAMIC, read)
+
+
+def _static_requirements(scanned: ScannedMetadata) -> bool:
+    """PEP 643: Metadata-Version 2.2 or later, and Requires-Dist not among the Dynamic fields."""
     try:
-        scanned = scan(data)
+        version = Version(scanned.first("Metadata-Version") or "0")
+    except InvalidVersion:
+        return False
+    dynamic = {value.strip().lower() for value in scanned.values("Dynamic")}
+    return version >= Version("2.2") and "requires-dist" not in dynamic
+
+
+def _read_or_bad(data: bytes, limits: MeldLimits) -> _Read | _BadMetadata:
+    try:
+        return _read(data, limits)
+    except _BadMetadata as exc:
+        return exc
+
+
+def _read(data: bytes, limits: MeldLimits) -> _Read:
+    # Limits first: a hostile sibling must be refused before anything parses it.
+    if len(data) > limits.max_metadata_bytes:
+        raise _BadMetadata(f"metadata is {len(data)} bytes, over the limit of {limits.max_metadata_bytes}")
+    try:
+        scanned = scan(data, limits.max_requirements)
+    except TooManyRequirements as exc:
+        raise _BadMetadata(f"metadata has {exc}, over the limit") from exc
     except MalformedMetadata as exc:
         raise _BadMetadata(f"metadata does not parse: {exc}") from exc
     name = scanned.first("Name")
@@ -253,7 +382,8 @@ def _read(data: bytes) -> _Read:
 
 def _meld(
     parsed: list[_Parsed],
-    members: list[_Member],
+    members: list[Member],
+    source: _Source,
     outputs: dict[str, bytes],
     problems: dict[str, str],
     project: str | None,
@@ -261,7 +391,8 @@ def _meld(
     count: int,
 ) -> MeldResult:
     universe = Universe.from_tags(tag for member in members for tag in member.tags)
-    owned, conflicts = _ownership(members, parsed, universe)
+    stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
+    owned, conflicts = ownership(members, stories, universe)
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
     for wheel in parsed:
@@ -305,12 +436,13 @@ def _meld(
         version=version,
         wheels=count,
         disagreed=True,
-        complete=len(parsed) == count,
+        complete=len(parsed) == count and source.rule is not Uncovered.UNAVAILABLE,
         added=tuple(added),
         provides_extra=tuple(extras.values()),
         conflicts=tuple(conflicts),
         problems=MappingProxyType(problems),
         changed=tuple(rewritten),
+        uncovered=source.rule,
     )
     return MeldResult(MappingProxyType(outputs), report)
 
@@ -342,64 +474,3 @@ def _limit(
     limit = Marker(separating_marker(true_cells, false_cells, universe))
     new = with_marker(req, req.marker & limit if req.marker is not None else limit)
     return AddedRequirement(req.text, new.text, str(limit), *names)
-
-
-def _ownership(
-    members: list[_Member], parsed: list[_Parsed], universe: Universe
-) -> tuple[dict[str, set[Cell]], list[str]]:
-    """Cells each wheel is the installer's pick in, and one line per disagreeing overlap."""
-    covering: dict[Cell, list[_Member]] = {}
-    for member in members:
-        for cell in universe.cells_of(member.tags):
-            covering.setdefault(cell, []).append(member)
-    stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
-    platforms = frozenset(tag.platform for member in members for tag in member.tags if tag.platform != "any")
-    abis = frozenset(tag.abi for member in members for tag in member.tags)
-    owned: dict[str, set[Cell]] = {member.filename: set() for member in members}
-    overlaps: dict[tuple[str, str], list[Cell]] = {}
-    for cell, candidates in covering.items():
-        if len(candidates) == 1:
-            owned[candidates[0].filename].add(cell)
-            continue
-        here = frozenset(p for p in platforms if _runs_on(p, cell))
-        ranks = cell_tag_ranks(cell, here, abis)
-        unlisted = len(ranks)
-
-        def rank(
-            member: _Member, cell: Cell = cell, ranks: Mapping[Tag, int] = ranks, unlisted: int = unlisted
-        ) -> tuple[int, ...]:
-            best = min(
-                (ranks.get(tag, unlisted) for tag in member.tags if covers(tag, cell)), default=unlisted
-            )
-            build = member.build[0] if member.build else 0
-            return (best, -build, member.order)  # a higher build number wins a tie (PEP 427)
-
-        winner = min(candidates, key=rank)
-        owned[winner.filename].add(cell)
-        for loser in candidates:
-            if loser is not winner and stories.get(loser.filename) != stories.get(winner.filename):
-                overlaps.setdefault((winner.filename, loser.filename), []).append(cell)
-    # One line per wheel that lost somewhere: a py3-none-any fallback can lose to a hundred wheels.
-    by_loser: dict[str, dict[str, list[Cell]]] = {}
-    for (winner, loser), cells in sorted(overlaps.items()):
-        by_loser.setdefault(loser, {})[winner] = cells
-    conflicts = []
-    for loser, winners in by_loser.items():
-        cells = [cell for found in winners.values() for cell in found]
-        first, example = min((min(found), winner) for winner, found in winners.items())
-        who = example if len(winners) == 1 else f"{len(winners)} wheels preferred over it (e.g. {example})"
-        conflicts.append(
-            f"{loser} disagrees with {who} in {len(cells)} environment(s) markers cannot tell apart "
-            f"(e.g. {_describe(first)}); serving the preferred wheel's requirements there"
-        )
-    return owned, conflicts
-
-
-def _runs_on(platform: str, cell: Cell) -> bool:
-    facts = platform_facts(platform)
-    return facts.sys_platform == cell.sys_platform and cell.platform_machine in facts.machines
-
-
-def _describe(cell: Cell) -> str:
-    major, minor = cell.python
-    return f"{cell.sys_platform} {cell.platform_machine} {cell.implementation_name} {major}.{minor}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["HeaderLine", "MalformedMetadata", "ScannedMetadata", "rewrite", "scan"]
+__all__ = ["HeaderLine", "MalformedMetadata", "ScannedMetadata", "TooManyRequirements", "rewrite", "scan"]
 
 # Fields whose appearance requires a minimum Metadata-Version (core metadata spec history).
 _FIELD_SINCE: Mapping[str, Version] = {"requires-dist": Version("1.2"), "provides-extra": Version("2.1")}
@@ -24,6 +24,10 @@ _FIELD_SINCE: Mapping[str, Version] = {"requires-dist": Version("1.2"), "provide
 
 class MalformedMetadata(ValueError):
     """The bytes are not an RFC 822-style core metadata header block."""
+
+
+class TooManyRequirements(MalformedMetadata):
+    """The header block has more ``Requires-Dist`` lines than the caller allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,12 @@ def _header_end(data: bytes) -> int:
     return match.start() + 1 if match else len(data)
 
 
-def scan(data: bytes) -> ScannedMetadata:
-    """Split ``data`` into header lines and the untouched rest; raise :class:`MalformedMetadata`."""
+def scan(data: bytes, max_requirements: int | None = None) -> ScannedMetadata:
+    """Split ``data`` into header lines and the untouched rest; raise :class:`MalformedMetadata`.
+
+    ``max_requirements``: raise :class:`TooManyRequirements` as soon as more ``Requires-Dist``
+    headers than that are seen, before anything parses them (a hostile file must stay cheap).
+    """
     end = _header_end(data)
     text = data[:end].decode("utf-8", "surrogateescape")
     lines = tuple(text.splitlines(keepends=True))
@@ -80,6 +88,7 @@ def scan(data: bytes) -> ScannedMetadata:
     first = lines[0]
     eol = "\r\n" if first.endswith("\r\n") else "\n"
     headers: list[HeaderLine] = []
+    requirements = 0
     for index, line in enumerate(lines):
         if line[:1] in (" ", "\t"):
             if not headers:
@@ -92,6 +101,10 @@ def scan(data: bytes) -> ScannedMetadata:
         if not colon or not name or name != name.strip() or " " in name:
             raise MalformedMetadata(f"not a header line: {line!r}")
         headers.append(HeaderLine(name, value.strip(), index, index + 1))
+        if max_requirements is not None and name.lower() == "requires-dist":
+            requirements += 1
+            if requirements > max_requirements:
+                raise TooManyRequirements(f"more than {max_requirements} Requires-Dist lines")
     by_name: dict[str, list[HeaderLine]] = {}
     for header in headers:
         by_name.setdefault(header.name.lower(), []).append(header)

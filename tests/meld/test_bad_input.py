@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.meld import WheelInput, meld_release
+from proxy.meld import MeldLimits, SdistInput, Uncovered, WheelInput, meld_release
 from tests.meld.meldkit import build_metadata, check_contract
 
 GOOD_X86 = WheelInput(
@@ -82,15 +82,15 @@ def test_degenerate_inputs(wheels: list[WheelInput]) -> None:
 
 
 def test_bad_sdist_name_is_reported_and_wheels_still_meld() -> None:
-    result = meld_release([GOOD_X86, GOOD_ARM], sdist_filename="not-an-sdist.zip")
+    result = meld_release([GOOD_X86, GOOD_ARM], SdistInput("not-an-sdist.zip", None))
     assert "not an sdist file name" in result.report.problems["not-an-sdist.zip"]
     assert result.report.disagreed
 
 
 def test_sdist_decides_the_release() -> None:
-    result = meld_release([GOOD_X86, GOOD_ARM], sdist_filename="demo-2.0.tar.gz")
-    assert set(result.report.problems) == {GOOD_X86.filename, GOOD_ARM.filename}
-    assert result.report.version == "2.0"
+    result = meld_release([GOOD_X86, GOOD_ARM], SdistInput("demo-2.0.tar.gz", None))
+    assert set(result.report.problems) == {GOOD_X86.filename, GOOD_ARM.filename, "demo-2.0.tar.gz"}
+    assert result.report.version == "2.0" and not result.report.complete
 
 
 def test_report_is_json_able() -> None:
@@ -117,3 +117,43 @@ def test_an_internal_failure_serves_upstreams_bytes(monkeypatch: pytest.MonkeyPa
     assert result.outputs[x86.filename] is x86.metadata
     assert result.outputs[GOOD_ARM.filename] is GOOD_ARM.metadata
     assert "boom" in result.report.problems["(release)"] and not result.report.complete
+
+
+HOSTILE = WheelInput(
+    "demo-1.0-cp311-cp311-win_amd64.whl",
+    build_metadata("demo", "1.0", [f"pkg{index}>=1" for index in range(100_000)]),
+)
+
+
+@pytest.mark.parametrize(
+    ("bad", "limits", "reason"),
+    [
+        (HOSTILE, MeldLimits(), "more than 5000 Requires-Dist lines"),
+        (
+            WheelInput(
+                "demo-1.0-cp311-cp311-win_amd64.whl", build_metadata("demo", "1.0", ["a"], body="x" * 9000)
+            ),
+            MeldLimits(max_metadata_bytes=8000),
+            "over the limit of 8000",
+        ),
+        (
+            WheelInput("demo-1.0-cp311-cp311-win_amd64.whl", build_metadata("demo", "1.0", ["a", "b", "c"])),
+            MeldLimits(max_requirements=2),  # the good siblings have two each
+            "more than 2 Requires-Dist lines",
+        ),
+    ],
+)
+def test_metadata_over_a_limit_is_unusable(bad: WheelInput, limits: MeldLimits, reason: str) -> None:
+    """A sibling over a limit is refused before anything parses it, like any unusable metadata."""
+    result = meld_release([GOOD_X86, bad, GOOD_ARM], limits=limits)
+    assert reason in result.report.problems[bad.filename]
+    assert result.outputs[bad.filename] is bad.metadata
+    assert not result.report.complete and result.report.disagreed
+    check_contract([GOOD_X86, GOOD_ARM], result.outputs)
+
+
+def test_sdist_metadata_over_a_limit_leaves_uncovered_environments_to_it() -> None:
+    sdist = SdistInput("demo-1.0.tar.gz", HOSTILE.metadata)
+    result = meld_release([GOOD_X86, GOOD_ARM], sdist)
+    assert "Requires-Dist lines" in result.report.problems[sdist.filename]
+    assert result.report.uncovered is Uncovered.UNAVAILABLE and not result.report.complete
