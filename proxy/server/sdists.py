@@ -1,0 +1,81 @@
+"""A release's sdist metadata for its meld: what installers get where no wheel of the release fits.
+
+Cheapest first, as for wheels: the cache's copy; the sdist the cache holds; upstream's PEP 658 file
+for the sdist when the page advertises one (indexes that publish sdist metadata say so; probing
+would cost a 404 per release where they do not); else ``PKG-INFO`` read off the head of the remote
+archive (``proxy.network.sdist_metadata``: streamed and stopped, or ranges for a zip; never built,
+never extracted). It is immutable like a wheel's metadata: fetched once, ever, and kept on disk
+under the sdist's name. Metadata that cannot be had is ``SdistInput(name, None)``: the engine then
+calls the meld incomplete, so it is served but not cached, and tried again on a later request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import UpstreamError, WheelmeldError
+from proxy.index.model import DistFile
+from proxy.meld import SdistInput
+from proxy.network.remote_zip import RemoteZipError
+from proxy.network.sdist_metadata import fetch_sdist_metadata, read_local_pkg_info
+from proxy.server.observability import Metrics
+from proxy.server.upstream import Upstream
+
+__all__ = ["SdistMetadata"]
+
+log = logging.getLogger("wheelmeld")
+
+
+class SdistMetadata:
+    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._offline = offline
+
+    async def input(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> SdistInput:
+        """``sdist``'s metadata for ``meld_release``; ``metadata=None`` when it cannot be had now."""
+        path = self._store.metadata_path(key, sdist.filename)
+        cached = await asyncio.to_thread(self._store.read, path)
+        if cached is not None:
+            return SdistInput(sdist.filename, cached)
+        async with self._store.lock("meta:" + str(path)):
+            cached = await asyncio.to_thread(self._store.read, path)
+            if cached is not None:
+                return SdistInput(sdist.filename, cached)
+            try:
+                data = await self._fetch(key, sdist, upstream)
+            except WheelmeldError as exc:
+                log.info("no metadata for the sdist %s: %s", sdist.filename, exc.reason)
+                return SdistInput(sdist.filename, None)
+            await asyncio.to_thread(self._store.write_atomic, path, data)
+        return SdistInput(sdist.filename, data)
+
+    async def _fetch(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> bytes:
+        local = self._store.file_path(key, sdist.filename)
+        if local.exists():
+            data = await asyncio.to_thread(read_local_pkg_info, local, sdist.filename)
+            if data is not None:
+                return data
+        if self._offline:
+            raise UpstreamError(f"offline, and the cache holds no metadata for {sdist.filename}")
+        async with upstream.sibling_gate:
+            if sdist.core_metadata:
+                data = await upstream.fetch_small(sdist.url + ".metadata")
+                self._metrics.upstream_request("metadata")
+                if data is not None:
+                    advertised = sdist.core_metadata
+                    expected = advertised.get("sha256") if isinstance(advertised, dict) else None
+                    if expected and hashlib.sha256(data).hexdigest() != expected.lower():
+                        raise UpstreamError(
+                            f"upstream metadata of {sdist.filename} does not match its sha256"
+                        )
+                    return data
+            try:
+                fetched = await fetch_sdist_metadata(upstream.client, sdist.url, sdist.filename)
+            except RemoteZipError as exc:
+                raise UpstreamError(f"cannot read PKG-INFO of {sdist.filename}: {exc}") from exc
+        self._metrics.upstream_request("sdist", count=fetched.requests, nbytes=fetched.bytes_received)
+        return fetched.metadata
