@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     result = meld_release(release)
     cold = time.perf_counter() - start
-    assert result.report.disagreed and len(result.report.changed) == 20
+    assert result.report.disagreed and result.report.changed
     assert not meld_release(agreeing).report.disagreed
     assert not meld_release(agreeing_distinct).report.disagreed
 

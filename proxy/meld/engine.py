@@ -2,16 +2,32 @@
 requirement limited by markers to the environments whose wheel declared it (MISSION.md, "The meld
 contract"). Pure: bytes in, bytes and a report out; no I/O, and no exception escapes on bad input.
 
-Per requirement R (canonical identity) over the wheels that parsed:
+A cell of the grid (:mod:`proxy.meld.environments`) belongs to the wheel an installer would pick
+there (:mod:`proxy.meld.ownership`); overlaps whose wheels disagree are reported as conflicts
+(contract item 6). Wheels whose metadata is missing, unusable or over :class:`MeldLimits` keep their
+own bytes and are reported (contract item 7); their cells are don't-care. Per requirement R, R* holds
+R as written when no cell that decides says "no" (contract item 4), else ``(own marker) and (M)``
+with M the shortest marker separating the cells that say "yes" from those that say "no"
+(:mod:`proxy.meld.placement`).
 
-* every wheel declares R, or R's own marker is false in every cell a non-declaring wheel owns (for
-  every value of ``extra``) → R is kept exactly as written (contract item 4);
-* otherwise R becomes ``(own marker) and (M)`` where M is the shortest marker true on the cells of the
-  declaring wheels and false on the cells of the others where R's marker could hold.
+Environments no wheel covers (contract item 8, decided before item 4) — an installer there builds the
+sdist, or fails when there is none — are decided by what the caller knows of the sdist:
 
-A cell belongs to the wheel an installer would pick there (:mod:`proxy.meld.preference`); overlaps
-whose wheels disagree are reported as conflicts (contract item 6). Wheels whose metadata is missing or
-unusable keep their own bytes and are reported (contract item 7); their cells are don't-care.
+1. A static sdist (PEP 643: Metadata-Version 2.2 or later and ``Requires-Dist`` not ``Dynamic``;
+   upstream's PEP 658 file for the sdist counts the same): R* must give there exactly what the
+   sdist's ``Requires-Dist`` gives, because that is what installers there install. Lines only the
+   sdist declares join R*, limited to those cells; wheel lines the sdist lacks are limited out of
+   them; its ``Provides-Extra`` joins the union.
+2. No sdist (:data:`NO_SDIST`): nothing installs there, so a line whose own marker can hold only
+   there is dropped (``report.dropped``) — kept, it asks a universal resolver for a dependency in a
+   fork where the release itself cannot be installed, which can only make the lock fail. Otherwise
+   those cells are free.
+3. A dynamic sdist, or one whose metadata could not be had or used: nobody can know what it gives
+   without building it, so those cells are free for the marker search and listed in
+   ``report.left_to_sdist``; unavailable metadata also makes the result incomplete (not cached).
+
+``sdist=None`` means the caller does not know; those cells are then free, as in case 3 but silent.
+Releases whose wheels agree are served upstream's bytes whatever the sdist says (contract item 3).
 """
 
 from __future__ import annotations
@@ -23,26 +39,25 @@ from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
-    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from .environments import Cell, Universe
-from .markers import mentioned_extras, possibly_true, separating_marker
-from .metadata import HeaderLine, MalformedMetadata, ScannedMetadata, TooManyRequirements, rewrite, scan
-from .ownership import Member, ownership
+from .environments import Universe
+from .metadata import rewrite
+from .ownership import Member, ownership, uncovered_platforms
+from .placement import Owner, Placement, Rules, Verdict, place
+from .reading import BadMetadata, Read, mismatch, read_metadata, static_requirements
 from .requirements import (
-    InvalidRequiresDist,
     ParsedRequirement,
     RequirementKey,
-    parse_requirement,
     with_marker,
 )
 
@@ -167,36 +182,21 @@ class MeldResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Read:
-    """What one metadata content says: its header scan, requirement lines and extras."""
-
-    scanned: ScannedMetadata
-    name: str
-    version: Version
-    requirements: tuple[tuple[HeaderLine, ParsedRequirement], ...]
-    keys: frozenset[RequirementKey]
-    extras: Mapping[NormalizedName, str]  # canonical → as spelled
-
-
-@dataclass(frozen=True, slots=True)
 class _Parsed:
     """A member whose metadata is usable."""
 
     member: Member
-    read: _Read
+    read: Read
 
 
 _WheelName = tuple[NormalizedName, Version, tuple[int, str] | tuple[()], frozenset[Tag]]
 
 
-class _BadMetadata(ValueError):
-    """A wheel's metadata cannot take part in the meld (the message says why)."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Source:
     rule: Uncovered
-    read: _Read | None = None  # the sdist's metadata, when the rule is SDIST or DYNAMIC
+    name: str = ""  # the sdist's file name
+    read: Read | None = None  # the sdist's metadata, when the rule is SDIST or DYNAMIC
 
 
 def meld_release(
@@ -223,7 +223,7 @@ def meld_release(
     parsed: list[_Parsed] = []
     outputs: dict[str, bytes] = {}
     # Siblings often carry byte-identical METADATA (the tags live in WHEEL): read each content once.
-    reads: dict[bytes, _Read | _BadMetadata] = {}
+    reads: dict[bytes, Read | BadMetadata] = {}
     for order, (wheel, parsed_name) in enumerate(zip(wheels, names, strict=True)):
         if wheel.metadata is not None:
             outputs[wheel.filename] = wheel.metadata
@@ -239,13 +239,15 @@ def meld_release(
             problems[wheel.filename] = "metadata could not be had; serving nothing melded for it"
             continue
         if wheel.metadata not in reads:
-            reads[wheel.metadata] = _read_or_bad(wheel.metadata, limits)
+            reads[wheel.metadata] = read_metadata(
+                wheel.metadata, limits.max_metadata_bytes, limits.max_requirements
+            )
         read = reads[wheel.metadata]
-        problem = _mismatch(read, identity)
+        problem = mismatch(read, identity)
         if problem is not None:
             problems[wheel.filename] = problem
         else:
-            assert isinstance(read, _Read)
+            assert isinstance(read, Read)
             parsed.append(_Parsed(member, read))
     source = _source(sdist, identity, limits, problems)
 
@@ -295,18 +297,6 @@ def _identity(
     return seen.most_common(1)[0][0] if seen else None
 
 
-def _mismatch(read: _Read | _BadMetadata, identity: tuple[NormalizedName, Version] | None) -> str | None:
-    """Why ``read`` cannot take part in the meld of ``identity``, or None when it can."""
-    if isinstance(read, _BadMetadata):
-        return str(read)
-    if identity is None:
-        return "the release has no name and version"
-    if canonicalize_name(read.name) != identity[0] or read.version != identity[1]:
-        said = f"{read.name!r} {str(read.version)!r}"
-        return f"metadata says {said}, the file name says {identity[0]} {identity[1]}"
-    return None
-
-
 def _source(
     sdist: SdistInput | NoSdist | None,
     identity: tuple[NormalizedName, Version] | None,
@@ -323,61 +313,14 @@ def _source(
             sdist.filename, "sdist metadata could not be had; leaving uncovered environments to it"
         )
         return _Source(Uncovered.UNAVAILABLE)
-    read = _read_or_bad(sdist.metadata, limits)
-    problem = _mismatch(read, identity)
+    read = read_metadata(sdist.metadata, limits.max_metadata_bytes, limits.max_requirements)
+    problem = mismatch(read, identity)
     if problem is not None:
         problems[sdist.filename] = f"sdist {problem}"
         return _Source(Uncovered.UNAVAILABLE)
-    assert isinstance(read, _Read)
-    return _Source(Uncovered.SDIST if _static_requirements(read.scanned) else Uncovered.DYNAMIC, read)
-
-
-def _static_requirements(scanned: ScannedMetadata) -> bool:
-    """PEP 643: Metadata-Version 2.2 or later, and Requires-Dist not among the Dynamic fields."""
-    try:
-        version = Version(scanned.first("Metadata-Version") or "0")
-    except InvalidVersion:
-        return False
-    dynamic = {value.strip().lower() for value in scanned.values("Dynamic")}
-    return version >= Version("2.2") and "requires-dist" not in dynamic
-
-
-def _read_or_bad(data: bytes, limits: MeldLimits) -> _Read | _BadMetadata:
-    try:
-        return _read(data, limits)
-    except _BadMetadata as exc:
-        return exc
-
-
-def _read(data: bytes, limits: MeldLimits) -> _Read:
-    # Limits first: a hostile sibling must be refused before anything parses it.
-    if len(data) > limits.max_metadata_bytes:
-        raise _BadMetadata(f"metadata is {len(data)} bytes, over the limit of {limits.max_metadata_bytes}")
-    try:
-        scanned = scan(data, limits.max_requirements)
-    except TooManyRequirements as exc:
-        raise _BadMetadata(f"metadata has {exc}, over the limit") from exc
-    except MalformedMetadata as exc:
-        raise _BadMetadata(f"metadata does not parse: {exc}") from exc
-    name = scanned.first("Name")
-    raw_version = scanned.first("Version")
-    if name is None or raw_version is None:
-        raise _BadMetadata("metadata lacks Name or Version")
-    try:
-        version = Version(raw_version)
-    except InvalidVersion as exc:
-        raise _BadMetadata(f"metadata Version is not PEP 440: {raw_version!r}") from exc
-    requirements = []
-    for header in scanned.lines_of("Requires-Dist"):
-        try:
-            requirements.append((header, parse_requirement(header.value)))
-        except InvalidRequiresDist as exc:
-            raise _BadMetadata(str(exc)) from exc
-    extras: dict[NormalizedName, str] = {}
-    for value in scanned.values("Provides-Extra"):
-        extras.setdefault(canonicalize_name(value), value)
-    keys = frozenset(req.key for _, req in requirements)
-    return _Read(scanned, name, version, tuple(requirements), keys, extras)
+    assert isinstance(read, Read)
+    rule = Uncovered.SDIST if static_requirements(read.scanned) else Uncovered.DYNAMIC
+    return _Source(rule, sdist.filename, read)
 
 
 def _meld(
@@ -393,29 +336,59 @@ def _meld(
     universe = Universe.from_tags(tag for member in members for tag in member.tags)
     stories = {w.member.filename: (w.read.keys, frozenset(w.read.extras)) for w in parsed}
     owned, conflicts = ownership(members, stories, universe)
+    covered = frozenset(cell for cells in owned.values() for cell in cells)
+    owners = [Owner(w.member.filename, w.read.keys, owned[w.member.filename]) for w in parsed]
+    reads = [w.read for w in parsed]
+    if source.rule is Uncovered.SDIST and source.read is not None:
+        owners.append(Owner(source.name, source.read.keys, universe.cells() - covered))
+        reads.append(source.read)
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
-    for wheel in parsed:
-        for canonical, spelled in wheel.read.extras.items():
+    for read in reads:
+        for canonical, spelled in read.extras.items():
             extras.setdefault(canonical, spelled)
-        for _, req in wheel.read.requirements:
+        for _, req in read.requirements:
             first_seen.setdefault(req.key, req)
+    usable = {w.member.filename for w in parsed}
+    unowned = [cell for name, cells in owned.items() if name not in usable for cell in cells]
+    rules = Rules(universe, tuple(sorted(extras)), unowned, source.rule is Uncovered.NOTHING)
+    # Without an sdist rule, a line every wheel declares is R*'s as written (no cell can say no).
+    every_line = source.rule in (Uncovered.SDIST, Uncovered.NOTHING)
+    wheel_keys = frozenset(key for w in parsed for key in w.read.keys)
 
-    changed: dict[RequirementKey, str | None] = {}  # key → new text (None: dropped)
+    changed: dict[RequirementKey, str | None] = {}  # key → new text (None: not in R*)
     result_text: dict[RequirementKey, str] = {key: req.text for key, req in first_seen.items()}
+    served: dict[tuple[object, ...], list[str]] = {}  # dependency → markers of its R* lines
     added: list[AddedRequirement] = []
+    dropped: list[str] = []
     for key, req in first_seen.items():
-        declaring = [w for w in parsed if key in w.read.keys]
-        lacking = [w for w in parsed if key not in w.read.keys]
-        if not lacking:
-            continue
-        item = _limit(req, declaring, lacking, owned, universe, tuple(sorted(extras)))
-        added.append(item)
-        if item.result is None:
+        sdist_only = key not in wheel_keys
+        if not sdist_only and not every_line and all(key in w.read.keys for w in parsed):
+            placement = Placement(Verdict.KEEP, None, (), ())
+        else:
+            placement = place(req, owners, rules, served.get(key.target, []) if sdist_only else None)
+        if placement.verdict is Verdict.LIMIT:
+            assert placement.marker is not None
+            limit = Marker(placement.marker)
+            changed[key] = result_text[key] = with_marker(
+                req, req.marker & limit if req.marker is not None else limit
+            ).text
+        elif placement.verdict is not Verdict.KEEP:
             changed[key] = None
-            conflicts.append(f"{req.text!r} dropped: only wheels an installer never picks declare it")
-        elif item.marker is not None:
-            changed[key] = result_text[key] = item.result
+        if placement.verdict is Verdict.UNPICKED:
+            conflicts.append(
+                f"{req.text!r} dropped: wherever it could apply, the wheel (or sdist) deciding there lacks it"
+            )
+        elif placement.verdict is Verdict.NOWHERE:
+            dropped.append(req.text)
+        if key not in changed or changed[key] is not None:
+            marker = Requirement(result_text[key]).marker
+            served.setdefault(key.target, []).append(str(marker) if marker is not None else "")
+        if placement.lacking and placement.verdict is not Verdict.COVERED:
+            result = changed.get(key, req.text)
+            added.append(
+                AddedRequirement(req.text, result, placement.marker, placement.declared_by, placement.lacking)
+            )
 
     rewritten: list[str] = []
     for wheel in parsed:
@@ -431,6 +404,9 @@ def _meld(
         if replace or missing or new_extras:
             outputs[wheel.member.filename] = rewrite(wheel.read.scanned, replace, missing, new_extras)
             rewritten.append(wheel.member.filename)
+    left: tuple[str, ...] = ()
+    if source.rule in (Uncovered.DYNAMIC, Uncovered.UNAVAILABLE):
+        left = uncovered_platforms(members, universe, covered)
     report = MeldReport(
         project=project,
         version=version,
@@ -443,34 +419,7 @@ def _meld(
         problems=MappingProxyType(problems),
         changed=tuple(rewritten),
         uncovered=source.rule,
+        left_to_sdist=left,
+        dropped=tuple(dropped),
     )
     return MeldResult(MappingProxyType(outputs), report)
-
-
-def _limit(
-    req: ParsedRequirement,
-    declaring: Sequence[_Parsed],
-    lacking: Sequence[_Parsed],
-    owned: Mapping[str, set[Cell]],
-    universe: Universe,
-    extras: tuple[str, ...],
-) -> AddedRequirement:
-    """What R* holds for a requirement only some wheels declare (see the module docstring)."""
-    marker_text = str(req.marker) if req.marker is not None else ""
-    # ``extra`` is never assumed false: try every extra any wheel provides or the marker names.
-    extras_here = tuple(sorted(set(extras) | mentioned_extras(marker_text)))
-
-    def could(cell: Cell) -> bool:
-        return not marker_text or possibly_true(marker_text, cell, extras_here)
-
-    names = (tuple(w.member.filename for w in declaring), tuple(w.member.filename for w in lacking))
-    false_cells = {cell for w in lacking for cell in owned[w.member.filename] if could(cell)}
-    if not false_cells:
-        return AddedRequirement(req.text, req.text, None, *names)  # the wheels lacking it cannot use it
-    # Cells where R's own marker is false are don't-care: "(own) and (M)" is false there anyway.
-    true_cells = {cell for w in declaring for cell in owned[w.member.filename] if could(cell)}
-    if not true_cells:
-        return AddedRequirement(req.text, None, None, *names)
-    limit = Marker(separating_marker(true_cells, false_cells, universe))
-    new = with_marker(req, req.marker & limit if req.marker is not None else limit)
-    return AddedRequirement(req.text, new.text, str(limit), *names)

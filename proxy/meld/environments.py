@@ -258,6 +258,10 @@ class Universe:
         """The values of dimension ``dimension`` (a :class:`Cell` field index)."""
         return (self.sys_platforms, self.machines, self.pythons, self.implementations)[dimension]
 
+    def cells(self) -> frozenset[Cell]:
+        """Every cell of the grid."""
+        return _all_cells(self)
+
     def cells_of_tag(self, tag: Tag) -> frozenset[Cell]:
         return _cells_of_tag(self, tag)
 
@@ -267,6 +271,16 @@ class Universe:
         for tag in tags:
             cells |= _cells_of_tag(self, tag)
         return frozenset(cells)
+
+
+@functools.lru_cache(maxsize=256)
+def _all_cells(universe: Universe) -> frozenset[Cell]:
+    return frozenset(
+        Cell(*values)
+        for values in product(
+            universe.sys_platforms, universe.machines, universe.pythons, universe.implementations
+        )
+    )
 
 
 @functools.lru_cache(maxsize=65536)

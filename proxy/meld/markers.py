@@ -19,7 +19,7 @@ from packaging.markers import InvalidMarker, Marker, UndefinedComparison, Undefi
 
 from .environments import OTHER, Cell, Universe, marker_environments
 
-__all__ = ["UnseparableCells", "mentioned_extras", "possibly_true", "separating_marker"]
+__all__ = ["UnseparableCells", "certainly_true", "mentioned_extras", "possibly_true", "separating_marker"]
 
 _NAMES = ("sys_platform", "platform_machine", "python_version", "implementation_name")
 _PYTHON = 2
@@ -104,6 +104,47 @@ def _possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> boo
             except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
                 return True
     return False
+
+
+def certainly_true(marker_text: str, cell: Cell) -> bool:
+    """Whether an installer in ``cell`` always installs a requirement with this marker.
+
+    True only when the marker holds in every environment of the cell with no extra requested;
+    anything unknowable (an ``OTHER`` value it reads, a kernel string, an error) counts as "not".
+    """
+    if not marker_text:
+        return True
+    sys_platform, machine, python, implementation = _dimensions_read(marker_text)
+    if (
+        (sys_platform and cell.sys_platform == OTHER)
+        or (machine and cell.platform_machine == OTHER)
+        or (implementation and cell.implementation_name == OTHER)
+    ):
+        return False
+    pinned = Cell(
+        cell.sys_platform if sys_platform else "linux",
+        cell.platform_machine if machine else "x86_64",
+        cell.python if python else (3, 12),
+        cell.implementation_name if implementation else "cpython",
+    )
+    return _certainly_true(marker_text, pinned)
+
+
+@functools.lru_cache(maxsize=262144)
+def _certainly_true(marker_text: str, cell: Cell) -> bool:
+    if any(name in marker_text for name in _UNMODELLED):
+        return False
+    try:
+        marker = _marker(marker_text)
+    except InvalidMarker:
+        return False
+    environments = marker_environments(cell)
+    if not any(name in marker_text for name in _PATCH_LEVEL):
+        environments = environments[:1]
+    try:
+        return all(marker.evaluate({**environment, "extra": ""}) for environment in environments)
+    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
+        return False
 
 
 def mentioned_extras(marker_text: str) -> frozenset[str]:

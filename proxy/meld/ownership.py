@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from packaging.tags import Tag
 
-from .environments import Cell, Universe, platform_facts
+from .environments import OTHER, Cell, Universe, platform_facts
+from .markers import separating_marker
 from .preference import cell_tag_ranks, covers
 
-__all__ = ["Member", "describe", "ownership"]
+__all__ = ["Member", "describe", "ownership", "uncovered_platforms"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +91,34 @@ def _runs_on(platform: str, cell: Cell) -> bool:
 def describe(cell: Cell) -> str:
     major, minor = cell.python
     return f"{cell.sys_platform} {cell.platform_machine} {cell.implementation_name} {major}.{minor}"
+
+
+# The platforms an uncovered-environments report always looks at, beside those the release names.
+_COMMON_PLATFORMS = (
+    ("linux", "x86_64"),
+    ("linux", "aarch64"),
+    ("darwin", "arm64"),
+    ("darwin", "x86_64"),
+    ("win32", "AMD64"),
+)
+
+
+def uncovered_platforms(
+    members: Sequence[Member], universe: Universe, covered: frozenset[Cell]
+) -> tuple[str, ...]:
+    """One line per real platform where some environment has no wheel, e.g. ``linux aarch64``."""
+    pairs = set(_COMMON_PLATFORMS)
+    for member in members:
+        for tag in member.tags:
+            facts = platform_facts(tag.platform)
+            if facts.sys_platform is not None:
+                pairs |= {(facts.sys_platform, machine) for machine in facts.machines if machine != OTHER}
+    lines = []
+    for system, machine in sorted(pairs):
+        here = {cell for cell in universe.cells() if cell[:2] == (system, machine)}
+        missing, present = here - covered, here & covered
+        if not missing:
+            continue
+        where = f" where {separating_marker(missing, present, universe)}" if present else ""
+        lines.append(f"{system} {machine}{where}")
+    return tuple(lines)

@@ -50,6 +50,11 @@ class RequirementKey:
     def __hash__(self) -> int:
         return self._hash
 
+    @property
+    def target(self) -> tuple[NormalizedName, frozenset[NormalizedName], SpecifierSet, str | None]:
+        """What an installer installs for it: everything but the marker."""
+        return (self.name, self.extras, self.specifier, self.url)
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedRequirement:

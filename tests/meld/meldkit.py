@@ -26,7 +26,9 @@ __all__ = [
     "Environment",
     "active",
     "build_metadata",
+    "build_sdist_metadata",
     "check_contract",
+    "check_uncovered",
     "environments_of",
     "extras_subsets",
     "preferred",
@@ -202,6 +204,17 @@ def build_metadata(
     return (eol.join(lines) + eol + eol + body).encode()
 
 
+def build_sdist_metadata(
+    name: str, version: str, requires: Sequence[str], extras: Sequence[str] = (), *, dynamic: bool = False
+) -> bytes:
+    """A PKG-INFO: Metadata-Version 2.2 (PEP 643), with ``Requires-Dist`` static unless ``dynamic``."""
+    lines = ["Metadata-Version: 2.2", f"Name: {name}", f"Version: {version}"]
+    lines += ["Dynamic: Requires-Dist"] if dynamic else []
+    lines += [f"Requires-Dist: {text}" for text in requires]
+    lines += [f"Provides-Extra: {extra}" for extra in extras]
+    return ("\n".join(lines) + "\n\nAn sdist.\n").encode()
+
+
 def seed_releases() -> dict[tuple[str, str], list[WheelInput]]:
     """The seed index, one list of wheels per (project, exact version) — local label included."""
     data = json.loads((FIXTURES / "pytorch-nightly-cu126.json").read_text())
@@ -227,18 +240,21 @@ def provided_extras(metadata: bytes) -> set[str]:
     return {canonicalize_name(extra) for extra in raw.get("provides_extra", [])}
 
 
-def check_contract(inputs: Sequence[WheelInput], outputs: Mapping[str, bytes]) -> None:
+def check_contract(
+    inputs: Sequence[WheelInput], outputs: Mapping[str, bytes], sdist_extras: Iterable[str] = ()
+) -> None:
     """Contract items 1 and 2 for every wheel that has metadata: one list, and faithful where picked.
 
     Fidelity is checked in every sampled environment where the installer model picks the wheel, for
-    every set of up to two extras drawn from the release's ``Provides-Extra`` union.
+    every set of up to two extras drawn from the release's ``Provides-Extra`` union (with a static
+    sdist's, ``sdist_extras``).
     """
     names = [wheel.filename for wheel in inputs if wheel.metadata is not None]
     own = {wheel.filename: requirements_of(wheel.metadata) for wheel in inputs if wheel.metadata is not None}
     served = {name: requirements_of(outputs[name]) for name in names}
     stories = {frozenset(reqs) for reqs in served.values()}
     assert len(stories) <= 1, f"inconsistent: {len(stories)} different requirement sets served"
-    extras: set[str] = set()
+    extras = {canonicalize_name(extra) for extra in sdist_extras}
     for wheel in inputs:
         if wheel.metadata is not None:
             extras |= provided_extras(wheel.metadata)
@@ -256,3 +272,38 @@ def check_contract(inputs: Sequence[WheelInput], outputs: Mapping[str, bytes]) -
                     f"{name} in {env} with extras {chosen}: lost {sorted(map(str, expected - got))}, "
                     f"added {sorted(map(str, got - expected))}"
                 )
+
+
+# Environments the installer model samples, wheel or not: where no wheel installs, an installer
+# builds the sdist (or, without one, fails).
+ALL_ENVIRONMENTS = tuple(
+    Environment(system, machine, python, implementation)
+    for (system, machine) in _PLATFORMS
+    for python in _PYTHONS
+    for implementation in ("cpython", "pypy")
+)
+
+
+def check_uncovered(
+    inputs: Sequence[WheelInput], sdist: bytes | None, outputs: Mapping[str, bytes]
+) -> list[Environment]:
+    """Where no wheel installs, R* gives exactly what the sdist's ``Requires-Dist`` gives (rule 1).
+
+    ``sdist``: the static sdist's metadata, or None to only list the uncovered environments.
+    Returns the sampled environments no wheel covers.
+    """
+    names = [wheel.filename for wheel in inputs if wheel.metadata is not None]
+    served = requirements_of(outputs[names[0]]) if names else []
+    extras = provided_extras(outputs[names[0]]) if names else set()
+    uncovered = [env for env in ALL_ENVIRONMENTS if preferred([w.filename for w in inputs], env) is None]
+    if sdist is None:
+        return uncovered
+    own = requirements_of(sdist)
+    for env in uncovered:
+        for chosen in extras_subsets(extras | provided_extras(sdist)):
+            expected, got = active(own, env, chosen), active(served, env, chosen)
+            assert got == expected, (
+                f"{env} (no wheel) with extras {chosen}: lost {sorted(map(str, expected - got))}, "
+                f"added {sorted(map(str, got - expected))} against the sdist"
+            )
+    return uncovered

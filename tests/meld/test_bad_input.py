@@ -106,12 +106,12 @@ def test_report_is_json_able() -> None:
 
 def test_an_internal_failure_serves_upstreams_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Contract item 7 holds even against a bug in the engine itself."""
-    import proxy.meld.engine as engine
+    import proxy.meld.placement as placement
 
     def broken(*_: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "separating_marker", broken)
+    monkeypatch.setattr(placement, "separating_marker", broken)
     x86 = WheelInput(GOOD_X86.filename, build_metadata("demo", "1.0", ["numpy", "cuda-libs"]))
     result = meld_release([x86, GOOD_ARM])
     assert result.outputs[x86.filename] is x86.metadata

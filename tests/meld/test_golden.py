@@ -115,8 +115,9 @@ def test_torch_210_markers_are_exactly_the_expected_ones() -> None:
     report = meld_release(TORCH_210).report
     added = {item.requirement: item for item in report.added}
     dynamo = added['jinja2; extra == "dynamo"']
-    assert dynamo.marker == 'sys_platform == "linux"'  # the dynamo extra exists on Linux only
-    assert dynamo.result == 'jinja2; extra == "dynamo" and sys_platform == "linux"'
+    # The dynamo extra exists on Linux only, but every wheel requires plain ``jinja2`` anyway: the
+    # Windows and macOS wheels install it whatever extra is asked, so the line needs no limit there.
+    assert dynamo.marker is None and dynamo.result == dynamo.requirement
     assert sorted(dynamo.lacking) == sorted(
         w.filename for w in TORCH_210 if "win_amd64" in w.filename or "macosx" in w.filename
     )
@@ -136,12 +137,10 @@ def test_torch_210_everything_but_requirements_is_upstreams() -> None:
         if b"\r\n" in wheel.metadata:  # the Windows wheels were written with CRLF: still CRLF
             head = out.partition(b"\r\n\r\n")[0]
             assert head.count(b"\n") == head.count(b"\r\n")
-    linux_x86 = next(w for w in TORCH_210 if "manylinux1_x86_64" in w.filename)
-    changed = set(result.outputs[linux_x86.filename].splitlines()) ^ set(linux_x86.metadata.splitlines())
-    assert changed == {
-        b"Requires-Dist: jinja2 ; extra == 'dynamo'",
-        b'Requires-Dist: jinja2; extra == "dynamo" and sys_platform == "linux"',
-    }
+    # The Linux x86_64 wheels declare every line of R* already, each with its own marker: upstream's bytes.
+    for wheel in TORCH_210:
+        if "manylinux1_x86_64" in wheel.filename:
+            assert result.outputs[wheel.filename] is wheel.metadata
 
 
 def test_torch_210_mac_wheel_gains_the_extra_and_the_cuda_lines() -> None:
