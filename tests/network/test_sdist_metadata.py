@@ -33,7 +33,7 @@ def _fetch(content: bytes, filename: str, **kwargs: int) -> tuple[FetchedSdistMe
 
 def test_tar_gz_stops_reading_once_pkg_info_is_read() -> None:
     size = 8 * 1024 * 1024
-    fetched, up = _fetch(build_sdist("demo_pkg-1.0.tar.gz", INFO, payload_size=size), "demo_pkg-1.0.tar.gz")
+    fetched, _up = _fetch(build_sdist("demo_pkg-1.0.tar.gz", INFO, payload_size=size), "demo_pkg-1.0.tar.gz")
     assert fetched.metadata == INFO
     assert fetched.requests == 1
     assert fetched.bytes_received < 1024 * 1024, fetched.bytes_received
