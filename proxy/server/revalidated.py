@@ -65,6 +65,10 @@ class RevalidatedFiles:
                 return cached, "offline"
             raise OfflineMiss(f"offline, and the cache holds no current copy of {dist.filename}")
         async with self._store.lock("revalidated:" + str(path)):
+            # Another request (or worker) may have fetched it while this one waited for the lock.
+            cached, age = await asyncio.to_thread(self._read_with_age, path)
+            if cached is not None and self._still_good(cached, age, listed, upstream):
+                return cached, ""
             try:
                 fetched = await upstream.fetch_small(dist.url, limit=_SIZE_CAP)
             except UpstreamError as exc:

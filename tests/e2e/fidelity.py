@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -135,9 +136,13 @@ class CaseResult:
 
 
 def _first_error(exc: ClientError) -> str:
-    lines = [line.strip() for line in str(exc).splitlines()]
+    """uv's first error line, URLs left out (the table must not name the index)."""
+    lines = [_URL.sub("<url>", line.strip()) for line in str(exc).splitlines()]
     useful = [line for line in lines if line.startswith(("error:", "cause:", "╰─▶", "×"))]
     return (useful or lines[-1:] or ["(no output)"])[0][:200].replace("|", "/")
+
+
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s`'\")]+", re.IGNORECASE)
 
 
 def _verdict(
