@@ -7,12 +7,13 @@ import asyncio
 import gzip
 import io
 import tarfile
+from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.network.remote_zip import RemoteZipError
-from proxy.network.sdist_metadata import FetchedSdistMetadata, fetch_sdist_metadata
+from proxy.network.sdist_metadata import FetchedSdistMetadata, fetch_sdist_metadata, read_local_pkg_info
 from tests.support.sdists import build_sdist, pkg_info
 from tests.support.upstream import FakeFile, FakeIndex, UpstreamOptions, UpstreamServer
 
@@ -90,3 +91,13 @@ def test_not_an_sdist_name() -> None:
 
     with pytest.raises(RemoteZipError, match="not an sdist file name"):
         asyncio.run(go())
+
+
+@pytest.mark.parametrize("filename", ["demo_pkg-1.0.tar.gz", "demo_pkg-1.0.zip"])
+def test_a_cached_sdist_is_read_locally(tmp_path: Path, filename: str) -> None:
+    path = tmp_path / filename
+    path.write_bytes(build_sdist(filename, INFO, pkg_info_last=True))
+    assert read_local_pkg_info(path, filename) == INFO
+    path.write_bytes(b"truncated")
+    assert read_local_pkg_info(path, filename) is None
+    assert read_local_pkg_info(tmp_path / "missing.tar.gz", "demo_pkg-1.0.tar.gz") is None
