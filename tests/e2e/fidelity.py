@@ -65,8 +65,8 @@ class Case:
     project: str
     version: str
     note: str  # what its wheels disagree about (from ``wheelmeld audit``)
-    # Why the plain proxied lock is not right, when that is uv's universal resolution (the lock with
-    # required-environments must then be right): a dependency version without a wheel somewhere.
+    # Why the proxied lock is not right, when that is uv's universal resolution (a dependency
+    # version without a wheel somewhere), not the metadata.
     known: str | None = None
 
     @property
@@ -93,7 +93,8 @@ CASES: tuple[Case, ...] = (
         "mediapipe",
         "0.10.11",
         "Windows wheels lack jaxlib and torch",
-        "torch and jax: the newest lack macOS wheels for uv's default macOS targets",
+        "the newest torch and jax have macOS wheels only for macOS versions newer than uv's default"
+        " targets, so per platform uv picks older ones; required-environments cannot name a macOS version",
     ),
 )
 
@@ -108,6 +109,10 @@ class Verdict:
     @property
     def right(self) -> bool:
         return self.failed is None and not self.wrong
+
+    @property
+    def wrong_platforms(self) -> frozenset[str]:
+        return frozenset(w.partition(":")[0] for w in self.wrong)
 
     def text(self) -> str:
         if self.failed is not None:
@@ -124,7 +129,7 @@ class CaseResult:
     uninstallable: tuple[str, ...]  # platforms where compile found no solution (not compared)
 
     def why(self) -> str:
-        parts = []
+        parts = [f"known: {self.case.known}"] if self.case.known and not self.proxy.right else []
         labelled = (("direct", self.direct), ("proxy", self.proxy), ("required-envs", self.proxy_required))
         for label, verdict in labelled:
             if verdict.failed is not None:
