@@ -31,7 +31,8 @@ RUN python -m pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels \
 VOLUME ["/cache"]
 USER 10001
 EXPOSE 8000
-# /healthz stays open when access control is on; the port follows WHEELMELD_PORT if it is changed.
+# /healthz stays open when access control is on; the probe follows WHEELMELD_PORT, so change the port
+# with that variable (a `serve --port N` flag wins over it, and then the probe needs WHEELMELD_PORT=N too).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('WHEELMELD_PORT', '8000'), timeout=2)"]
 ENTRYPOINT ["wheelmeld"]

@@ -222,7 +222,7 @@ def _files_from_pip() -> tuple[PipConfigFile, ...] | None:
             Configuration,
         )
 
-        listed = dict(Configuration(isolated=False).iter_config_files())
+        listed = {str(kind): paths for kind, paths in Configuration(isolated=False).iter_config_files()}
         order = [str(kind) for kind in OVERRIDE_ORDER]
     except Exception:  # pip absent, or its internals moved: the fallback knows the documented rules
         return None

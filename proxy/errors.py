@@ -8,13 +8,15 @@
  ├── ``NotAcceptableError``      406: no content type the client accepts
  ├── ``UpstreamError``           502: the upstream failed, refused, or sent something unusable
  │    └── ``BlockedFetch``       502: a link points where the proxy may not fetch (SSRF boundary)
- └── ``OfflineMiss``             503: ``--offline`` and the cache does not hold the answer
+ └── ``OfflineMiss``             404: ``--offline`` and the cache does not hold the answer
 
 Helpers raise the pure modules' own errors (``PageParseError``, ``RemoteZipError``, ``BlockedURL``);
 the service layer wraps them ``from`` the cause into one of these, so the server maps exactly one tree.
 """
 
 from __future__ import annotations
+
+from proxy.text import escape_controls
 
 __all__ = [
     "BadRequest",
@@ -35,8 +37,9 @@ class WheelmeldError(Exception):
     status: int = 500
 
     def __init__(self, reason: str) -> None:
-        # One line, always: a reason is shown in a response body, a log line and a header.
-        super().__init__(" ".join(reason.split()))
+        # One printable line, always: a reason is shown in a response body, a log line and a header,
+        # and may quote an upstream's or a client's text (control characters become escapes).
+        super().__init__(escape_controls(" ".join(reason.split())))
 
     @property
     def reason(self) -> str:
@@ -72,4 +75,6 @@ class BlockedFetch(UpstreamError):
 
 
 class OfflineMiss(WheelmeldError):
-    status = 503
+    # 404, not 503: offline, what the cache lacks will not appear by asking again, and installers
+    # retry a 503 (pip spent 54 s retrying one ``pip download``; uv gave up after three retries).
+    status = 404

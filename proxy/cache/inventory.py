@@ -26,7 +26,7 @@ def classify(relative: PurePath) -> Kind:
     ``metadata`` still has its ``page.json`` counted as a page.
     """
     name, parent = relative.name, relative.parent.name
-    if name == "page.json":
+    if name == "page.json" or (name == "page.html" and len(relative.parts) == 1):
         return "page"
     if parent == "files" and len(relative.parts) >= 2:
         return "hash" if name.endswith(".sha256") else "file"

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StoredPage", "dump_page", "load_page"]
+__all__ = ["StoredPage", "dump_page", "load_header", "load_page"]
 
 _MAGIC = b"wheelmeld-page 2\n"
 _KINDS = frozenset({"project", "list"})
@@ -56,6 +56,15 @@ def load_page(raw: bytes) -> StoredPage:
             raise ValueError("page file without a body")
         body = header["body"].encode()
     return _checked(header, body)
+
+
+def load_header(head: bytes) -> tuple[StoredPage, int]:
+    """A version 2 page file's header from its first bytes, without its body (``body`` is empty),
+    and the offset its body starts at: a big page can then be streamed from the file as it is."""
+    line_end = head.find(b"\n", len(_MAGIC)) if head.startswith(_MAGIC) else -1
+    if line_end < 0:
+        raise ValueError("not a version 2 page file, or its header line is longer than was read")
+    return _checked(json.loads(head[len(_MAGIC) : line_end]), b""), line_end + 1
 
 
 def _checked(header: Any, body: bytes) -> StoredPage:

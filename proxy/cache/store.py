@@ -3,6 +3,7 @@
 Layout under the cache root (``v1`` so a future layout can live beside it)::
 
     v1/<route>/<path…>/page.json                   upstream's page (project or list) + validators
+    v1/<route>/page.html                           the route's project list as PEP 503 HTML
     v1/<route>/<path…>/files/<file>                verified distribution files (+ <file>.sha256)
     v1/<route>/<path…>/metadata/<file>.metadata    original core metadata (immutable)
     v1/<route>/<path…>/meld/<key>.json             one release's meld, keyed by its sibling set
@@ -29,7 +30,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -80,6 +81,14 @@ class ProjectKey:
         return "/".join((self.route, *self.path))
 
 
+@dataclass(slots=True)
+class _TaskLock:
+    """The in-process half of one key's lock, and how many tasks hold or wait on it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class CacheStore:
     """Owns the cache root; every read and write of the cache goes through it."""
 
@@ -90,7 +99,7 @@ class CacheStore:
         self._locks_dir = root / "locks"
         # In-process half of the lock: flock is per open file description, so two tasks of one
         # process need their own exclusion before they reach it.
-        self._task_locks: dict[str, list] = {}  # name -> [lock, users]
+        self._task_locks: dict[str, _TaskLock] = {}
 
     def prepare(self) -> int:
         """Create the layout and drop leftovers of writes a killed process never finished.
@@ -126,6 +135,10 @@ class CacheStore:
 
     def page_path(self, key: ProjectKey) -> Path:
         return self.project_dir(key) / "page.json"
+
+    def list_html_path(self, key: ProjectKey) -> Path:
+        """A project list's PEP 503 rendering, beside its ``page.json`` (served as it is)."""
+        return self.project_dir(key) / "page.html"
 
     def file_path(self, key: ProjectKey, filename: str) -> Path:
         return self.project_dir(key) / "files" / _safe_component(filename)
@@ -197,10 +210,10 @@ class CacheStore:
 
         flock is released by the kernel when its holder dies, so a ``kill -9`` never wedges a key.
         """
-        entry = self._task_locks.setdefault(name, [asyncio.Lock(), 0])
-        entry[1] += 1  # users of this key, so the entry is dropped only when nobody waits on it
+        entry = self._task_locks.setdefault(name, _TaskLock())
+        entry.users += 1  # so the entry is dropped only when nobody waits on it
         try:
-            async with entry[0]:
+            async with entry.lock:
                 self._locks_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
                 try:
@@ -209,8 +222,8 @@ class CacheStore:
                 finally:
                     os.close(fd)  # closing the descriptor releases the flock
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry.users -= 1
+            if entry.users == 0:
                 self._task_locks.pop(name, None)
 
     @contextlib.contextmanager

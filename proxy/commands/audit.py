@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from proxy.commands import report_error
 from proxy.errors import ConfigError, WheelmeldError
 from proxy.tools.audit import adhoc_prefix, audit_project, render_json, render_table
-from proxy.tools.options import add_cache_options, tool_config
+from proxy.tools.options import PRECEDENCE, add_cache_options, tool_config, writable_cache_dir
 
 __all__ = ["register", "run"]
 
@@ -24,8 +24,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "audit",
         help="list a project's releases whose wheels declare different requirements",
-        description="Meld every release of PROJECT and list the ones whose wheels disagree. "
-        "Exit 0: consistent; 1: inconsistent releases found; 3: some metadata unreadable; 2: error.",
+        description="Meld every release of PROJECT and list the ones whose wheels disagree. Exit 0: "
+        f"consistent; 1: inconsistent releases found; 3: some metadata unreadable; 2: error. {PRECEDENCE}",
     )
     parser.add_argument("project", help="project name")
     parser.add_argument("--index", help="simple index URL (default: the index your uv/pip use)")
@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
             index = discover_default_index().url
         except DefaultIndexError as exc:
             raise ConfigError(f"no default index: {exc}; pass --index URL") from exc
+    writable_cache_dir(config.cache_dir, "audit")
     try:
         report = asyncio.run(audit_project(config, args.project, index, versions))
     except WheelmeldError as exc:
-        print(f"wheelmeld audit: error: {exc.reason}", file=sys.stderr)
-        return 2
+        return report_error(args, exc.reason)
     print(render_json(report) if args.json else render_table(report))
     return report.exit_code()

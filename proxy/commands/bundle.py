@@ -11,16 +11,19 @@ import sys
 from pathlib import Path
 
 from proxy.cache.store import CacheStore
+from proxy.commands import report_error
 from proxy.tools.bundle import BundleError, export_bundle, import_bundle, lock_members
 from proxy.tools.lockfile import LockError, read_uv_lock
-from proxy.tools.options import add_cache_options, tool_config
+from proxy.tools.options import PRECEDENCE, add_cache_options, tool_config, writable_cache_dir
 from proxy.tools.platforms import UnknownPlatform, parse_targets
 
 __all__ = ["register", "run_export", "run_import"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("bundle", help="export a cache as one archive, or import one")
+    parser = commands.add_parser(
+        "bundle", help="export a cache as one archive, or import one", description=PRECEDENCE
+    )
     actions = parser.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
     export = actions.add_parser("export", help="write the cache (or what a lock needs) to PATH")
     export.add_argument("path", type=Path, help="the archive to write (a tar file)")
@@ -49,8 +52,7 @@ def run_export(args: argparse.Namespace) -> int:
             members, missing = lock_members(store, packages, parse_targets(args.platform), config.routes)
         summary = export_bundle(config.cache_dir, args.path, members)
     except (BundleError, LockError, UnknownPlatform, OSError) as exc:
-        print(f"wheelmeld bundle export: error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(args, str(exc))
     print(
         f"bundle: wrote {summary.members} files, {summary.bytes / 1e6:.1f} MB to {args.path}", file=sys.stderr
     )
@@ -64,12 +66,11 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     # Only the cache is needed: an air-gapped machine may have no index to name for default routes.
     cache_dir = args.cache_dir if args.cache_dir is not None else tool_config(args).cache_dir
-    store = CacheStore(cache_dir)
+    store = CacheStore(writable_cache_dir(cache_dir, "an import"))
     try:
         summary = import_bundle(args.path, store)
     except BundleError as exc:
-        print(f"wheelmeld bundle import: REFUSED, nothing imported: {exc}", file=sys.stderr)
-        return 1
+        return report_error(args, f"REFUSED, nothing imported: {exc}", status=1)
     print(f"bundle: imported {summary.members} files, {summary.bytes / 1e6:.1f} MB into {cache_dir}",
           file=sys.stderr)  # fmt: skip
     return 0

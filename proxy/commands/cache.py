@@ -1,7 +1,7 @@
 """``wheelmeld cache stats|prune|verify``: look after the cache directory a ``serve`` uses.
 
-``--cache-dir`` and ``--config`` mean what they mean for ``serve`` (and ``WHEELMELD_CACHE_DIR`` /
-``WHEELMELD_CACHE_MAX_SIZE`` still win), so the commands find the same directory the proxy uses.
+``--cache-dir`` and ``--config`` mean what they mean for ``serve`` (defaults < file < ``WHEELMELD_*``
+< flags), so the commands find the same directory the proxy uses.
 They are safe to run beside a live proxy: eviction takes the same cross-process lock the server's
 does, a file is only ever removed whole, and a worker that loses a file fetches it again.
 """
@@ -19,16 +19,21 @@ from proxy.cache.inventory import KINDS, Summary, scan, summarize
 from proxy.cache.store import CacheStore
 from proxy.cache.verify import verify
 from proxy.config import CliOverrides, Config, load_config, parse_size
+from proxy.tools.options import PRECEDENCE, cache_dir_access, writable_cache_dir
 
 __all__ = ["register", "run_prune", "run_stats", "run_verify"]
 
 # A progress line at most this often (seconds), and at least every this many files.
 _PROGRESS_SECONDS = 2.0
 _PROGRESS_FILES = 500
+_CELL = 18  # one kind's column: a count, a space, a size
+_AUDIT_ROUTE = "audit-"  # proxy.tools.audit.adhoc_prefix
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cache = commands.add_parser("cache", help="inspect, shrink or check the cache directory")
+    cache = commands.add_parser(
+        "cache", help="inspect, shrink or check the cache directory", description=PRECEDENCE
+    )
     actions = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     stats = actions.add_parser("stats", help="entries and bytes by kind, per route")
     stats.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
@@ -58,17 +63,23 @@ def _human(size: int) -> str:
 
 
 def _stats_table(summary: Summary) -> str:
-    lines = [f"{'route':<16} " + " ".join(f"{k:>18}" for k in KINDS)]
+    width = max((len(route) for route in summary.routes), default=0)
+    width = max(width, len("route"))
+    # Each kind's name stands right-aligned over its column of "count size" cells.
+    lines = [f"{'route':<{width}} " + " ".join(f"{k:>{_CELL}}" for k in KINDS)]
     for route, kinds in sorted(summary.routes.items()):
-        cells = " ".join(f"{kinds[k].count:>6} {_human(kinds[k].size):>11}" for k in KINDS)
-        lines.append(f"{route:<16} {cells}")
+        cells = " ".join(f"{kinds[k].count:>6} {_human(kinds[k].size):>{_CELL - 7}}" for k in KINDS)
+        lines.append(f"{route:<{width}} {cells}")
     total = summary.total()
     lines.append(f"total: {total.count} entries, {_human(total.size)}")
+    if any(route.startswith(_AUDIT_ROUTE) for route in summary.routes):
+        lines.append(f"({_AUDIT_ROUTE}…: what `wheelmeld audit --index` read from an index no route serves)")
     return "\n".join(lines)
 
 
 def run_stats(args: argparse.Namespace) -> int:
     config = _config(args)
+    cache_dir_access(config.cache_dir, create=False)
     store = CacheStore(config.cache_dir)
     summary = summarize(scan(store.data_root))
     if args.json:
@@ -92,8 +103,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     config = _config(args)
-    max_size = parse_size(args.max_size) if args.max_size is not None else config.cache_max_size
-    store = CacheStore(config.cache_dir)
+    max_size = parse_size(args.max_size, "--max-size") if args.max_size is not None else config.cache_max_size
+    store = CacheStore(writable_cache_dir(config.cache_dir, "pruning"))
     dropped = store.prepare()
     if dropped:
         print(f"removed {dropped} abandoned partial download(s)", file=sys.stderr)
@@ -127,6 +138,10 @@ class _ProgressLine:
 
 def run_verify(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.keep:
+        cache_dir_access(config.cache_dir, create=False)
+    else:
+        writable_cache_dir(config.cache_dir, "dropping bad files (without --keep)")
     report = verify(CacheStore(config.cache_dir), drop=not args.keep, progress=_ProgressLine())
     for bad in report.bad:
         print(f"BAD {bad.path}: {bad.reason}")

@@ -1,5 +1,10 @@
 """``wheelmeld prefetch``: fill the cache for a lock or for requirements, for several platforms.
 
+Resolving requirement strings runs the real ``uv pip compile``; uv comes with the
+``wheelmeld[prefetch]`` extra, not with wheelmeld itself: the proxy (``serve``, the container image)
+never runs it, ``prefetch --lock`` does not need it, and it is a platform binary of tens of megabytes.
+Without it the command says how to get it in one line.
+
 Exit status: 0 when everything was fetched (or already cached), 1 when some item failed, 2 on bad
 arguments or configuration.
 """
@@ -15,11 +20,12 @@ from pathlib import Path
 import httpx
 
 from proxy.cache.store import CacheStore
+from proxy.commands import report_error
 from proxy.config import Config, RouteConfig
 from proxy.errors import ConfigError
 from proxy.tools.local_proxy import running_proxy
 from proxy.tools.lockfile import LockError, read_uv_lock
-from proxy.tools.options import add_cache_options, tool_config
+from proxy.tools.options import PRECEDENCE, add_cache_options, tool_config, writable_cache_dir
 from proxy.tools.platforms import UnknownPlatform, parse_python_versions, parse_targets
 from proxy.tools.prefetch import FetchItem, PlanError, Progress, plan_lock, plan_requirements, run_plan
 
@@ -33,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "prefetch",
         help="fill the cache with what a uv.lock or some requirements need",
         description="Fill the cache through the proxy (pages, melded .metadata, verified files). "
-        "Exit 0: all fetched or cached; 1: some items failed; 2: bad arguments.",
+        f"Exit 0: all fetched or cached; 1: some items failed; 2: bad arguments. {PRECEDENCE}",
     )
     parser.add_argument(
         "requirement", nargs="*", help="requirement strings to resolve with uv (e.g. 'torch>=2')"
@@ -53,7 +59,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--index", help="proxy path of the index to resolve against, e.g. /whl/cu126 (default /simple)"
     )
-    parser.add_argument("--uv", help="the uv binary (default: the one installed with wheelmeld, else PATH)")
+    parser.add_argument(
+        "--uv", help="the uv binary for resolving requirements (default: the one the wheelmeld[prefetch] "
+        "extra installs, else uv on PATH)",
+    )  # fmt: skip
     add_cache_options(parser)
     parser.set_defaults(run=run)
 
@@ -68,7 +77,10 @@ def _find_uv(explicit: str | None) -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if found is None:
-            raise ConfigError("uv not found: install it or pass --uv PATH") from None
+            raise ConfigError(
+                "resolving requirements needs uv, which a plain install of wheelmeld does not bring: "
+                "pip install 'wheelmeld[prefetch]' (or pass --uv PATH)"
+            ) from None
         return found
 
 
@@ -94,7 +106,7 @@ def _requirements(args: argparse.Namespace) -> list[str]:
 
 
 async def _prefetch(
-    args: argparse.Namespace, config: Config, proxy_url: str, store: CacheStore | None
+    args: argparse.Namespace, config: Config, proxy_url: str, store: CacheStore | None, uv: str | None
 ) -> int:
     targets = parse_targets(args.platform)
     async with httpx.AsyncClient(base_url=proxy_url, timeout=_TIMEOUT, trust_env=False) as client:
@@ -109,7 +121,7 @@ async def _prefetch(
                 raise ConfigError("resolving requirements needs --platform (e.g. linux_x86_64,linux_aarch64)")
             pythons = parse_python_versions(args.python) or (sys.version_info[:2],)
             route, path = _index_route(config, args.index)
-            uv = _find_uv(args.uv)
+            uv = uv or _find_uv(args.uv)
             items = await plan_requirements(client, uv, requirements, targets, pythons, route, path)
         progress = Progress(len(dict.fromkeys(items)))
         summary = await run_plan(client, items, store=store, progress=progress)
@@ -121,13 +133,14 @@ async def _prefetch(
 
 def run(args: argparse.Namespace) -> int:
     config = tool_config(args)
+    # Before any proxy starts or any cache is made: a missing uv is the first thing to tell.
+    uv = _find_uv(args.uv) if args.lock is None and (args.requirement or args.requirements) else None
     try:
         if args.proxy:
-            return asyncio.run(_prefetch(args, config, args.proxy.rstrip("/"), None))
-        config.cache_dir.mkdir(parents=True, exist_ok=True)
+            return asyncio.run(_prefetch(args, config, args.proxy.rstrip("/"), None, uv))
+        writable_cache_dir(config.cache_dir, "prefetch")
         print(f"prefetch: cache in {config.cache_dir}", file=sys.stderr)
         with running_proxy(config) as url:
-            return asyncio.run(_prefetch(args, config, url, CacheStore(config.cache_dir)))
+            return asyncio.run(_prefetch(args, config, url, CacheStore(config.cache_dir), uv))
     except (PlanError, LockError, UnknownPlatform) as exc:
-        print(f"wheelmeld prefetch: error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(args, str(exc))

@@ -1,7 +1,13 @@
 """``wheelmeld serve``: run the proxy.
 
-It builds a frozen ``Config`` (defaults < ``--config`` file < flags < ``WHEELMELD_*``), refuses
-routes that point back at the proxy itself, prints where each upstream came from, and runs uvicorn.
+It builds a frozen ``Config`` (defaults < ``--config`` file < ``WHEELMELD_*`` < flags), refuses
+routes that point back at the proxy itself, prints each setting not a built-in default with where it
+came from, and runs uvicorn.
+
+A cache directory that exists but cannot be written is served read-only, with a warning: an
+air-gapped mirror may well be a read-only volume filled by ``bundle import`` elsewhere. One below a
+regular file, or one that cannot be created, is refused: nothing could ever be served from it.
+
 With ``--workers N`` uvicorn starts N processes; each rebuilds the app from the resolved configuration
 the parent wrote to a private file, so every worker serves exactly what the parent resolved, and
 they share a page journal (``proxy.cache.page_journal``) to load the pages their siblings fetch.
@@ -18,24 +24,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from proxy.config import CliOverrides, Config, load_config
+from proxy.commands import report_warning
+from proxy.config import KEYS, CliOverrides, Config, load_config
 from proxy.default_index import is_self_reference
 from proxy.errors import ConfigError
+from proxy.tools.options import PRECEDENCE, CacheAccess, cache_dir_access
 
 __all__ = ["app_from_environment", "register", "run"]
 
 _RESOLVED_ENV = "WHEELMELD_RESOLVED_CONFIG"
 _JOURNAL_ENV = "WHEELMELD_PAGE_JOURNAL"
-# uvicorn's access log is replaced by ours (proxy.server.observability). Nothing reads the client's
-# address or scheme (redirects are relative), so rewriting them from X-Forwarded-* on every request
-# would be pure cost.
-_SERVER_OPTIONS = {"access_log": False, "proxy_headers": False}
+# Both uvicorn calls below pass access_log=False, proxy_headers=False: uvicorn's access log is replaced
+# by ours (proxy.server.observability), and nothing reads the client's address or scheme (redirects are
+# relative), so rewriting them from X-Forwarded-* on every request would be pure cost.
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="run the proxy")
+    serve = commands.add_parser("serve", help="run the proxy", description=f"Run the proxy. {PRECEDENCE}")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=int, help="port to listen on, 1 to 65535 (default 8000)")
     serve.add_argument("--cache-dir", type=Path, help="cache directory (default: the user cache dir)")
     serve.add_argument("--config", type=Path, help="TOML configuration file (see config.example.toml)")
     serve.add_argument(
@@ -112,7 +119,8 @@ def _run_workers(config: Config) -> None:
         host=config.host,
         port=config.port,
         workers=config.workers,
-        **_SERVER_OPTIONS,
+        access_log=False,
+        proxy_headers=False,
     )
     sock = uv_config.bind_socket()
     if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -128,6 +136,29 @@ def _check_routes(config: Config) -> None:
                 "If UV_DEFAULT_INDEX / PIP_INDEX_URL already name wheelmeld, unset them here or pass "
                 "--route /simple=<the real index>"
             )
+
+
+def _startup_lines(config: Config) -> list[str]:
+    """What the proxy serves, and every setting not a built-in default with where it came from."""
+
+    def source(name: str) -> str:
+        origin = config.origin(name)
+        return f" (from {origin})" if origin else ""
+
+    lines = []
+    if config.offline:
+        served = ", ".join(f"{route.prefix}/" for route in config.routes)
+        offline = f"offline{source('server.offline')}"
+        lines.append(f"{offline}: serving {served} from the cache only; no upstream is contacted")
+    else:
+        for route in config.routes:
+            lines.append(f"{route.prefix}/ -> {route.upstream}/{source(route.prefix) or ' (built-in)'}")
+        lines += config.notes
+    lines.append(f"cache in {config.cache_dir}{source('cache.dir')}")
+    for key in KEYS:
+        if key.toml not in ("server.offline", "cache.dir") and config.origin(key.toml):
+            lines.append(f"{key.toml} = {getattr(config, key.field)}{source(key.toml)}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,12 +177,11 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     _check_routes(config)
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
-    for route in config.routes:
-        print(f"wheelmeld: {route.prefix}/ -> {route.upstream}/", file=sys.stderr)
-    for note in config.notes:
-        print(f"wheelmeld: {note}", file=sys.stderr)
-    print(f"wheelmeld: cache in {config.cache_dir}", file=sys.stderr)
+    if cache_dir_access(config.cache_dir, create=True) is CacheAccess.READ_ONLY:
+        reason = f"cache directory {config.cache_dir} is read-only: serving what it holds, storing nothing"
+        report_warning(args, reason)
+    for line in _startup_lines(config):
+        print(f"wheelmeld: {line}", file=sys.stderr)
     _configure_logging()
     if config.workers > 1:
         resolved, journal = _write_resolved(config), _make_journal()
@@ -164,5 +194,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from proxy.server.app import create_app
 
-        uvicorn.run(create_app(config), host=config.host, port=config.port, **_SERVER_OPTIONS)
+        uvicorn.run(
+            create_app(config), host=config.host, port=config.port, access_log=False, proxy_headers=False
+        )
     return 0

@@ -20,9 +20,11 @@ __all__ = [
     "hashes_from_fragment",
     "hashes_from_pairs",
     "is_plain_filename",
+    "major_version",
     "media_type",
     "plus_in_path",
     "resolve_url",
+    "size_value",
     "upload_time_value",
     "yanked_value",
 ]
@@ -156,8 +158,46 @@ def resolve_url(base: str, href: str) -> tuple[str, str]:
 
 
 def is_plain_filename(name: str) -> bool:
-    """True when ``name`` is one safe path segment: the proxy later uses it as a URL and cache name."""
-    return bool(name) and name not in {".", ".."} and _UNSAFE_IN_NAME.search(name) is None
+    """True when ``name`` is one safe path segment: the proxy later uses it as a URL and cache name.
+
+    Printable (no control characters, no lone surrogates a path cannot encode) and short enough
+    that the cache's ``<name>.metadata`` / ``<name>.sha256`` still fit a file system's 255 bytes;
+    that bound also keeps any version number in it within what ``packaging`` can hold as an int.
+    """
+    return (
+        bool(name)
+        and name not in {".", ".."}
+        and name.isprintable()
+        and (len(name) <= _MAX_NAME_BYTES // 4 or len(name.encode()) <= _MAX_NAME_BYTES)
+        and _UNSAFE_IN_NAME.search(name) is None
+    )
 
 
 _UNSAFE_IN_NAME = re.compile(r"[/\\\x00]")
+_MAX_NAME_BYTES = 240
+
+
+def major_version(text: str) -> int | None:
+    """The major number of a ``1.0``-style version (PEP 629 / 691), or None when there is none.
+
+    ASCII digits only, and few of them: ``int()`` refuses past 4300 digits and reads ``²`` as
+    no digit at all, and either would escape the parser as a bare ``ValueError``.
+    """
+    major = text.strip().partition(".")[0]
+    if not (major.isascii() and major.isdigit()) or len(major) > _MAX_DIGITS:
+        return None
+    return int(major)
+
+
+def size_value(text: str | None) -> int | None:
+    """A byte count written as text (``data-size``), or None when it is not one a file can have."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
+        return None
+    return int(text)
+
+
+# More digits than any real version major or file size has (2**64 has 20).
+_MAX_DIGITS = 20

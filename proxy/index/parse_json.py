@@ -22,6 +22,7 @@ from ._values import (
     hashes_from_fragment,
     hashes_from_pairs,
     is_plain_filename,
+    major_version,
     plus_in_path,
     resolve_url,
     upload_time_value,
@@ -47,10 +48,10 @@ def _load(text: str, page_url: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise PageParseError(f"JSON page {page_url!r}: 'meta' is not an object")
     version = meta.get("api-version", "1.0")
-    major = version.partition(".")[0] if isinstance(version, str) else ""
-    if not major.isdigit():
-        raise PageParseError(f"JSON page {page_url!r}: bad api-version {version!r}")
-    if int(major) != 1:
+    major = major_version(version) if isinstance(version, str) else None
+    if major is None:
+        raise PageParseError(f"JSON page {page_url!r}: bad api-version {str(version)[:40]!r}")
+    if major != 1:
         raise PageParseError(f"JSON page {page_url!r}: unsupported api-version {version!r}")
     return data
 

@@ -1,6 +1,6 @@
 """The meld of one release: every wheel's served ``Requires-Dist`` becomes the same list R*, each
-requirement limited by markers to the environments whose wheel declared it (MISSION.md, "The meld
-contract"). Pure: bytes in, bytes and a report out; no I/O, and no exception escapes on bad input.
+requirement limited by markers to the environments whose wheel declared it (docs/meld-contract.md,
+"The contract"). Pure: bytes in, bytes and a report out; no I/O, and no exception escapes on bad input.
 
 A cell of the grid (:mod:`proxy.meld.environments`) belongs to the wheel an installer would pick
 there (:mod:`proxy.meld.ownership`); overlaps whose wheels disagree are reported as conflicts
@@ -255,7 +255,7 @@ def meld_release(
     version = str(identity[1]) if identity else None
     complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
     if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
-        # The common case (MISSION: most multi-wheel releases): nothing to compute, upstream's bytes.
+        # The common case (most releases, docs/meld-contract.md): nothing to compute, upstream's bytes.
         report = MeldReport(
             project,
             version,

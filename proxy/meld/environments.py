@@ -6,7 +6,7 @@ variables the meld may write (``sys_platform``, ``platform_machine``, the Python
 value standing for "anything else", and the Python dimension runs from 3.6 to a few minors past the
 newest one seen (``abi3`` / ``py3`` wheels cover every later minor too).
 
-The tag → facts table is MISSION.md's, kept as data below. Parsing the compressed tag sets of a file
+The tag → facts table of docs/meld-contract.md, kept as data below. Parsing the compressed tag sets of a file
 name stays with :func:`packaging.utils.parse_wheel_filename`; this module only reads the parsed tags.
 """
 

@@ -164,8 +164,8 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
     for size in range(1, len(_NAMES) + 1):
         candidates: list[str] = []
         for dims in combinations(range(len(_NAMES)), size):
-            positive = {tuple(cell[d] for d in dims) for cell in true_cells}
-            negative = {tuple(cell[d] for d in dims) for cell in false_cells}
+            positive: set[tuple[object, ...]] = {tuple(cell[d] for d in dims) for cell in true_cells}
+            negative: set[tuple[object, ...]] = {tuple(cell[d] for d in dims) for cell in false_cells}
             if positive.isdisjoint(negative):
                 candidates.extend(_renderings(dims, positive, negative, universe))
         if candidates:

@@ -1,7 +1,7 @@
 """Read a wheel's ``*.dist-info/METADATA`` out of a remote zip with HTTP range requests (and a zip
 sdist's ``<name>-<version>/PKG-INFO`` the same way).
 
-The fallback MISSION.md names for upstreams without PEP 658 ``.metadata`` files: a wheel is a
+The fallback docs/meld-contract.md names for upstreams without PEP 658 ``.metadata`` files: a wheel is a
 zip (PEP 427), whose central directory sits at the tail and names the offset of every member.
 
 1. ``GET`` with a suffix range ``bytes=-<tail_size>``.  A 206 answer carries the file's total size
@@ -52,6 +52,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from proxy.index.filenames import wheel_identity
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 
 __all__ = [
     "METADATA_SIZE_CAP",
@@ -216,11 +217,11 @@ async def _fetch_member(
         window = _Window(start, tail, total)
         metadata, learned = await _read_ranged(fetcher, window, expected)
         return FetchedMetadata(metadata, fetcher.requests, fetcher.bytes_received, "range", learned)
-    except httpx.HTTPError as exc:
-        raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
     except (struct.error, zlib.error, UnicodeDecodeError) as exc:
         # Every offset is bounds-checked first; this is the net for a check we missed.
         raise RemoteZipError(f"corrupt zip {filename!r}: {exc}") from exc
+    except HTTP_CLIENT_ERRORS as exc:
+        raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _expect(filename: str) -> _Expected:

@@ -22,6 +22,7 @@ import httpx
 from packaging.utils import InvalidSdistFilename, NormalizedName, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, fetch_sdist_zip_metadata
 
 __all__ = ["FetchedSdistMetadata", "fetch_sdist_metadata", "read_local_pkg_info"]
@@ -55,7 +56,7 @@ async def fetch_sdist_metadata(
         return FetchedSdistMetadata(fetched.metadata, fetched.requests, fetched.bytes_received)
     try:
         return await _read_tar_gz(client, url, filename, name, version, cap)
-    except httpx.HTTPError as exc:
+    except HTTP_CLIENT_ERRORS as exc:
         raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
 
 

@@ -44,15 +44,27 @@ from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.meld import MeldLimits
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
-from proxy.server.observability import AccessLog, MeldLog, Metrics, request_note
+from proxy.server.observability import (
+    AccessLog,
+    CacheOutcome,
+    MeldLog,
+    Metrics,
+    note_cache,
+    request_note,
+    upstream_calls,
+)
 from proxy.server.pages import PageEntry, PageService
+from proxy.server.project_lists import ProjectListService
 from proxy.server.ready import ReadyAnswer, ReadyAnswers, RequestKey
 from proxy.server.revalidated import RevalidatedFiles
-from proxy.server.status import RELEASE_PREFIX, render_release, render_status
+from proxy.server.status import RELEASE_PREFIX, render_release
+from proxy.server.status_page import render_status
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["create_app"]
 
@@ -84,7 +96,15 @@ class _State:
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
-        self.metadata = MetadataService(self.store, self.metrics, self.meld_log, offline=config.offline)
+        self.lists = ProjectListService(self.store, offline=config.offline)
+        self.metadata = MetadataService(
+            self.store,
+            self.metrics,
+            self.meld_log,
+            offline=config.offline,
+            limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
+            incomplete_retry=config.meld_incomplete_retry,
+        )
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
         )
@@ -115,7 +135,7 @@ class _Ask:
     path: str
     query: str
     accept: str | None
-    built_from: tuple[PageEntry, tuple[int, int], dict[str, str]] | None = None
+    built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
@@ -134,7 +154,7 @@ class _Ask:
         return found
 
     def reusable(
-        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: str
+        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: object
     ) -> None:
         """This request's answer may be sent again while ``entry`` and its ``revisions`` (read
         before the answer was built, so one that moved meanwhile makes it stale at once) stay.
@@ -284,11 +304,36 @@ async def _get_page(state: _State, upstream: Upstream, segments: tuple[str, ...]
         raise missing
 
 
-async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+def _content_type(ask: _Ask) -> str:
     try:
-        content_type = choose_content_type(ask.accept, ask.query_param("format"))
+        return choose_content_type(ask.accept, ask.query_param("format"))
     except NotAcceptable as exc:
         raise NotAcceptableError(str(exc)) from exc
+
+
+async def _project_list(ask: _Ask, state: _State, upstream: Upstream) -> Response:
+    """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
+    content_type = _content_type(ask)
+    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == _JSON)
+    note_cache(body.outcome)
+    headers = _page_headers(upstream.route.page_ttl, body.stale_reason)
+    return body.response(headers, content_type, ask.method == "HEAD")
+
+
+def _page_headers(ttl: float, stale_reason: str | None) -> dict[str, str]:
+    headers = {
+        "Vary": "Accept",
+        "Cache-Control": f"max-age={int(ttl)}",
+        "X-Wheelmeld-Cache": "stale" if stale_reason else "fresh",
+    }
+    if stale_reason:
+        headers["X-Wheelmeld-Stale"] = _header_value(stale_reason)
+        headers["Warning"] = '110 wheelmeld "Response is stale"'
+    return headers
+
+
+async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[str, ...]) -> Response:
+    content_type = _content_type(ask)
     canonical = canonicalize_name(segments[-1]) if segments else None
     try:
         entry = await _get_page(state, upstream, segments)
@@ -298,16 +343,14 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         raise
     if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
         return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
-    request_note(ask.scope, cache="stale" if entry.stale_reason else "hit")
-    headers = {
-        "Vary": "Accept",
-        "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
-        "X-Wheelmeld-Cache": "stale" if entry.stale_reason else "fresh",
-    }
     if entry.stale_reason:
-        headers["X-Wheelmeld-Stale"] = entry.stale_reason
-        headers["Warning"] = '110 wheelmeld "Response is stale"'
-    ask.reusable(entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache="hit")
+        note_cache(CacheOutcome.STALE)
+    else:
+        note_cache(CacheOutcome.HIT, unless_noted=True)
+    headers = _page_headers(upstream.route.page_ttl, entry.stale_reason)
+    ask.reusable(
+        entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache=CacheOutcome.HIT
+    )
     body = await _ready_bytes(state, entry, upstream, content_type)
     if ask.method == "HEAD":
         headers["Content-Length"] = str(len(body))
@@ -316,8 +359,10 @@ async def _page(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
 
 
 def _header_value(text: str, limit: int = 500) -> str:
-    """Upstream-controlled text made safe for a header: one line, ASCII, bounded."""
-    flat = " ".join(text.split())
+    """Text an upstream or a client had a hand in, made safe for a header: one line, printable ASCII
+    (anything else as its backslash escape: a header is Latin-1 on the wire, and h11 refuses control
+    characters), bounded. Every such header value goes through here."""
+    flat = escape_controls(" ".join(text.split()))
     return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
 
 
@@ -340,9 +385,13 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
     if wants_metadata:
         assert entry.page is not None
         revisions = state.revisions(key)
+        calls = upstream_calls()
         served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         if _settled(served):
-            ask.reusable(entry, revisions, tuple(page_path), route=upstream.route.prefix)
+            ask.reusable(
+                entry, revisions, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT
+            )
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
@@ -362,7 +411,7 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
     if parse_file_name(dist.filename).kind is FileKind.VARIANTS_JSON:
         return await state.revalidated.respond(key, dist, upstream, ask.method)
     cached = state.store.file_path(key, dist.filename).exists()
-    request_note(ask.scope, cache="hit" if cached else "miss")
+    note_cache(CacheOutcome.HIT if cached else CacheOutcome.MISS)
     return await state.files.respond(key, dist, upstream, ask.method)
 
 
@@ -396,6 +445,8 @@ async def _dispatch(ask: _Ask, state: _State, route: RouteConfig) -> Response:
     if trailing or not segments:
         if not trailing:
             return RedirectResponse(route.prefix + "/", status_code=301)
+        if not segments:
+            return await _project_list(ask, state, upstream)
         return await _page(ask, state, upstream, segments)
     if not segments[-1].lower().endswith(_DIST_SUFFIXES) and (
         len(segments) < 2 or "." not in segments[-1] or not await _lists_file(state, upstream, segments)
@@ -411,11 +462,11 @@ async def _guarded(ask: _Ask, state: _State, route: RouteConfig) -> Response:
         return await _dispatch(ask, state, route)
     except WheelmeldError as exc:
         if exc.status >= 500:
-            log.warning("%s %s -> %d %s", ask.method, ask.path, exc.status, exc.reason)
+            log.warning("%s %s -> %d %s", ask.method, escape_controls(ask.path), exc.status, exc.reason)
         return _error_response(exc)
     except Exception as exc:
         # A bug of ours: the traceback goes to the log, the client gets one line.
-        log.exception("unexpected error on %s %s", ask.method, ask.path)
+        log.exception("unexpected error on %s %s", ask.method, escape_controls(ask.path))
         return _error_response(WheelmeldError(f"internal error ({type(exc).__name__}); see the proxy's log"))
 
 
@@ -463,7 +514,8 @@ class _RouteDispatch:
         # Exactly Response: its subclasses (files, redirects) stream or are not built from a page.
         if ask.built_from is not None and type(response) is Response and response.status_code == 200:
             entry, revisions, notes = ask.built_from
-            answer = ReadyAnswer.of(200, response.raw_headers, response.body, entry, revisions, notes)
+            # bytes() of a bytes object is that object, no copy; the stubs also allow a memoryview body.
+            answer = ReadyAnswer.of(200, response.raw_headers, bytes(response.body), entry, revisions, notes)
             state.ready.put(request_key, answer)
         await response(scope, receive, send)
 

@@ -1,9 +1,6 @@
 """Access control for a shared mirror: hashed secrets, HTTP Basic (RFC 7617) and Bearer (RFC 6750).
 
-Secrets are stored only as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (salt and hash in unpadded
-URL-safe base64, one random salt per secret); ``python -m proxy.server.auth hash`` prints one for a
-secret read from standard input, ``python -m proxy.server.auth token`` makes a new random token and
-prints it with its hash.
+Secrets are stored only hashed (``proxy.secret_hash``; ``wheelmeld auth hash`` makes one).
 
 Who may pass, per request:
 
@@ -31,15 +28,15 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import hmac
 import secrets
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.secret_hash import SecretHash, hash_secret
 
 if TYPE_CHECKING:
     from proxy.config import AuthConfig, Config
@@ -48,88 +45,13 @@ __all__ = [
     "ANYONE",
     "AuthMiddleware",
     "Principal",
-    "SecretHash",
-    "SecretHashError",
-    "hash_secret",
-    "main",
     "principal_of",
 ]
 
-_SCHEME = "scrypt"
-# 16 MiB and ~40 ms per derivation on a laptop: the stdlib default cost OWASP suggests for scrypt.
-_N, _R, _P = 2**14, 8, 1
-_SALT_BYTES = 16
-_HASH_BYTES = 32
-_MAX_MEMORY = 64 * 1024 * 1024
 _REALM = "wheelmeld"
 _SCOPE_KEY = "wheelmeld_principal"
 _CACHE_LIMIT = 4096  # remembered verdicts; past this the expired ones go, then all of them
 _CONCURRENT_VERIFICATIONS = 4  # a flood of wrong secrets must not take every worker thread
-
-
-class SecretHashError(ValueError):
-    """A configured secret is not in the ``scrypt$n$r$p$salt$hash`` format."""
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@dataclass(frozen=True, slots=True)
-class SecretHash:
-    """A parsed ``scrypt$n$r$p$salt$hash`` string."""
-
-    n: int
-    r: int
-    p: int
-    salt: bytes
-    digest: bytes
-
-    @classmethod
-    def parse(cls, text: str) -> SecretHash:
-        parts = text.split("$")
-        if len(parts) != 6 or parts[0] != _SCHEME:
-            # Do not echo the value: an operator may have pasted a plain-text secret here.
-            raise SecretHashError(
-                f"a secret must be stored hashed as {_SCHEME}$n$r$p$salt$hash "
-                "(make one with: python -m proxy.server.auth hash)"
-            )
-        try:
-            n, r, p = (int(x) for x in parts[1:4])
-            salt, digest = _b64decode(parts[4]), _b64decode(parts[5])
-        except (ValueError, binascii.Error) as exc:
-            raise SecretHashError(f"malformed {_SCHEME} hash: {exc}") from exc
-        if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * r * n * p > _MAX_MEMORY:
-            raise SecretHashError(f"unusable {_SCHEME} parameters n={n} r={r} p={p}")
-        if len(salt) < 8 or len(digest) < 16:
-            raise SecretHashError(f"{_SCHEME} salt or hash too short")
-        return cls(n, r, p, salt, digest)
-
-    def __str__(self) -> str:
-        return f"{_SCHEME}${self.n}${self.r}${self.p}${_b64encode(self.salt)}${_b64encode(self.digest)}"
-
-    def _derive(self, secret: str) -> bytes:
-        return hashlib.scrypt(
-            secret.encode(), salt=self.salt, n=self.n, r=self.r, p=self.p,
-            maxmem=_MAX_MEMORY + 1024 * 1024, dklen=len(self.digest),
-        )  # fmt: skip
-
-    def matches(self, secret: str) -> bool:
-        """Whether ``secret`` is the hashed one; constant time in the compare (blocking: ~40 ms)."""
-        return hmac.compare_digest(self._derive(secret), self.digest)
-
-
-def hash_secret(secret: str, *, n: int = _N, r: int = _R, p: int = _P) -> str:
-    """The ``scrypt$…`` string to put in the config for ``secret``, with a fresh random salt."""
-    if not secret:
-        raise SecretHashError("refusing to hash an empty secret")
-    salt = secrets.token_bytes(_SALT_BYTES)
-    shell = SecretHash(n, r, p, salt, b"\0" * _HASH_BYTES)
-    return str(SecretHash(n, r, p, salt, shell._derive(secret)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +129,16 @@ class _Verifier:
         self._verdicts: dict[bytes, tuple[Principal | None, float]] = {}
         self._pending: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._gate: asyncio.Semaphore | None = None
-        # Unknown users still cost one derivation, so timing does not tell which names exist.
-        self._decoy = SecretHash.parse(hash_secret(secrets.token_urlsafe(16)))
+        # Stands in for the hash of a user name nobody has: derived like a real user's hash, with
+        # the same parameters (their cost), so timing does not tell which names exist.
+        model = next(iter(self._users.values()), None)
+        self._decoy = (
+            None
+            if model is None
+            else SecretHash.parse(
+                hash_secret(secrets.token_urlsafe(16), n=model.secret.n, r=model.secret.r, p=model.secret.p)
+            )
+        )
 
     async def principal(self, header: str) -> Principal | None:
         digest = hashlib.blake2b(header.encode("utf-8", "surrogateescape"), key=self._key).digest()
@@ -244,15 +174,14 @@ class _Verifier:
             return await asyncio.to_thread(self._verify, presented)
 
     def _verify(self, presented: _Presented) -> Principal | None:
-        candidates: list[_Entry] = []
+        # A wrong credential costs the same whatever it names: one derivation for the user (the
+        # named one's hash, else the decoy: for an unknown name, and for a Bearer token too) and one
+        # per token. Skipping the user for unknown names made a known name cost a derivation more.
         user = self._users.get(presented.user) if presented.user is not None else None
-        if user is not None:
-            candidates.append(user)
-        candidates.extend(self._tokens)
-        if not candidates:
-            self._decoy.matches(presented.secret)
-            return None
-        for entry in candidates:
+        hashed = user.secret if user is not None else self._decoy
+        if hashed is not None and hashed.matches(presented.secret) and user is not None:
+            return Principal(user.name, user.routes)
+        for entry in self._tokens:
             if entry.secret.matches(presented.secret):
                 return Principal(entry.name, entry.routes)
         return None
@@ -339,30 +268,3 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m proxy.server.auth hash`` (secret on stdin) or ``… token`` (new random token)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["hash"]:
-        secret = sys.stdin.readline().rstrip("\r\n")
-        try:
-            print(hash_secret(secret))
-        except SecretHashError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    if args == ["token"]:
-        token = secrets.token_urlsafe(32)
-        print(f"token:  {token}\nsecret: {hash_secret(token)}")
-        return 0
-    print(
-        "usage: python -m proxy.server.auth hash   < secret  (prints its scrypt hash for the config)\n"
-        "       python -m proxy.server.auth token            (a new random token and its hash)",
-        file=sys.stderr,
-    )
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import anyio
 from starlette.responses import FileResponse, Response
@@ -36,6 +37,7 @@ from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.server.observability import Metrics
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes"]
 
@@ -119,8 +121,8 @@ class _Download:
             self.progress.notify_all()
 
 
-def _write_and_hash(fh: object, digest: hashlib._Hash, chunk: bytes) -> None:
-    fh.write(chunk)  # type: ignore[attr-defined]
+def _write_and_hash(fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
+    fh.write(chunk)
     fh.flush()  # readers open the file by path: they must see what the counter says is there
     digest.update(chunk)
 
@@ -325,7 +327,7 @@ class _FollowingResponse(Response):
                     async for chunk in self._chunks:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except UpstreamError as exc:
-                    log.warning("aborted %s: %s", scope.get("path", "?"), exc.reason)
+                    log.warning("aborted %s: %s", escape_controls(scope.get("path", "?")), exc.reason)
                 else:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 group.cancel_scope.cancel()

@@ -1,6 +1,6 @@
 """The ``.metadata`` we serve: each file's original core metadata, and each release's meld.
 
-Original metadata comes cheapest first (MISSION.md): the local file when the cache holds the wheel,
+Original metadata comes cheapest first (docs/meld-contract.md): the local file when the cache has the wheel,
 upstream's PEP 658 file when advertised (or, while probing pays off, even when not: PyPI as reachable
 here has the files but does not say so), else ``METADATA`` read out of the remote wheel with range
 requests, else a full download (the remote-zip reader falls back by itself). It is immutable: fetched
@@ -19,9 +19,11 @@ import base64
 import functools
 import hashlib
 import json
+import time
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +34,11 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
 from proxy.index.model import DistFile
-from proxy.meld import NO_SDIST, MeldResult, NoSdist, WheelInput, meld_release
+from proxy.meld import NO_SDIST, MeldLimits, MeldResult, NoSdist, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
-from proxy.network.remote_zip import RemoteZipError, ZipLayout, fetch_wheel_metadata
-from proxy.server.observability import MeldLog, Metrics
+from proxy.meld.reading import Read, read_metadata
+from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
+from proxy.server.observability import MeldLog, Metrics, upstream_time
 from proxy.server.sdists import SdistMetadata
 from proxy.server.upstream import Upstream
 
@@ -205,7 +208,11 @@ def _release_key(siblings: Sequence[DistFile], sdist: DistFile | NoSdist | None)
 
 
 def _read_local_metadata(path: Path, filename: str) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread)."""
+    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread).
+
+    Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
+    gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
+    """
     identity = wheel_identity(filename)
     if identity is None:
         return None
@@ -217,18 +224,44 @@ def _read_local_metadata(path: Path, filename: str) -> bytes | None:
                 if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
                     dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
                     if canonicalize_name(dist) == name and Version(ver) == version:
-                        return zf.read(info)
-    except (OSError, zipfile.BadZipFile, ValueError):
+                        data = b""
+                        if info.file_size <= METADATA_SIZE_CAP:
+                            with zf.open(info) as member:
+                                data = member.read(METADATA_SIZE_CAP + 1)
+                        if info.file_size > METADATA_SIZE_CAP or len(data) > METADATA_SIZE_CAP:
+                            raise UpstreamError(
+                                f"METADATA of {filename} is over the {METADATA_SIZE_CAP} byte cap"
+                            )
+                        return data
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error):
         return None
     return None
 
 
 class MetadataService:
-    def __init__(self, store: CacheStore, metrics: Metrics, meld_log: MeldLog, *, offline: bool) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        metrics: Metrics,
+        meld_log: MeldLog,
+        *,
+        offline: bool,
+        limits: MeldLimits | None = None,
+        incomplete_retry: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._meld_log = meld_log
         self._offline = offline
+        self._limits = limits or MeldLimits()
+        # An incomplete meld is never cached (contract item 7), but uv asks for every wheel of a
+        # release: without this, each request would redo the meld under its lock. It is kept in
+        # memory only, for ``incomplete_retry`` seconds (0: not at all), then tried again, since what
+        # kept a sibling out may pass (a read that failed, a limit raised by a restart elsewhere).
+        self._incomplete: dict[tuple[ProjectKey, str], tuple[_MeldRecord, float]] = {}
+        self._incomplete_retry = incomplete_retry
+        self._clock = clock
         self._probes: dict[str, _ProbeStats] = {}
         # Outcome of the last unadvertised PEP 658 probe per file, read by a meld that sent one
         # sibling ahead to learn whether the rest of its release has the files.
@@ -246,7 +279,7 @@ class MetadataService:
         # wheel is read ahead of the others (small wheels, or METADATA just before a small
         # directory, read in one request anyway; waiting for a teacher would only add a round trip).
         self._costly: set[ProjectKey] = set()
-        self._sdists = SdistMetadata(store, metrics, offline=offline)
+        self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
 
     def revision(self, key: ProjectKey) -> int:
         return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
@@ -264,11 +297,11 @@ class MetadataService:
         For one file a client asked for; a meld reads its siblings itself (``_meld``).
         """
         path = self._store.metadata_path(key, dist.filename)
-        cached = await asyncio.to_thread(self._store.read, path)
+        cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
         if cached is not None:
             return self._remember(key, dist.filename, cached)
         async with self._store.lock("meta:" + str(path)):
-            cached = await asyncio.to_thread(self._store.read, path)
+            cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
             data = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
@@ -311,7 +344,7 @@ class MetadataService:
             if ranged is not None:
                 ranged.cancel()
             raise
-        self._metrics.upstream_request("metadata")
+        self._metrics.upstream_request("metadata", nbytes=len(data or b""))
         if not advertised:
             self._probed[(key, dist.filename)] = data is not None
             if data is None:
@@ -332,7 +365,8 @@ class MetadataService:
         layout_key = _layout_key(key, dist)
         layout = self._layouts.get(layout_key)
         try:
-            fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
+            with upstream_time():
+                fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
         self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)
@@ -347,7 +381,7 @@ class MetadataService:
         """The sha256 of what we would serve for ``dist`` right now, if known without any I/O."""
         if not meld or not release.needs_meld:
             advertised = dist.core_metadata
-            if isinstance(advertised, dict) and advertised.get("sha256"):
+            if not isinstance(advertised, bool) and advertised.get("sha256"):
                 return advertised["sha256"]
             return self._original_hashes.get((key, dist.filename))
         record = self._melds.get((key, release.key))
@@ -367,10 +401,10 @@ class MetadataService:
             body = await self.original(key, dist, upstream)
             return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
         release_key = release.key
-        record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+        record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
         if record is None:
             async with self._store.lock(f"meld:{key.label}:{release_key}"):
-                record = self._melds.get((key, release_key)) or await self._load_meld(key, release_key)
+                record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
                 if record is None:
                     try:
                         record = await self._meld(key, release, dist, upstream)
@@ -381,18 +415,36 @@ class MetadataService:
                         return ServedMetadata(
                             body, hashlib.sha256(body).hexdigest(), f"unavailable: {exc.reason}"
                         )
-        body = record.changed.get(dist.filename)
-        if body is None:
-            body = await self.original(key, dist, upstream)
-        conflicts = tuple(str(c) for c in record.report.get("conflicts", ()))  # type: ignore[union-attr]
+        changed = record.changed.get(dist.filename)
+        body = await self.original(key, dist, upstream) if changed is None else changed
+        # The report is JSON read back from the cache: take its fields only in the shapes to_dict writes.
+        listed = record.report.get("conflicts")
+        conflicts = tuple(str(c) for c in listed) if isinstance(listed, list) else ()
         state = "melded" if record.report.get("disagreed") else "agree"
-        problems = record.report.get("problems") or {}
-        if problems:
+        problems = record.report.get("problems")
+        if isinstance(problems, dict) and problems:
             # Some sibling could not take part (corrupt metadata, wrong name): say so, every time.
-            first = next(iter(problems.items()))  # type: ignore[union-attr]
+            first = next(iter(problems.items()))
             state += f"; incomplete: {len(problems)} wheel(s) left out, e.g. {first[0]}: {first[1]}"
             state = state[:400]
         return ServedMetadata(body, record.hashes[dist.filename], state, conflicts)
+
+    def _known_meld(self, key: ProjectKey, release_key: str) -> _MeldRecord | None:
+        """The meld this process holds for the release: complete, or incomplete and recent."""
+        record = self._melds.get((key, release_key))
+        if record is None:
+            held = self._incomplete.get((key, release_key))
+            if held is not None and held[1] > self._clock():
+                record = held[0]
+        return record
+
+    def _hold_incomplete(self, key: ProjectKey, release_key: str, record: _MeldRecord) -> None:
+        if self._incomplete_retry <= 0:
+            return
+        now = self._clock()
+        if len(self._incomplete) >= 1024:
+            self._incomplete = {k: v for k, v in self._incomplete.items() if v[1] > now}
+        self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
 
     async def _meld(self, key: ProjectKey, group: Release, asked: DistFile,
                     upstream: Upstream) -> _MeldRecord:  # fmt: skip
@@ -419,16 +471,17 @@ class MetadataService:
 
         try:
             read = await self._read_siblings(key, siblings, asked, upstream, one)
-        finally:
-            if fetched:  # kept even when a sibling failed: what was read is good, and immutable
-                paths = [(self._store.metadata_path(key, name), data) for name, data in fetched.items()]
-                await asyncio.to_thread(self._store.write_many, paths)
+        except BaseException:
+            # Kept when another sibling failed: what was read is immutable, and a retry needs it.
+            await asyncio.to_thread(self._keep, key, fetched, None)
+            raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
         report = result.report.to_dict()
+        await asyncio.to_thread(self._keep, key, fetched, result.report.problems)
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
         by_name = {wheel.filename: wheel.metadata for wheel in inputs}
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
@@ -437,10 +490,11 @@ class MetadataService:
             await asyncio.to_thread(self._save_meld, key, release_key, record)
             self._melds[(key, release_key)] = record
             self._revisions[key] += 1
-        # else: some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it.
+        else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
+            self._hold_incomplete(key, release_key, record)
         self._metrics.meld_done(
-            disagreed=bool(report.get("disagreed")), conflicts=len(report.get("conflicts", ()))
-        )  # type: ignore[arg-type]
+            disagreed=bool(report.get("disagreed")), conflicts=len(result.report.conflicts)
+        )
         if report.get("disagreed"):
             self._meld_log.add(key.label, siblings[0].filename, report)
         return record
@@ -451,17 +505,37 @@ class MetadataService:
         """``group``'s meld of ``inputs``, the sdist's metadata read only when the wheels disagree
         (agreeing siblings cost no sdist fetch: they leave no environment to decide)."""
         first = NO_SDIST if group.sdist is NO_SDIST else None
-        result: MeldResult = await asyncio.to_thread(meld_release, inputs, first)
+        meld = functools.partial(meld_release, inputs, limits=self._limits)
+        result: MeldResult = await asyncio.to_thread(meld, first)
         if isinstance(group.sdist, DistFile) and result.report.disagreed:
             sdist = await self._sdists.input(key, group.sdist, upstream)
-            result = await asyncio.to_thread(meld_release, inputs, sdist)
+            result = await asyncio.to_thread(meld, sdist)
         return result
+
+    def _keep(
+        self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+    ) -> None:
+        """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
+        never what could not take part in the meld: a corrupt file cached would be served and melded
+        as it is for good. ``left_out``: the meld's problems; None when no meld ran (each is read)."""
+        limits = self._limits
+        paths = [
+            (self._store.metadata_path(key, name), data)
+            for name, data in fetched.items()
+            if (
+                name not in left_out
+                if left_out is not None
+                else isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
+            )
+        ]
+        if paths:
+            self._store.write_many(paths)
 
     def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
         """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
         found = {}
         for dist in wheels:
-            data = self._store.read(self._store.metadata_path(key, dist.filename))
+            data = _as_advertised(dist, self._store.read(self._store.metadata_path(key, dist.filename)))
             if data is not None:
                 found[dist.filename] = data
         return found
@@ -566,6 +640,16 @@ class MetadataService:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a record being replaced or unreadable: the status page skips it
         return found
+
+
+def _as_advertised(dist: DistFile, cached: bytes | None) -> bytes | None:
+    """Cached original metadata, or None when the page now advertises another sha256 for it: the
+    cache knows files by name, and a wheel re-uploaded under its name has other metadata."""
+    advertised = dist.core_metadata
+    expected = advertised.get("sha256") if isinstance(advertised, dict) else None
+    if cached is None or not expected or hashlib.sha256(cached).hexdigest() == expected.lower():
+        return cached
+    return None
 
 
 def _retrieve(task: asyncio.Task[bytes]) -> None:

@@ -30,13 +30,14 @@ from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
-from proxy.index.errors import PageParseError
+from proxy.index.errors import NoProjectName, PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.server.metadata import Release, release_groups
-from proxy.server.observability import Metrics
+from proxy.server.observability import CacheOutcome, Metrics, note_cache
 from proxy.server.upstream import Upstream
+from proxy.text import escape_controls
 
 __all__ = ["PageEntry", "PageService"]
 
@@ -96,8 +97,8 @@ def _classify(body: bytes, content_type: str, url: str) -> tuple[ProjectPage | N
     """Is this a project page or a project list? Trust the document, not the path."""
     try:
         page: ProjectPage | None = parse_project_page(body, content_type, url)
-    except PageParseError:
-        page = None  # e.g. a root list at the host's root: no project name to give a page
+    except NoProjectName:
+        page = None  # a root list at the host's root: no project name to give a page
     if page is not None and page.files:
         return page, None
     listing = parse_project_list(body, content_type, url)
@@ -163,9 +164,10 @@ class PageService:
             )
         except (ValueError, PageParseError):
             return None  # a damaged entry is a miss, never an error
+        kind: Literal["project", "list"] = "project" if page is not None else "list"
         entry = PageEntry(
-            key, stored.kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
-        )  # type: ignore[arg-type]
+            key, kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
+        )
         entry.disk_stamp, entry.disk_body = stamp, stored.body
         return entry
 
@@ -284,6 +286,7 @@ class PageService:
             if fetched.status == 404:
                 raise NotFound(f"upstream has no page at /{key.label}/")
             if fetched.status == 304 and entry is not None:
+                note_cache(CacheOutcome.REVALIDATED)
                 entry.fetched_at = self._clock()
                 entry.stale_reason = None
                 await asyncio.to_thread(self._save, entry)
@@ -300,10 +303,11 @@ class PageService:
             if entry is None:
                 raise
             # Never worse than no proxy: the last good page beats an error.
-            log.warning("serving the cached page /%s/ stale: %s", key.label, exc.reason)
+            log.warning("serving the cached page /%s/ stale: %s", escape_controls(key.label), exc.reason)
             entry.stale_reason = exc.reason
             entry.stale_until = self._clock() + _STALE_RETRY_SECONDS
             return entry
+        note_cache(CacheOutcome.MISS)
         as_fetched = page
         if page is not None and upstream.route.keep_pruned and entry is not None:
             files_dir = self._store.project_dir(key) / "files"

@@ -42,7 +42,7 @@ class ReadyAnswer:
     # not keep a replaced 20,000-file page in memory.
     entry: weakref.ref[PageEntry]
     revisions: tuple[int, int]  # (metadata, files) revisions of that page, read before building
-    notes: dict[str, str]  # what the access log line says of it (route, cache outcome)
+    notes: dict[str, object]  # what the access log line says of it (route, cache outcome)
 
     @classmethod
     def of(
@@ -52,7 +52,7 @@ class ReadyAnswer:
         body: bytes,
         entry: PageEntry,
         revisions: tuple[int, int],
-        notes: dict[str, str],
+        notes: dict[str, object],
     ) -> ReadyAnswer:
         # Servers and middleware read these messages and never change them (the auth middleware
         # sends a changed copy), so one pair serves every repeat.

@@ -18,7 +18,8 @@ import logging
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
-from proxy.meld import SdistInput
+from proxy.meld import MeldLimits, SdistInput
+from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import RemoteZipError
 from proxy.network.sdist_metadata import fetch_sdist_metadata, read_local_pkg_info
 from proxy.server.observability import Metrics
@@ -30,10 +31,11 @@ log = logging.getLogger("wheelmeld")
 
 
 class SdistMetadata:
-    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool) -> None:
+    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool, limits: MeldLimits) -> None:
         self._store = store
         self._metrics = metrics
         self._offline = offline
+        self._limits = limits
 
     async def input(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> SdistInput:
         """``sdist``'s metadata for ``meld_release``; ``metadata=None`` when it cannot be had now."""
@@ -50,8 +52,14 @@ class SdistMetadata:
             except WheelmeldError as exc:
                 log.info("no metadata for the sdist %s: %s", sdist.filename, exc.reason)
                 return SdistInput(sdist.filename, None)
-            await asyncio.to_thread(self._store.write_atomic, path, data)
+            if self._usable(data):
+                # What cannot take part is never kept: the engine says why, and a later try reads again.
+                await asyncio.to_thread(self._store.write_atomic, path, data)
         return SdistInput(sdist.filename, data)
+
+    def _usable(self, data: bytes) -> bool:
+        limits = self._limits
+        return isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
 
     async def _fetch(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> bytes:
         local = self._store.file_path(key, sdist.filename)

@@ -1,4 +1,4 @@
-"""The human status pages: ``/`` (routes, cache, counters, recent melds) and the per-release view.
+"""The per-release view (the status page at ``/`` is ``status_page``).
 
 ``/-/release/<route prefix>/<page path…>/<version>`` (``/-/release/whl/nightly/cu126/torch/2.6.0``)
 shows one melded release as the cache holds it: every wheel, the requirement sets side by side (which
@@ -13,7 +13,6 @@ With access control on, a credential sees only the routes it may read (``proxy.s
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -24,34 +23,36 @@ from packaging.metadata import parse_email
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from proxy.cache.page_file import load_page
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import BadRequest, NotFound
+from proxy.index.errors import PageParseError
+from proxy.index.negotiate import JSON_V1
+from proxy.index.parse import parse_project_page
 from proxy.meld.requirements import InvalidRequiresDist, RequirementKey, parse_requirement
 from proxy.server.auth import Principal
+from proxy.server.html_page import html_page
 from proxy.server.metadata import MetadataService
-from proxy.server.observability import MeldLog, Metrics
 
-__all__ = ["RELEASE_PREFIX", "release_href", "render_release", "render_status"]
+__all__ = [
+    "RELEASE_PREFIX",
+    "SHOWN_FIELDS",
+    "release_href",
+    "render_release",
+    "report_extras",
+    "wheel_version",
+]
 
 RELEASE_PREFIX = "/-/release"
-
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2em;max-width:90em}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;"
-    "vertical-align:top}code{font-size:90%}.yes{background:#e6f4e6;text-align:center}"
-    ".no{background:#fbeaea;text-align:center}.added{color:#8a4b00}small{color:#555}"
+# MeldReport.to_dict() fields the pages show in their own place; others are listed as they are.
+SHOWN_FIELDS = frozenset(
+    {"project", "version", "wheels", "disagreed", "complete", "added", "provides_extra", "conflicts"}
+    | {"problems", "changed"}
 )
 
 
-def _page(title: str, body: str) -> bytes:
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>"
-    ).encode()
-
-
-def _wheel_version(filename: str) -> Version | None:
+def wheel_version(filename: str) -> Version | None:
     try:
         return parse_wheel_filename(filename)[1]
     except InvalidWheelFilename:
@@ -62,76 +63,11 @@ def release_href(config: Config, page_label: str, example_file: str) -> str | No
     """The per-release view's path for a meld of ``page_label`` (``ProjectKey.label``), if it has one."""
     route_name, _, rest = page_label.partition("/")
     route = next((r for r in config.routes if r.name == route_name), None)
-    version = _wheel_version(example_file)
+    version = wheel_version(example_file)
     if route is None or version is None or not rest:
         return None
     segments = (*rest.split("/"), str(version))
     return RELEASE_PREFIX + route.prefix + "/" + "/".join(quote(s, safe="") for s in segments)
-
-
-# -- the status page at / ---------------------------------------------------------------------------
-
-
-def _added_rows(report: Mapping[str, Any]) -> str:
-    rows = []
-    for item in report.get("added", ()):
-        if isinstance(item, dict):
-            requirement = item.get("requirement", "")
-            marker = item.get("marker") or "(own marker kept)"
-            lacking = ", ".join(str(w) for w in item.get("lacking", ()))
-        else:
-            requirement, marker, lacking = str(item), "", ""
-        rows.append(
-            f"<tr><td><code>{escape(str(requirement))}</code></td><td><code>{escape(str(marker))}</code></td>"
-            f"<td>{escape(lacking)}</td></tr>"
-        )
-    return "".join(rows)
-
-
-def _readable(config: Config, principal: Principal) -> tuple[RouteConfig, ...]:
-    return tuple(r for r in config.routes if principal.may_read(r.prefix))
-
-
-def render_status(config: Config, metrics: Metrics, meld_log: MeldLog, principal: Principal) -> bytes:
-    """The page at ``/``; only the routes (and their melds) ``principal`` may read."""
-    readable = _readable(config, principal)
-    names = {r.name for r in readable}
-    routes = "".join(
-        f"<tr><td><a href='{escape(r.prefix)}/'>{escape(r.prefix)}/</a></td><td>{escape(r.upstream)}</td>"
-        f"<td>{'on' if r.meld else 'off'}</td><td>{r.page_ttl:g} s</td></tr>"
-        for r in readable
-    )
-    melds = []
-    for entry in meld_log.recent():
-        if entry.page.partition("/")[0] not in names:
-            continue
-        conflicts = "".join(f"<li>{escape(str(c))}</li>" for c in entry.report.get("conflicts", ()))
-        href = release_href(config, entry.page, entry.example_file)
-        version = _wheel_version(entry.example_file)
-        title = f"{entry.page} {version}" if version else f"{entry.page} — {entry.example_file}"
-        heading = f"<a href='{escape(href)}'>{escape(title)}</a>" if href else escape(title)
-        melds.append(
-            f"<h3>{heading}</h3>"
-            f"<p>{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(entry.at))}</p>"
-            "<table><tr><th>requirement</th><th>marker added</th><th>wheels that lacked it</th></tr>"
-            f"{_added_rows(entry.report)}</table>"
-            + (f"<p>Conflicts markers cannot express:</p><ul>{conflicts}</ul>" if conflicts else "")
-        )
-    body = (
-        "<h1>wheelmeld</h1>"
-        f"<p>{'offline: no upstream is contacted' if config.offline else 'online'} · cache "
-        f"<code>{escape(str(config.cache_dir))}</code>"
-        + (f" · signed in as <code>{escape(principal.name)}</code>" if config.auth.enabled else "")
-        + "</p><h2>Routes</h2><table><tr><th>prefix</th><th>upstream</th><th>meld</th><th>page TTL</th></tr>"
-        f"{routes}</table>"
-        f"<h2>Counters</h2><p>melds {metrics.melds}, of which disagreed {metrics.melds_disagreed}; "
-        f"conflicts {metrics.meld_conflicts}; melds unavailable {metrics.melds_unavailable}; "
-        f"upstream bytes {metrics.upstream_bytes}. <a href='/metrics'>/metrics</a></p>"
-        "<h2>Recent releases whose wheels disagreed</h2>"
-        "<p><small>Each links to its release view: every wheel's own requirements side by side and "
-        "what the meld served.</small></p>" + ("".join(melds) or "<p>None yet.</p>")
-    )
-    return _page("wheelmeld", body)
 
 
 # -- the per-release view ---------------------------------------------------------------------------
@@ -174,7 +110,7 @@ def _load_release(
 ) -> _Release | None:
     """The newest meld the cache holds for ``version`` on ``key``'s page (blocking)."""
     for wheels, report in metadata.stored_melds(key):
-        if wheels and all(_wheel_version(w) == version for w in wheels):
+        if wheels and all(wheel_version(w) == version for w in wheels):
             own = {w: _own_requirements(store, key, w) for w in wheels}
             return _Release(route, key, version, wheels, own, report)
     return None
@@ -199,9 +135,65 @@ async def render_release(
         raise BadRequest(f"not a version: {version_text!r}") from exc
     key = ProjectKey(route.name, tuple(page))
     release = await asyncio.to_thread(_load_release, store, metadata, route, key, version)
-    if release is None:
-        raise NotFound(f"the cache holds no meld of {key.label} {version}")
-    return _render_release(release)
+    if release is not None:
+        return _render_release(release)
+    wheels = await asyncio.to_thread(_cached_wheels, store, key, version)
+    if not wheels:
+        raise NotFound(f"the cache holds no page listing wheels of {key.label} {version}")
+    return _render_unmelded(route, key, version, wheels)
+
+
+def _cached_wheels(store: CacheStore, key: ProjectKey, version: Version) -> tuple[str, ...]:
+    """The wheels of ``version`` the cached page of ``key`` lists (blocking: reads one page)."""
+    raw = store.read(store.page_path(key))
+    try:
+        stored = load_page(raw) if raw is not None else None
+        page = parse_project_page(stored.body, JSON_V1, stored.url) if stored else None
+    except (ValueError, PageParseError):
+        return ()
+    files = page.files if page is not None else ()
+    return tuple(
+        f.filename for f in files if f.filename.endswith(".whl") and wheel_version(f.filename) == version
+    )
+
+
+def _render_unmelded(route: RouteConfig, key: ProjectKey, version: Version, wheels: Sequence[str]) -> bytes:
+    """A release the cache holds no meld of: a single wheel, or wheels that had nothing to meld."""
+    if len(wheels) == 1:
+        said = "It has a single wheel, so there was nothing to meld: its own metadata is served as it is."
+    else:
+        said = (
+            f"Its {len(wheels)} wheels have no meld in the cache: upstream advertised the same metadata "
+            "for each (nothing to meld), or no client has asked for their metadata yet."
+        )
+    title = f"{key.project} {version}"
+    body = (
+        _breadcrumb(route, key)
+        + f"<h1>{escape(title)}</h1><p>{said}</p>"
+        + "<h2>Wheels</h2><ul>"
+        + "".join(f"<li><code>{escape(w)}</code></li>" for w in wheels)
+        + "</ul>"
+    )
+    return html_page(f"wheelmeld: {title}", body)
+
+
+def _breadcrumb(route: RouteConfig, key: ProjectKey) -> str:
+    page_href = route.prefix + "/" + "/".join(quote(s) for s in key.path) + "/"
+    return (
+        f"<p><a href='/'>wheelmeld</a> · route <code>{escape(route.prefix)}/</code> · page "
+        f"<a href='{escape(page_href)}'>{escape(key.label)}</a></p>"
+    )
+
+
+def report_extras(report: Mapping[str, Any], shown: frozenset[str]) -> str:
+    """Report fields not in ``shown`` (a newer wheelmeld's), listed as they are rather than dropped."""
+    items = []
+    for name, value in report.items():
+        if name in shown or value in (None, [], {}, (), ""):
+            continue
+        text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        items.append(f"<li>{escape(name.replace('_', ' '))}: <code>{escape(text)}</code></li>")
+    return f"<ul class='muted'>{''.join(items)}</ul>" if items else ""
 
 
 def _groups(release: _Release) -> list[tuple[tuple[str, ...], frozenset[RequirementKey | str] | None]]:
@@ -269,13 +261,10 @@ def _render_release(release: _Release) -> bytes:
         f"<tr><td><code>{escape(w)}</code></td><td>{'rewritten' if w in changed else 'as upstream'}</td></tr>"
         for w in release.wheels
     )
-    page_href = release.route.prefix + "/" + "/".join(quote(s) for s in release.key.path) + "/"
     extras = ", ".join(escape(str(e)) for e in report.get("provides_extra", ())) or "none"
     title = f"{release.key.project} {release.version}"
     body = (
-        f"<p><a href='/'>wheelmeld</a> · route <code>{escape(release.route.prefix)}/</code> · page "
-        f"<a href='{escape(page_href)}'>"
-        f"{escape(release.key.label)}</a></p><h1>{escape(title)}</h1>"
+        _breadcrumb(release.route, release.key) + f"<h1>{escape(title)}</h1>"
         f"<p>{len(release.wheels)} wheels; "
         f"{'they disagreed, so the served metadata was melded' if report.get('disagreed') else 'they agree'}"
         f"{'' if report.get('complete', True) else ' (incomplete: some metadata was unusable)'}.</p>"
@@ -288,5 +277,6 @@ def _render_release(release: _Release) -> bytes:
         + (f"<ul>{conflicts}</ul>" if conflicts else "<p>None.</p>")
         + (f"<h2>Wheels whose metadata was unusable</h2><ul>{problem_items}</ul>" if problem_items else "")
         + f"<h2>Wheels</h2><table><tr><th>file</th><th>served metadata</th></tr>{wheel_rows}</table>"
+        + report_extras(report, SHOWN_FIELDS)
     )
-    return _page(f"wheelmeld: {title}", body)
+    return html_page(f"wheelmeld: {title}", body)

@@ -1,7 +1,7 @@
 """Talking to one route's upstream: pages with validators, PEP 658 files, wheels, inside the fetch policy.
 
 Each route owns one pooled ``httpx.AsyncClient`` (pooling is what makes a cold meld of 50 siblings
-finish in a second instead of timing out: MISSION.md). The client's request hook checks every hop
+finish in a second instead of timing out: docs/meld-contract.md). The client's request hook checks every hop
 against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
 redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
 Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.
@@ -21,8 +21,10 @@ import httpx
 
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
+from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
-from proxy.server.observability import Metrics
+from proxy.server.observability import Metrics, upstream_time
 
 __all__ = ["PageFetch", "Upstream"]
 
@@ -154,7 +156,7 @@ class Upstream:
             raise UpstreamError(f"upstream timed out: {_redact(url)}") from exc
         except httpx.TooManyRedirects as exc:
             raise UpstreamError(f"upstream redirected too often: {_redact(url)}") from exc
-        except httpx.HTTPError as exc:
+        except HTTP_CLIENT_ERRORS as exc:
             raise UpstreamError(f"upstream failed ({type(exc).__name__}): {_redact(url)}") from exc
 
     async def fetch_page(
@@ -165,8 +167,9 @@ class Upstream:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        with self._errors(url):
+        with self._errors(url), upstream_time():
             response = await self.client.get(url, headers=headers)
+        self._metrics.upstream_request("page", nbytes=len(response.content))
         if response.status_code == 304:
             return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
         if response.status_code in (404, 410):
@@ -182,9 +185,9 @@ class Upstream:
             url=str(response.url),
         )
 
-    async def fetch_small(self, url: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+    async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
-        with self._errors(url):
+        with self._errors(url), upstream_time():
             async with self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
@@ -203,8 +206,9 @@ class Upstream:
     async def stream(
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[httpx.Response]:
-        """A streamed GET of a file; non-200 answers become ``UpstreamError``."""
-        with self._errors(url):
+        """A streamed GET of a file; non-200 answers become ``UpstreamError``. The request's upstream
+        time is the whole transfer, which the client reading it paces."""
+        with self._errors(url), upstream_time():
             async with self.client.stream(
                 "GET",
                 url,

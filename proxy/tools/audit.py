@@ -8,7 +8,7 @@ release (exact version, local label included) is melded with ``meld_release``; t
 requirement not every wheel declares, which wheels (by tag) lack it and the marker the meld adds.
 
 Releases whose siblings upstream advertises with one and the same metadata hash agree by
-construction and cost no request (MISSION.md: "cheapest of all").
+construction and cost no request (docs/meld-contract.md, "Metadata sources, cheapest first").
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -29,6 +31,7 @@ from proxy.config import Config, RouteConfig
 from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldReport, WheelInput
+from proxy.meld.summary import by_lacking, platform_summary
 from proxy.network.ssrf import redact_url
 from proxy.server.metadata import MetadataService, release_groups
 from proxy.server.observability import MeldLog, Metrics
@@ -106,8 +109,17 @@ def audit_route(config: Config, index_url: str) -> tuple[RouteConfig, tuple[str,
 
 def adhoc_prefix(index_url: str) -> str:
     """A route prefix of its own for an index no configured route fronts: one cache tree per index,
-    so two indexes' pages of one project never share a cache entry."""
-    return "/audit-" + hashlib.sha256(index_url.rstrip("/").encode()).hexdigest()[:12]
+    so two indexes' pages of one project never share a cache entry.
+
+    Named for what it holds (``/audit-upstream.example-simple-1a2b3c``: host, port and path, then a
+    digest of the whole URL so two that read alike stay apart), since ``cache stats`` lists it; the
+    credentials a URL may carry never reach the name.
+    """
+    bare = index_url.rstrip("/")
+    parts = urlsplit(bare)
+    where = (parts.hostname or "") + (f"_{parts.port}" if parts.port else "") + parts.path
+    label = re.sub(r"[^A-Za-z0-9._]+", "-", where).strip("-")
+    return f"/audit-{label}-{hashlib.sha256(bare.encode()).hexdigest()[:6]}"
 
 
 async def audit_project(
@@ -198,15 +210,6 @@ def render_json(report: AuditReport) -> str:
     return json.dumps(doc, indent=2)
 
 
-def platform_summary(filenames: Sequence[str]) -> str:
-    """``linux_aarch64 (cp311, cp312), win_amd64 (cp311)``: wheels grouped by platform tag."""
-    by_platform: dict[str, set[str]] = {}
-    for filename in filenames:
-        for tag in parse_wheel_filename(filename)[3]:
-            by_platform.setdefault(tag.platform, set()).add(tag.interpreter)
-    return ", ".join(f"{p} ({', '.join(sorted(by_platform[p]))})" for p in sorted(by_platform))
-
-
 def render_table(report: AuditReport) -> str:
     """The terminal view: per release, requirements grouped by the wheels that lack them."""
     lines = [
@@ -218,13 +221,11 @@ def render_table(report: AuditReport) -> str:
     for finding in report.findings:
         state = "INCONSISTENT" if finding.inconsistent else "incomplete"
         lines += ["", f"{report.project} {finding.version}  ({len(finding.wheels)} wheels)  {state}"]
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for added in finding.report.added:
-            marker = f"  + marker: {added.marker}" if added.marker else "  (own marker kept)"
-            groups.setdefault(added.lacking, []).append(f"{added.requirement}{marker}")
-        for lacking, requirements in groups.items():
+        for lacking, group in by_lacking(finding.report.added):
             lines.append(f"  missing on {platform_summary(lacking) or '(no wheel)'}:")
-            lines += [f"    {line}" for line in requirements]
+            for added in group:
+                marker = f"  + marker: {added.marker}" if added.marker else "  (own marker kept)"
+                lines.append(f"    {added.requirement}{marker}")
         for conflict in finding.report.conflicts:
             lines.append(f"  conflict: {conflict}")
         for wheel, problem in {**dict(finding.report.problems), **finding.errors}.items():

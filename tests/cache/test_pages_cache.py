@@ -188,7 +188,7 @@ def test_offline_serves_what_the_cache_holds_and_opens_no_connection(
             assert response.content == body, path
         missing_page = client.get("/simple/absent/")
         missing_file = client.get(f"/simple/demo/{B}")
-        assert missing_page.status_code == missing_file.status_code == 503
+        assert missing_page.status_code == missing_file.status_code == 404
         for response in (missing_page, missing_file):
             assert "offline" in response.text and single_line(response.text), response.text
     assert not _connection_attempted(silent_listener), "offline must not even connect upstream"

@@ -1,4 +1,4 @@
-"""Tag → environment facts (MISSION.md's table), one parametrized table per platform family."""
+"""Tag → environment facts (docs/meld-contract.md's table), one parametrized table per platform family."""
 
 from __future__ import annotations
 

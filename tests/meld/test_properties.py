@@ -1,6 +1,6 @@
 """The meld contract as properties over generated releases (hypothesis).
 
-Releases mix the tag families of MISSION.md and up to three "stories" (requirement lists) spread over
+Releases mix the tag families of docs/meld-contract.md and up to three "stories" (requirement lists) over
 the wheels, spelled in equivalent ways (legacy ``(>=x)``, ``_``/``-``, quoting) so textual noise and
 real disagreement both occur. The seed's shape — x86_64 wheels with CUDA lines, aarch64 and Windows
 wheels without — is one of the things the generator produces (see ``test_generator_reaches_the_seed``).

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -132,3 +133,51 @@ def test_one_access_log_line_per_request(
         ), lines
         assert sum("status=200" in line and "method=GET" in line for line in lines) == 2
         assert sum("status=404" in line for line in lines) == 1
+
+
+_FORGED = "\ntime=2026-01-01T00:00:00.000Z method=GET path=/admin status=200"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_control_characters_in_a_path_cannot_forge_a_log_line(
+    make_stack: MakeStack, pytorch_index: FakeIndex, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
+    stack = make_stack(pytorch_index, prefix="/whl/nightly/cu126", hashes=False, config={"log_format": fmt})
+    forged = quote(_FORGED + "\x1b[2J\u202e", safe="=:/")
+    paths = [f"/nope{forged}/", f"{stack.page('torch')}{forged}.whl", f"{stack.base}/no{forged}/"]
+    with caplog.at_level(logging.INFO, logger="wheelmeld"), caplog.at_level(logging.INFO, "wheelmeld.access"):
+        for path in paths:
+            assert stack.client.get(path).status_code in (301, 400, 404, 502), path
+        wait_until(lambda: len(_access_lines(caplog)) >= len(paths), "an access-log line per request")
+    for record in caplog.records:
+        message = record.getMessage()
+        assert message.isprintable(), (record.name, message)
+    lines = _access_lines(caplog)
+    if fmt == "json":
+        assert all(json.loads(line)["path"].startswith("/") for line in lines)
+    else:
+        assert all("\\ntime=2026-01-01" in line for line in lines), lines
+
+
+def test_the_log_tells_a_page_fetch_from_a_hit_and_a_revalidation(
+    make_stack: MakeStack, pytorch_index: FakeIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = make_stack(pytorch_index, prefix="/whl/nightly/cu126", hashes=False, route={"page_ttl": 0.0})
+    with caplog.at_level(logging.INFO, logger="wheelmeld.access"):
+        for _ in range(2):
+            assert stack.client.get(stack.page("torch")).status_code == 200
+        for _ in range(2):  # a meld read from upstream, then the meld the cache holds
+            assert stack.client.get(stack.file("torch", AARCH64, ".metadata")).status_code == 200
+        wait_until(lambda: len(_access_lines(caplog)) >= 4, "four access-log lines")
+    fetched, revalidated, melded, cached = _access_lines(caplog)
+    assert "cache=miss" in melded and "cache=hit" in cached, (melded, cached)
+    assert "cache=miss" in fetched and "cache=revalidated" in revalidated, (fetched, revalidated)
+    for line in (fetched, revalidated):
+        upstream_ms = line.split("upstream_ms=")[1].split()[0]
+        assert upstream_ms != "-" and float(upstream_ms) > 0, line
+    samples = _samples(stack.client.get("/metrics").text)
+    assert samples['wheelmeld_upstream_requests_total{kind="page"}'] == 4
+    assert samples['wheelmeld_cache_total{outcome="revalidated"}'] == 1
+    # Every body byte upstream sent (pages, range reads of the wheels) is counted; a 404's is not.
+    not_found = sum(r.bytes_sent for r in stack.upstream.log.records() if r.status == 404)
+    assert samples["wheelmeld_upstream_bytes_total"] == stack.upstream.bytes_sent_total() - not_found

@@ -77,8 +77,7 @@ def test_a_repeated_request_is_answered_without_the_handlers(
         ("GET", "/simple/gpu-lib/?format=application/vnd.pypi.simple.v1%2Bjson", {}),
         ("GET", f"/simple/gpu-lib/{MAC}.metadata", {}),
         ("GET", f"/simple/plain/{PURE}.metadata", {}),
-        ("GET", "/simple/", {}),
-    ]
+    ]  # not the project list: it streams from its file on disk, never held in memory to send again
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=app)
@@ -87,7 +86,7 @@ def test_a_repeated_request_is_answered_without_the_handlers(
             httpx.AsyncClient(transport=transport, base_url="http://wheelmeld") as client,
         ):
             # Metadata first: its meld moves the page's revision, so pages read after it stay ready.
-            for method, path, headers in [asks[4], asks[5], *asks[:4], asks[6]]:
+            for method, path, headers in [asks[4], asks[5], *asks[:4]]:
                 await client.request(method, path, headers=headers)
             first = [_answer(await client.request(m, p, headers=h)) for m, p, h in asks]
             built = len(handled)
@@ -102,7 +101,7 @@ def test_a_repeated_request_is_answered_without_the_handlers(
             lines = [r.getMessage() for r in caplog.records if r.name == "wheelmeld.access"]
             assert len(lines) == len(asks)
             assert all("status=200" in line for line in lines)
-            assert "cache=hit" in lines[0] and "cache=-" in lines[4]
+            assert "cache=hit" in lines[0] and "cache=hit" in lines[4]
             # Anything not asked exactly so before is built by the handlers.
             await client.get("/simple/gpu-lib/", headers={"Accept": f"{JSON}, text/html;q=0.1"})
             assert len(handled) == built + 1

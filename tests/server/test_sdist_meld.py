@@ -57,12 +57,13 @@ def test_agreeing_wheels_fetch_no_sdist(make_stack: MakeStack) -> None:
 
 
 def test_an_unreadable_sdist_serves_an_incomplete_meld_and_caches_none(make_stack: MakeStack) -> None:
-    stack = make_stack(_index(sdist=b"not an archive"), pep658=True)
+    stack = make_stack(_index(sdist=b"not an archive"), pep658=True, config={"meld_incomplete_retry": 0.0})
     first = stack.client.get(stack.file("lib", MAC, ".metadata"))
     assert first.status_code == 200
     assert "incomplete" in first.headers["x-wheelmeld-meld"], first.headers["x-wheelmeld-meld"]
     stack.client.get(stack.file("lib", MAC, ".metadata"))
     assert len(stack.requests(SDIST)) == 2, "not cached: tried again"
+    assert not list(stack.cache_dir.rglob(f"{SDIST}.metadata")), "nothing of it on disk"
 
 
 def _dist(filename: str, sha: str = "a" * 64) -> DistFile:

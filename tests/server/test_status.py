@@ -20,6 +20,7 @@ from proxy.server.auth import ANYONE, Principal
 from proxy.server.metadata import MetadataService
 from proxy.server.observability import MeldLog, Metrics
 from proxy.server.status import release_href, render_release
+from proxy.server.status_page import human_bytes, render_status
 from tests.support.stack import MakeStack, Stack, anchors, index_of, raw_get, wheel
 
 LINUX = "gpu_lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
@@ -246,3 +247,57 @@ def test_bad_release_paths(tmp_path: Path, path: str, error: type[WheelmeldError
     config, store, metadata = _hand_written(tmp_path)
     with pytest.raises(error):
         asyncio.run(render_release(config, store, metadata, ANYONE, path))
+
+
+# -- the status page ---------------------------------------------------------------------------------
+
+
+def test_a_single_wheel_release_says_there_was_nothing_to_meld(make_stack: MakeStack) -> None:
+    stack = make_stack(index_of({"solo": [wheel("solo-1.0-py3-none-any.whl", ["idna"])]}), pep658=True)
+    assert stack.client.get(stack.file("solo", "solo-1.0-py3-none-any.whl", ".metadata")).status_code == 200
+    response = stack.client.get("/-/release/simple/solo/1.0")
+    assert response.status_code == 200, response.text
+    assert "single wheel" in response.text and "nothing to meld" in response.text
+    assert "solo-1.0-py3-none-any.whl" in response.text
+    assert stack.client.get("/-/release/simple/solo/2.0").status_code == 404  # no such release listed
+
+
+def _status_of(report: dict[str, object]) -> str:
+    routes = (RouteConfig(prefix="/simple", upstream="https://upstream.example"),)
+    log = MeldLog()
+    log.add("simple/x", "x-1.0-py3-none-macosx_11_0_arm64.whl", report)
+    metrics = Metrics()
+    metrics.upstream_bytes = 1_991_165_751
+    return render_status(Config(routes=routes), metrics, log, ANYONE).decode()
+
+
+def test_the_status_page_escapes_upstream_text_and_shows_fields_it_does_not_know() -> None:
+    lacking = ["x-1.0-py3-none-macosx_11_0_arm64.whl"]
+    page = _status_of(
+        {
+            "wheels": 2,
+            "disagreed": True,
+            "added": [{"requirement": _HOSTILE, "marker": _HOSTILE, "lacking": lacking}, "not a dict"],
+            "conflicts": [_HOSTILE],
+            "left_to_sdist": [_HOSTILE],  # a field a newer wheelmeld writes
+        }
+    )
+    assert "<script>" not in page and page.count("&lt;script&gt;") == 4
+    assert "left to sdist" in page
+    assert "1.99 GB" in page and "1991165751" not in page
+    assert "Missing on <span class='platforms'>macosx_11_0_arm64 (py3)</span>" in page
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1 kB"),
+        (20_412, "20.4 kB"),
+        (1_991_165_751, "1.99 GB"),
+        (10**16, "10,000 TB"),
+    ],
+)
+def test_human_bytes(size: int, shown: str) -> None:
+    assert human_bytes(size) == shown

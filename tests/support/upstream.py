@@ -96,6 +96,7 @@ class Fault:
     length, every byte flipped.  ``chunk_size`` / ``chunk_delay_ms``: a slow body.  ``times``:
     apply to the first N matching requests only (``None``: always).  ``skip``: let this many
     matching requests through untouched first (fail the second range request, not the first).
+    ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page).
     """
 
     status: int | None = None
@@ -106,6 +107,8 @@ class Fault:
     chunk_delay_ms: float = 0.0
     times: int | None = None
     skip: int = 0
+    body: bytes | None = None
+    content_type: str = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +333,7 @@ class UpstreamServer:
         """Serve another index from now on (e.g. a nightly vanished upstream)."""
         with self._lock:
             self._index = index
+            self._digests.clear()  # its files may be other bytes under the same names
 
     def inject_fault(self, path_suffix: str, fault: Fault) -> None:
         """Apply ``fault`` to requests whose decoded path ends with ``path_suffix``."""
@@ -367,6 +371,9 @@ class UpstreamServer:
         if fault is not None and fault.status is not None:
             body = _Body.of(f"fault: {fault.status}\n".encode())
             return _Reply(self.log, entry, fault.status, {"content-type": "text/plain"}, body, head=head)
+        if fault is not None and fault.body is not None:
+            hostile = _Body.of(fault.body)
+            return _Reply(self.log, entry, 200, {"content-type": fault.content_type}, hostile, head=head)
         status, out_headers, body = self._route(path, headers, dict(request.query_params), options, index)
         return _Reply(self.log, entry, status, out_headers, body, head=head, fault=fault)
 

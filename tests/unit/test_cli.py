@@ -5,53 +5,17 @@ start that answers ``/healthz`` and proxies a fake upstream on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.cli import main
-from tests.support.fake_index import FakeFile, FakeIndex
-from tests.support.upstream import UpstreamOptions, UpstreamServer
-from tests.support.wheels import build_wheel, metadata_from_fields
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _clean_env(tmp_path: Path) -> dict[str, str]:
-    """The environment minus anything that would steer wheelmeld or pip; caches under tmp_path."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("WHEELMELD_", "UV_", "PIP_")) and k not in ("HTTP_PROXY", "HTTPS_PROXY")
-    }
-    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost")
-    return env
-
-
-def _run(args: list[str], tmp_path: Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        cwd=REPO,
-        env=_clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
+from tests.support.upstream import UpstreamServer
+from tests.unit.cli_run import REPO, clean_env, free_port, run
 
 # -- in-process: errors that stop before anything is served ---------------------------------------
 
@@ -73,7 +37,7 @@ def test_bad_arguments_exit_2_with_one_line(
             monkeypatch.delenv(name)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("wheelmeld: error: ")
+    assert err.startswith("wheelmeld serve: error: ")
     assert "\n" not in err and "Traceback" not in err
 
 
@@ -99,8 +63,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     [("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "localhost"), ("0.0.0.0", "127.0.0.1")],
 )
 def test_serve_refuses_a_route_to_itself(tmp_path: Path, host: str, upstream_host: str) -> None:
-    port = _free_port()
-    result = _run(
+    port = free_port()
+    result = run(
         [
             "serve",
             "--host",
@@ -121,9 +85,9 @@ def test_serve_refuses_a_route_to_itself(tmp_path: Path, host: str, upstream_hos
 
 
 def test_serve_refuses_a_default_index_pointing_at_itself(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     args = ["serve", "--port", str(port), "--cache-dir", str(tmp_path / "cache")]
-    env = _clean_env(tmp_path) | {"UV_DEFAULT_INDEX": f"http://127.0.0.1:{port}/simple"}
+    env = clean_env(tmp_path) | {"UV_DEFAULT_INDEX": f"http://127.0.0.1:{port}/simple"}
     result = subprocess.run(
         [sys.executable, "-m", "proxy", *args],
         cwd=REPO,
@@ -137,18 +101,8 @@ def test_serve_refuses_a_default_index_pointing_at_itself(tmp_path: Path) -> Non
     assert "itself" in result.stderr
 
 
-@pytest.fixture
-def small_upstream() -> Iterator[UpstreamServer]:
-    metadata = metadata_from_fields("tiny", "1.0", ["idna"])
-    index = FakeIndex.from_files(
-        {"tiny": [FakeFile("tiny-1.0-py3-none-any.whl", build_wheel("tiny-1.0-py3-none-any.whl", metadata))]}
-    )
-    with UpstreamServer(index, UpstreamOptions(prefix="/simple")) as up:
-        yield up
-
-
 def test_serve_starts_and_answers(tmp_path: Path, small_upstream: UpstreamServer) -> None:
-    port = _free_port()
+    port = free_port()
     cache = tmp_path / "cache"
     args = [
         "serve",
@@ -162,7 +116,7 @@ def test_serve_starts_and_answers(tmp_path: Path, small_upstream: UpstreamServer
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", *args],
         cwd=REPO,
-        env=_clean_env(tmp_path),
+        env=clean_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,4 +1,4 @@
-"""``proxy.config.load_config``: defaults < TOML < CLI < ``WHEELMELD_*``, routes, bad values, secrets.
+"""``proxy.config.load_config``: defaults < TOML < ``WHEELMELD_*`` < CLI, routes, bad values, secrets.
 
 Pure: every test passes its own ``environ`` and writes its TOML under ``tmp_path``.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import PYTORCH_INDEX_URL, CliOverrides, Config, load_config
+from proxy.config import KEYS, PYTORCH_INDEX_URL, CliOverrides, Config, load_config
 from proxy.errors import ConfigError
 
 UP = "https://upstream.example/simple"
@@ -51,39 +51,54 @@ def test_default_cache_dir_is_the_user_cache_dir(monkeypatch: pytest.MonkeyPatch
 
 # -- precedence ------------------------------------------------------------------------------------
 
-# (field, TOML line in its section, CLI override, env variable and value, expected per layer)
-_LAYERS: list[tuple[str, str, dict[str, Any], tuple[str, str], tuple[Any, Any, Any]]] = [
-    ("port", "[server]\nport = 9001", {"port": 9002}, ("WHEELMELD_PORT", "9003"), (9001, 9002, 9003)),
-    ("host", '[server]\nhost = "127.0.0.2"', {"host": "127.0.0.3"}, ("WHEELMELD_HOST", "127.0.0.4"),
+# (field, TOML line in its section, env variable and value, CLI override, expected per layer)
+_LAYERS: list[tuple[str, str, tuple[str, str], dict[str, Any], tuple[Any, Any, Any]]] = [
+    ("port", "[server]\nport = 9001", ("WHEELMELD_PORT", "9002"), {"port": 9003}, (9001, 9002, 9003)),
+    ("host", '[server]\nhost = "127.0.0.2"', ("WHEELMELD_HOST", "127.0.0.3"), {"host": "127.0.0.4"},
      ("127.0.0.2", "127.0.0.3", "127.0.0.4")),
-    ("workers", "[server]\nworkers = 2", {"workers": 3}, ("WHEELMELD_WORKERS", "4"), (2, 3, 4)),
-    ("offline", "[server]\noffline = true", {"offline": False}, ("WHEELMELD_OFFLINE", "1"),
+    ("workers", "[server]\nworkers = 2", ("WHEELMELD_WORKERS", "3"), {"workers": 4}, (2, 3, 4)),
+    ("offline", "[server]\noffline = true", ("WHEELMELD_OFFLINE", "0"), {"offline": True},
      (True, False, True)),
-    ("log_format", '[server]\nlog_format = "json"', {"log_format": "text"}, ("WHEELMELD_LOG_FORMAT", "json"),
+    ("log_format", '[server]\nlog_format = "json"', ("WHEELMELD_LOG_FORMAT", "text"), {"log_format": "json"},
      ("json", "text", "json")),
-    ("cache_dir", '[cache]\ndir = "/c/toml"', {"cache_dir": Path("/c/cli")},
-     ("WHEELMELD_CACHE_DIR", "/c/env"),
-     (Path("/c/toml"), Path("/c/cli"), Path("/c/env"))),
+    ("cache_dir", '[cache]\ndir = "/c/toml"', ("WHEELMELD_CACHE_DIR", "/c/env"),
+     {"cache_dir": Path("/c/cli")},
+     (Path("/c/toml"), Path("/c/env"), Path("/c/cli"))),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("field", "toml", "cli", "env", "expected"), _LAYERS, ids=[x[0] for x in _LAYERS])
+@pytest.mark.parametrize(("field", "toml", "env", "cli", "expected"), _LAYERS, ids=[x[0] for x in _LAYERS])
 def test_precedence(
     tmp_path: Path,
     field: str,
     toml: str,
-    cli: dict[str, Any],
     env: tuple[str, str],
+    cli: dict[str, Any],
     expected: tuple[Any, Any, Any],
 ) -> None:
     path = _toml(tmp_path, toml)
-    default = getattr(load_config(CliOverrides(routes=[ROUTE]), environ={}), field)
+    key = next(k for k in KEYS if k.field == field)
+    default = load_config(CliOverrides(routes=[ROUTE]), environ={})
     from_file = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ={})
-    from_cli = load_config(CliOverrides(config_file=path, routes=[ROUTE], **cli), environ={})
-    from_env = load_config(CliOverrides(config_file=path, routes=[ROUTE], **cli), environ=dict([env]))
-    assert getattr(from_file, field) == expected[0] != default
-    assert getattr(from_cli, field) == expected[1]
-    assert getattr(from_env, field) == expected[2]
+    from_env = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=dict([env]))
+    from_cli = load_config(CliOverrides(config_file=path, routes=[ROUTE], **cli), environ=dict([env]))
+    assert getattr(from_file, field) == expected[0] != getattr(default, field)
+    assert getattr(from_env, field) == expected[1]
+    assert getattr(from_cli, field) == expected[2]
+    assert default.origin(key.toml) is None
+    assert (from_file.origin(key.toml), from_env.origin(key.toml), from_cli.origin(key.toml)) == (
+        str(path),
+        env[0],
+        key.flag,
+    )
+
+
+def test_every_key_has_a_variable_and_a_line_in_the_example() -> None:
+    example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text(encoding="utf-8")
+    for key in KEYS:
+        assert key.env.startswith("WHEELMELD_"), key
+        section, _, name = key.toml.partition(".")
+        assert f"[{section}]" in example and f"{name} = " in example and key.env in example, key
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:
@@ -102,18 +117,20 @@ def test_route_precedence_keeps_file_settings(tmp_path: Path) -> None:
     assert [(r.upstream, r.page_ttl, r.meld) for r in from_file.routes] == [
         ("https://a.example/simple", 42, False)
     ]
-    cli = CliOverrides(config_file=path, routes=["/simple=https://b.example/simple"])
-    from_cli = load_config(cli, environ={})
-    assert [(r.upstream, r.page_ttl, r.meld) for r in from_cli.routes] == [
-        ("https://b.example/simple", 42, False)
+    env = {"WHEELMELD_ROUTES": "/simple=https://b.example/simple,/extra=https://c.example/x"}
+    from_env = load_config(CliOverrides(config_file=path), environ=env)
+    assert [(r.prefix, r.upstream, r.page_ttl, r.meld) for r in from_env.routes] == [
+        ("/simple", "https://b.example/simple", 42, False),
+        ("/extra", "https://c.example/x", 600.0, True),
     ]
-    env = {"WHEELMELD_ROUTES": "/simple=https://c.example/simple,/extra=https://d.example/x"}
-    from_env = load_config(cli, environ=env)
-    assert [(r.prefix, r.upstream) for r in from_env.routes] == [
-        ("/simple", "https://c.example/simple"),
-        ("/extra", "https://d.example/x"),
+    cli = CliOverrides(config_file=path, routes=["/simple=https://d.example/simple"])
+    from_cli = load_config(cli, environ=env)
+    assert [(r.prefix, r.upstream) for r in from_cli.routes] == [
+        ("/simple", "https://d.example/simple"),
+        ("/extra", "https://c.example/x"),
     ]
-    assert from_env.routes[0].page_ttl == 42
+    assert from_cli.routes[0].page_ttl == 42
+    assert [from_cli.origin(p) for p in ("/simple", "/extra")] == ["--route", "WHEELMELD_ROUTES"]
 
 
 def test_full_toml(tmp_path: Path) -> None:
@@ -360,3 +377,44 @@ def test_typed_route_values_are_taken_as_written(
 ) -> None:
     config = load_config(CliOverrides(config_file=_toml(tmp_path, _route(extra))), environ={})
     assert getattr(config.routes[0], field) == expected
+
+
+# -- [meld] ------------------------------------------------------------------------------------------
+
+
+def test_meld_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    default = load_config(CliOverrides(routes=[ROUTE]), environ={})
+    assert (default.meld_max_requirements, default.meld_max_metadata_size) == (5000, 16 * 1024**2)
+    assert default.meld_incomplete_retry == 60.0
+    path = _toml(tmp_path, '[meld]\nmax_requirements = 50\nmax_metadata_size = "1MiB"\nincomplete_retry = 0')
+    from_file = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ={})
+    assert (from_file.meld_max_requirements, from_file.meld_max_metadata_size) == (50, 1024**2)
+    assert from_file.meld_incomplete_retry == 0.0
+    environ = {
+        "WHEELMELD_MELD_MAX_REQUIREMENTS": "7",
+        "WHEELMELD_MELD_MAX_METADATA_SIZE": "2MB",
+        "WHEELMELD_MELD_INCOMPLETE_RETRY": "5",
+    }
+    from_env = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
+    assert (from_env.meld_max_requirements, from_env.meld_max_metadata_size) == (7, 2 * 1000**2)
+    assert from_env.meld_incomplete_retry == 5.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ"),
+    [
+        ("[meld]\nmax_requirements = 0", {}),
+        ("[meld]\nmax_metadata_size = 0", {}),
+        ("[meld]\nincomplete_retry = -1", {}),
+        ("[meld]\nmax_lines = 3", {}),
+        ("", {"WHEELMELD_MELD_MAX_REQUIREMENTS": "many"}),
+        ("", {"WHEELMELD_MELD_INCOMPLETE_RETRY": "soon"}),
+    ],
+)
+def test_bad_meld_limits_are_one_line_config_errors(
+    tmp_path: Path, toml: str, environ: dict[str, str]
+) -> None:
+    path = _toml(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
+    assert str(info.value) and "\n" not in str(info.value)

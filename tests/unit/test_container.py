@@ -185,12 +185,14 @@ def running(stage: list[Instruction], tmp_path: Path) -> Iterator[Mapping[str, s
     yield from _serve(entrypoint, env)
 
 
-def _serve(argv: list[str], env: Mapping[str, str]) -> Iterator[Mapping[str, str]]:
+def _serve(argv: list[str], env: Mapping[str, str], port: int | None = None) -> Iterator[Mapping[str, str]]:
+    """Run ``argv`` until the caller's loop ends; it must answer ``/healthz`` on ``port`` (default:
+    ``WHEELMELD_PORT``)."""
     process = subprocess.Popen(
         argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        url = f"http://127.0.0.1:{env['WHEELMELD_PORT']}/healthz"
+        url = f"http://127.0.0.1:{port or env['WHEELMELD_PORT']}/healthz"
         deadline = time.monotonic() + 20
         while True:
             if process.poll() is not None:
@@ -261,34 +263,55 @@ def _service(compose: dict[str, Any]) -> dict[str, Any]:
     return service
 
 
-def _mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Container path → source (a named volume or a path relative to the compose file)."""
+def _mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Container path → the mount in compose's long form (short ``SOURCE:TARGET[:ro]`` specs read into it)."""
     mounts = {}
     for spec in service["volumes"]:
-        source, target, *_mode = spec.split(":")
-        mounts[target] = source
+        if isinstance(spec, str):
+            source, target, *mode = spec.split(":")
+            spec = {"source": source, "target": target, "read_only": mode == ["ro"]}
+        mounts[spec["target"]] = spec
     return mounts
 
 
 def test_compose_keeps_the_cache_on_a_named_volume(compose: dict[str, Any], stage: list[Instruction]) -> None:
     mounts = _mounts(_service(compose))
-    cache = mounts[_env(stage)["WHEELMELD_CACHE_DIR"]]
+    cache = mounts[_env(stage)["WHEELMELD_CACHE_DIR"]]["source"]
     assert cache in compose["volumes"]
     container_port = _service(compose)["ports"][0].rsplit(":", 1)[1]
     assert container_port == _env(stage)["WHEELMELD_PORT"]
 
 
-def test_compose_mounts_a_config_that_wheelmeld_loads(
+def test_compose_mounts_the_copy_its_instructions_say_to_edit(
     compose: dict[str, Any], stage: list[Instruction], tmp_path: Path
 ) -> None:
     service = _service(compose)
-    config_in_container = service["environment"]["WHEELMELD_CONFIG"]
-    spec = next(v for v in service["volumes"] if v.split(":")[1] == config_in_container)
-    assert spec.endswith(":ro")
-    on_host = (COMPOSE.parent / spec.split(":")[0]).resolve()
-    assert on_host.is_file()
-    # The image's environment, compose's on top, the mounted file at its host path: serve starts.
-    env = _image_env(stage, tmp_path, **{**service["environment"], "WHEELMELD_CONFIG": str(on_host)})
+    mount = _mounts(service)[service["environment"]["WHEELMELD_CONFIG"]]
+    assert mount["read_only"] is True
+    # The header says: copy config.example.toml to config.toml and edit that. The copy is mounted.
+    header = COMPOSE.read_text(encoding="utf-8").split("services:")[0]
+    assert "Copy config.example.toml to config.toml" in header
+    assert mount["source"] == "./config.toml"
+    # Never made by Docker as an empty directory when the copy is missing: compose refuses instead.
+    assert mount.get("bind", {}).get("create_host_path") is False
+    assert "/config.toml" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    # Such a copy, edited, is what the container serves: the image's environment, compose's on top.
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    copy = tmp_path / "config.toml"
+    copy.write_text(
+        example + '\n[[routes]]\nprefix = "/edited"\nupstream = "https://upstream.example/simple"\n'
+    )
+    env = _image_env(stage, tmp_path, **{**service["environment"], "WHEELMELD_CONFIG": str(copy)})
     for _ in _serve([str(BIN / "wheelmeld"), "serve"], env):
         with urllib.request.urlopen(f"http://127.0.0.1:{env['WHEELMELD_PORT']}/", timeout=5) as response:
-            assert b"/simple/" in response.read()
+            assert b"/edited/" in response.read()
+
+
+def test_a_flag_given_to_the_image_beats_its_environment(stage: list[Instruction], tmp_path: Path) -> None:
+    """`docker run wheelmeld serve --port N`: the image's WHEELMELD_PORT must not win over the flag."""
+    env = _image_env(stage, tmp_path, WHEELMELD_ROUTES="/simple=https://upstream.example/simple")
+    flag_port = _free_port()
+    argv = [str(BIN / _one(stage, "ENTRYPOINT").exec_form()[0]), *_one(stage, "CMD").exec_form()]
+    for _ in _serve([*argv, "--port", str(flag_port)], env, port=flag_port):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{env['WHEELMELD_PORT']}/healthz", timeout=2)

@@ -1,0 +1,16 @@
+"""What the HTTP client raises when an upstream's URL or answer is unusable: all of it upstream's fault.
+
+``httpx.HTTPError`` covers transport and protocol failures (``UnsupportedProtocol``,
+``LocalProtocolError``...), but a URL httpx cannot even build raises ``httpx.InvalidURL`` (a bad
+port, a control character, a URL too long) or a ``UnicodeError`` (an IDNA host the ``idna`` codec
+refuses, a lone surrogate in a path), neither of them an ``HTTPError``. Links come from upstream
+pages, so every one of these is answered like any upstream failure, never as a 500.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+__all__ = ["HTTP_CLIENT_ERRORS"]
+
+HTTP_CLIENT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
