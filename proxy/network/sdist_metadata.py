@@ -88,10 +88,12 @@ class _TarGzReader:
 
     def finish(self) -> bytes:
         """Every byte there is was fed (or the cap reached): the member, or why there is none."""
-        found = self._look(complete=True) if not self.exhausted or self._inflater.eof else None
+        over_cap = len(self._inflated) > self.cap or self.received > self.cap
+        # Cut at the cap, the archive's end is missing: what could be read was looked at in ``feed``.
+        found = None if over_cap else self._look(complete=True)
         if found is not None:
             return found
-        if len(self._inflated) > self.cap or self.received > self.cap:
+        if over_cap:
             raise RemoteZipError(f"no PKG-INFO in the first {self.cap} bytes of {self.filename!r}")
         raise RemoteZipError(f"no {self.name}-{self.version}/PKG-INFO in {self.filename!r}")
 
