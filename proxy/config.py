@@ -80,6 +80,9 @@ class Config:
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
     upstream_concurrency: int = 32  # metadata fetches under way at once per route (and as many for melds)
+    upstream_max_page_bytes: int = 64 * 1024 * 1024  # a bigger page is refused (the last good one stays)
+    upstream_file_idle_timeout: float = 30.0  # seconds without a byte before a file download is cut off
+    upstream_file_min_rate: int = 65536  # bytes/s a download nobody reads any more must keep up
     # [meld]: a sibling over a limit takes no part in its release's meld (proxy.meld.MeldLimits).
     meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
@@ -130,6 +133,19 @@ KEYS: tuple[Key, ...] = (
     Key("cache_max_size", "cache.max_size", SIZE, "WHEELMELD_CACHE_MAX_SIZE"),
     Key("upstream_timeout", "upstream.timeout", POSITIVE_NUMBER, "WHEELMELD_UPSTREAM_TIMEOUT"),
     Key("upstream_concurrency", "upstream.concurrency", whole(1), "WHEELMELD_UPSTREAM_CONCURRENCY"),
+    Key(
+        "upstream_max_page_bytes",
+        "upstream.max_page_bytes",
+        POSITIVE_SIZE,
+        "WHEELMELD_UPSTREAM_MAX_PAGE_BYTES",
+    ),
+    Key(
+        "upstream_file_idle_timeout",
+        "upstream.file_idle_timeout",
+        POSITIVE_NUMBER,
+        "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT",
+    ),
+    Key("upstream_file_min_rate", "upstream.file_min_rate", SIZE, "WHEELMELD_UPSTREAM_FILE_MIN_RATE"),
     Key("meld_max_requirements", "meld.max_requirements", whole(1), "WHEELMELD_MELD_MAX_REQUIREMENTS"),
     Key(
         "meld_max_metadata_size", "meld.max_metadata_size", POSITIVE_SIZE, "WHEELMELD_MELD_MAX_METADATA_SIZE"

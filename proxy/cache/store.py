@@ -14,6 +14,8 @@ Layout under the cache root (``v1`` so a future layout can live beside it)::
 
 Every path component comes from ``_safe_component``, so no name a client sends can leave the root.
 Every write is temp file + fsync + rename: a reader sees the old entry or the new one, never half.
+A write the disk refuses (full, read-only) raises ``CacheWriteError``, nothing else, and leaves no
+temp file; reads and locks keep working on a cache that cannot be written.
 A temp file is flocked by its writer for as long as it is open, so ``prepare`` (run by every worker
 at start, and by ``wheelmeld cache prune``) drops only what a dead process left behind, never the
 download a live sibling worker is writing.
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from proxy.cache.errors import CacheWriteError
 from proxy.errors import BadRequest
 
 __all__ = ["CacheStore", "ProjectKey", "is_safe_component"]
@@ -109,7 +112,12 @@ class CacheStore:
         its siblings.
         """
         for folder in (self._data, self._tmp, self._locks_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                # A read-only cache (an air-gapped volume, say) is served as it is: its owner
+                # decides what a write refused at start means.
+                raise CacheWriteError.of(exc, str(folder)) from exc
         dropped = 0
         for leftover in self._tmp.iterdir():
             with contextlib.suppress(OSError):
@@ -173,11 +181,9 @@ class CacheStore:
         directories: set[Path] = set()
         for path, data in items:
             with self.open_temp() as (tmp_path, fh):
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_path, path)
+                self.append(fh, data)
+                self.sync(fh)
+                self.commit(tmp_path, path, sync=False)
             directories.add(path.parent)
         for directory in directories:
             _fsync_directory(directory)
@@ -185,23 +191,56 @@ class CacheStore:
     @contextlib.contextmanager
     def open_temp(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """A temp file under ``tmp/``; removed on exit unless ``commit`` moved it into place."""
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="part-")
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self._tmp, prefix="part-")
+        except OSError as exc:
+            raise CacheWriteError.of(exc, "a temp file") from exc
         tmp_path = Path(name)
+        fh = os.fdopen(fd, "w+b")
         try:
             # Held until the file is closed: marks it as being written (see ``prepare``).
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            with os.fdopen(fd, "w+b") as fh:
-                yield tmp_path, fh
+            yield tmp_path, fh
         finally:
+            with contextlib.suppress(OSError):
+                fh.close()  # after a refused write its buffer is refused again: the fd closes anyway
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
 
     @staticmethod
-    def commit(tmp_path: Path, final: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_path, final)
-        _fsync_directory(final.parent)
+    def append(fh: IO[bytes], data: bytes) -> None:
+        """Write ``data`` to a temp file of ``open_temp``, flushed: readers open it by path."""
+        try:
+            fh.write(data)
+            fh.flush()
+        except OSError as exc:
+            raise CacheWriteError.of(exc, "a temp file") from exc
+
+    @staticmethod
+    def sync(fh: IO[bytes]) -> None:
+        try:
+            os.fsync(fh.fileno())
+        except OSError as exc:
+            raise CacheWriteError.of(exc, "a temp file") from exc
+
+    @staticmethod
+    def commit(tmp_path: Path, final: Path, *, sync: bool = True) -> None:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_path, final)
+        except OSError as exc:
+            raise CacheWriteError.of(exc, final.name) from exc
+        if sync:
+            _fsync_directory(final.parent)
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        """Drop one entry if it is there (a stale hash beside a file about to be replaced)."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CacheWriteError.of(exc, path.name) from exc
 
     # -- locks --------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -214,8 +253,10 @@ class CacheStore:
         entry.users += 1  # so the entry is dropped only when nobody waits on it
         try:
             async with entry.lock:
-                self._locks_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
+                fd = self._open_lock_file(name)
+                if fd is None:
+                    yield  # no lock file: the cache cannot be written, so no other worker writes it
+                    return
                 try:
                     await _flock_polling(fd)
                     yield
@@ -243,6 +284,15 @@ class CacheStore:
             yield True
         finally:
             os.close(fd)
+
+    def _open_lock_file(self, name: str) -> int | None:
+        try:
+            self._locks_dir.mkdir(parents=True, exist_ok=True)
+            return os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            with contextlib.suppress(OSError):
+                return os.open(self._lock_file(name), os.O_RDONLY)  # flock works on any open file
+            return None
 
     def _lock_file(self, name: str) -> Path:
         return self._locks_dir / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")

@@ -1,9 +1,11 @@
 """``wheelmeld cache verify``: re-hash every cached file; report and drop the ones that do not match.
 
-A file is good when its sha256 equals its ``<file>.sha256`` sidecar (written at commit, after the
-download matched upstream's hash) and, where the cached page advertises a sha256 for that file name,
-that one too. Bit rot, a hand-copied cache or an upstream that re-published a file under the same
-name all show up here. A hash left without its file is dropped quietly.
+A file is good when its sha256 equals its ``<file>.sha256`` sidecar (written at commit, only after the
+download matched upstream's hash or every length upstream stated) and, where the cached page
+advertises a sha256 or a size for that file name, those too. A file without a sidecar was never
+checked against anything upstream said (no hash, no length): it is reported, never vouched for.
+Bit rot, a hand-copied cache or an upstream that re-published a file under the same name all show
+up here. A hash left without its file is dropped quietly.
 """
 
 from __future__ import annotations
@@ -44,14 +46,20 @@ class VerifyReport:
     orphan_hashes: int = 0
 
 
-def _advertised(page_json: Path) -> dict[str, str]:
-    """File name -> sha256 the cached page lists (empty when the page is missing or unreadable)."""
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    sha256: str | None
+    size: int | None
+
+
+def _advertised(page_json: Path) -> dict[str, _Listed]:
+    """File name -> what the cached page says of it (empty when the page is missing or unreadable)."""
     try:
         stored = load_page(page_json.read_bytes())
         page = parse_project_page(stored.body, _JSON, stored.url)
     except (OSError, ValueError, PageParseError):
         return {}
-    return {f.filename: f.hashes["sha256"].lower() for f in page.files if f.hashes.get("sha256")}
+    return {f.filename: _Listed((f.hashes.get("sha256") or "").lower() or None, f.size) for f in page.files}
 
 
 def _sha256(path: Path) -> str:
@@ -62,7 +70,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _problem(entry: Entry, pages: dict[Path, dict[str, str]]) -> str | None:
+def _problem(entry: Entry, pages: dict[Path, dict[str, _Listed]]) -> str | None:
     files_dir = entry.path.parent
     page_json = files_dir.parent / "page.json"
     if page_json not in pages:
@@ -76,13 +84,15 @@ def _problem(entry: Entry, pages: dict[Path, dict[str, str]]) -> str | None:
         recorded = sidecar.read_text().strip().lower()
     except OSError:
         recorded = ""
-    listed = pages[page_json].get(entry.path.name)
+    listed = pages[page_json].get(entry.path.name, _Listed(None, None))
     if recorded and actual != recorded:
         return f"sha256 {actual} does not match its recorded {recorded}"
-    if listed and actual != listed:
-        return f"sha256 {actual} does not match the page's {listed}"
-    if not recorded and not listed:
-        return "no recorded sha256 to check against"
+    if listed.sha256 and actual != listed.sha256:
+        return f"sha256 {actual} does not match the page's {listed.sha256}"
+    if listed.size is not None and entry.size != listed.size:
+        return f"{entry.size} bytes, not the page's {listed.size}"
+    if not recorded and not listed.sha256:
+        return "never verified: upstream stated no sha256 and no length to check it against"
     return None
 
 
@@ -91,7 +101,7 @@ def verify(store: CacheStore, *, drop: bool = True, progress: Progress | None = 
     entries = list(scan(store.data_root))
     files = [e for e in entries if e.kind == "file"]
     total_bytes = sum(f.size for f in files)
-    pages: dict[Path, dict[str, str]] = {}
+    pages: dict[Path, dict[str, _Listed]] = {}
     bad: list[BadFile] = []
     done_bytes = 0
     for number, entry in enumerate(files, 1):

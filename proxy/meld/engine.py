@@ -17,7 +17,8 @@ sdist, or fails when there is none — are decided by what the caller knows of t
    upstream's PEP 658 file for the sdist counts the same): R* must give there exactly what the
    sdist's ``Requires-Dist`` gives, because that is what installers there install. Lines only the
    sdist declares join R*, limited to those cells; wheel lines the sdist lacks are limited out of
-   them; its ``Provides-Extra`` joins the union.
+   them; its ``Provides-Extra`` joins the union. Cells no real interpreter reports (Linux with the
+   Windows machine name ``AMD64``) stay free: nobody there builds anything.
 2. No sdist (:data:`NO_SDIST`): nothing installs there, so a line whose own marker can hold only
    there is dropped (``report.dropped``) — kept, it asks a universal resolver for a dependency in a
    fork where the release itself cannot be installed, which can only make the lock fail. Otherwise
@@ -39,7 +40,6 @@ from enum import Enum
 from types import MappingProxyType
 
 from packaging.markers import Marker
-from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
@@ -50,7 +50,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from .environments import Universe
+from .environments import Universe, plausible
 from .metadata import rewrite
 from .ownership import Member, ownership, uncovered_platforms
 from .placement import Owner, Placement, Rules, Verdict, place
@@ -109,13 +109,13 @@ class MeldLimits:
 
 @dataclass(frozen=True, slots=True)
 class AddedRequirement:
-    """A requirement not every wheel declared, and what the meld made of it."""
+    """A requirement not every wheel (and static sdist) declared, and what the meld made of it."""
 
-    requirement: str  # canonical text as the declaring wheels wrote it
-    result: str | None  # canonical text in R*; None when dropped (only unpicked wheels declared it)
+    requirement: str  # canonical text as the declaring wheels (or the sdist) wrote it
+    result: str | None  # canonical text in R*; None when dropped
     marker: str | None  # the marker added; None when the original marker was kept (contract item 4)
-    declared_by: tuple[str, ...]
-    lacking: tuple[str, ...]
+    declared_by: tuple[str, ...]  # file names of the wheels (and the static sdist) declaring it
+    lacking: tuple[str, ...]  # file names of those not declaring it
 
 
 class Uncovered(Enum):
@@ -254,33 +254,26 @@ def meld_release(
     project = str(identity[0]) if identity else None
     version = str(identity[1]) if identity else None
     complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
-    if len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) <= 1:
-        # The common case (most releases, docs/meld-contract.md): nothing to compute, upstream's bytes.
-        report = MeldReport(
-            project,
-            version,
-            len(wheels),
-            False,
-            complete,
-            problems=MappingProxyType(problems),
-            uncovered=source.rule,
-        )
-        return MeldResult(MappingProxyType(outputs), report)
-    try:
-        return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
-    except Exception as exc:
-        # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
-        problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
-        report = MeldReport(
-            project,
-            version,
-            len(wheels),
-            True,
-            False,
-            problems=MappingProxyType(problems),
-            uncovered=source.rule,
-        )
-        return MeldResult(MappingProxyType(outputs), report)
+    disagreed = len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) > 1
+    if disagreed:
+        try:
+            return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
+        except Exception as exc:
+            # Never worse than no proxy: upstream's bytes for everyone, the failure in the report.
+            problems["(release)"] = f"meld failed, serving every wheel's own metadata: {exc!r}"
+            complete = False
+    # The common case (most multi-wheel releases, docs/meld-contract.md): nothing to compute, upstream's
+    # bytes.
+    report = MeldReport(
+        project,
+        version,
+        len(wheels),
+        disagreed,
+        complete,
+        problems=MappingProxyType(problems),
+        uncovered=source.rule,
+    )
+    return MeldResult(MappingProxyType(outputs), report)
 
 
 def _identity(
@@ -340,7 +333,9 @@ def _meld(
     owners = [Owner(w.member.filename, w.read.keys, owned[w.member.filename]) for w in parsed]
     reads = [w.read for w in parsed]
     if source.rule is Uncovered.SDIST and source.read is not None:
-        owners.append(Owner(source.name, source.read.keys, universe.cells() - covered))
+        # Cells no real interpreter reports stay free: no installer there builds the sdist.
+        uncovered = [cell for cell in universe.cells() - covered if plausible(cell)]
+        owners.append(Owner(source.name, source.read.keys, uncovered))
         reads.append(source.read)
     extras: dict[NormalizedName, str] = {}
     first_seen: dict[RequirementKey, ParsedRequirement] = {}
@@ -354,51 +349,16 @@ def _meld(
     rules = Rules(universe, tuple(sorted(extras)), unowned, source.rule is Uncovered.NOTHING)
     # Without an sdist rule, a line every wheel declares is R*'s as written (no cell can say no).
     every_line = source.rule in (Uncovered.SDIST, Uncovered.NOTHING)
-    wheel_keys = frozenset(key for w in parsed for key in w.read.keys)
-
-    changed: dict[RequirementKey, str | None] = {}  # key → new text (None: not in R*)
-    result_text: dict[RequirementKey, str] = {key: req.text for key, req in first_seen.items()}
-    served: dict[tuple[object, ...], list[str]] = {}  # dependency → markers of its R* lines
-    added: list[AddedRequirement] = []
-    dropped: list[str] = []
-    for key, req in first_seen.items():
-        sdist_only = key not in wheel_keys
-        if not sdist_only and not every_line and all(key in w.read.keys for w in parsed):
-            placement = Placement(Verdict.KEEP, None, (), ())
-        else:
-            placement = place(req, owners, rules, served.get(key.target, []) if sdist_only else None)
-        if placement.verdict is Verdict.LIMIT:
-            assert placement.marker is not None
-            limit = Marker(placement.marker)
-            changed[key] = result_text[key] = with_marker(
-                req, req.marker & limit if req.marker is not None else limit
-            ).text
-        elif placement.verdict is not Verdict.KEEP:
-            changed[key] = None
-        if placement.verdict is Verdict.UNPICKED:
-            conflicts.append(
-                f"{req.text!r} dropped: wherever it could apply, the wheel (or sdist) deciding there lacks it"
-            )
-        elif placement.verdict is Verdict.NOWHERE:
-            dropped.append(req.text)
-        if key not in changed or changed[key] is not None:
-            marker = Requirement(result_text[key]).marker
-            served.setdefault(key.target, []).append(str(marker) if marker is not None else "")
-        if placement.lacking and placement.verdict is not Verdict.COVERED:
-            result = changed.get(key, req.text)
-            added.append(
-                AddedRequirement(req.text, result, placement.marker, placement.declared_by, placement.lacking)
-            )
+    decided = _decide(first_seen, parsed, owners, rules, every_line=every_line)
 
     rewritten: list[str] = []
     for wheel in parsed:
+        changed = decided.changed
         replace = {
             header.start: changed[req.key] for header, req in wheel.read.requirements if req.key in changed
         }
         missing = [
-            result_text[key]
-            for key in first_seen
-            if key not in wheel.read.keys and changed.get(key, "") is not None
+            decided.text[key] for key in first_seen if key not in wheel.read.keys and key in decided.text
         ]
         new_extras = [spelled for canonical, spelled in extras.items() if canonical not in wheel.read.extras]
         if replace or missing or new_extras:
@@ -413,13 +373,74 @@ def _meld(
         wheels=count,
         disagreed=True,
         complete=len(parsed) == count and source.rule is not Uncovered.UNAVAILABLE,
-        added=tuple(added),
+        added=tuple(decided.added),
         provides_extra=tuple(extras.values()),
-        conflicts=tuple(conflicts),
+        conflicts=(*conflicts, *decided.conflicts),
         problems=MappingProxyType(problems),
         changed=tuple(rewritten),
         uncovered=source.rule,
         left_to_sdist=left,
-        dropped=tuple(dropped),
+        dropped=tuple(decided.dropped),
     )
     return MeldResult(MappingProxyType(outputs), report)
+
+
+@dataclass(slots=True)
+class _Decided:
+    """What R* holds, requirement by requirement."""
+
+    changed: dict[RequirementKey, str | None] = field(default_factory=dict)  # new text; None: left out
+    text: dict[RequirementKey, str] = field(default_factory=dict)  # every line R* holds → its text
+    added: list[AddedRequirement] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _decide(
+    first_seen: Mapping[RequirementKey, ParsedRequirement],
+    parsed: Sequence[_Parsed],
+    owners: Sequence[Owner],
+    rules: Rules,
+    *,
+    every_line: bool,
+) -> _Decided:
+    """Place every line; the sdist's own lines last, so they can see what R* already gives."""
+    decided = _Decided()
+    served: dict[tuple[object, ...], list[str]] = {}  # dependency → markers of its R* lines
+    wheel_keys = frozenset(key for w in parsed for key in w.read.keys)
+    for key, req in first_seen.items():
+        sdist_only = key not in wheel_keys
+        if not sdist_only and not every_line and all(key in w.read.keys for w in parsed):
+            placement = Placement(Verdict.KEEP, None, (), ())
+        else:
+            placement = place(req, owners, rules, served.get(key.target, []) if sdist_only else None)
+        result, result_marker = req.text, key.marker_text
+        if placement.verdict is Verdict.LIMIT:
+            assert placement.marker is not None
+            limit = Marker(placement.marker)
+            new = with_marker(req, req.marker & limit if req.marker is not None else limit)
+            decided.changed[key] = result = new.text
+            result_marker = new.key.marker_text
+        elif placement.verdict is not Verdict.KEEP:
+            decided.changed[key] = None
+        if placement.verdict is Verdict.UNPICKED:
+            decided.conflicts.append(
+                f"{req.text!r} dropped: wherever it could apply, the wheel (or sdist) deciding there lacks it"
+            )
+        elif placement.verdict is Verdict.NOWHERE:
+            decided.dropped.append(req.text)
+        in_result = placement.verdict in (Verdict.KEEP, Verdict.LIMIT)
+        if in_result:
+            decided.text[key] = result
+            served.setdefault(key.target, []).append(result_marker)
+        if placement.lacking and placement.verdict is not Verdict.COVERED:
+            decided.added.append(
+                AddedRequirement(
+                    req.text,
+                    result if in_result else None,
+                    placement.marker,
+                    placement.declared_by,
+                    placement.lacking,
+                )
+            )
+    return decided

@@ -29,6 +29,7 @@ __all__ = [
     "Universe",
     "marker_environments",
     "platform_facts",
+    "plausible",
     "python_facts",
 ]
 
@@ -160,6 +161,23 @@ _PYTHON_IMPLEMENTATION: Mapping[str, str] = {
     "jython": "Jython",
     "graalpy": "GraalVM",
 }
+
+
+# Machine names only one family of systems reports (Windows names its own; macOS says arm64 where
+# Linux says aarch64). A cell pairing one with another system is no real environment.
+_MACHINE_SYSTEMS: Mapping[str, frozenset[str]] = {
+    "AMD64": frozenset({"win32"}),
+    "ARM64": frozenset({"win32"}),
+    "x86": frozenset({"win32"}),
+    "arm64": frozenset({"darwin", "ios"}),
+    "aarch64": frozenset({"linux", "android"}),
+}
+
+
+def plausible(cell: Cell) -> bool:
+    """Whether some real interpreter reports the cell's ``sys_platform`` and ``platform_machine``."""
+    systems = _MACHINE_SYSTEMS.get(cell.platform_machine)
+    return systems is None or cell.sys_platform in systems or cell.sys_platform == OTHER
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,22 +2,24 @@
 marker that separates the cells of the wheels that declared a requirement from those that did not.
 
 The synthesised marker only uses the four grid dimensions (``sys_platform``, ``platform_machine``,
-``python_version``, ``implementation_name``). Dimension subsets are tried smallest first; a subset
-works when the two cell sets, projected onto it, are disjoint (cells nobody covers are don't-care).
-Each working subset is rendered in a positive form (OR of the declaring groups) and, where no Python
-clause is involved, a negative form (AND of "not this group"); the shortest text wins.
+``python_version``, ``implementation_name``). :mod:`proxy.meld.search` finds the marker with the
+fewest comparisons (then the shortest text) among ORs of AND-terms, negations and free cells
+included, up to a budget of comparisons. Past the budget the constructive forms below answer:
+dimension subsets smallest first, a subset working when the two cell sets projected onto it are
+disjoint, each rendered positively (OR of the declaring groups), factored, and negatively.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence, Set
 from itertools import combinations
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 
 from .environments import OTHER, Cell, Universe, marker_environments
+from .search import BUDGET, shortest_marker
 
 __all__ = ["UnseparableCells", "certainly_true", "mentioned_extras", "possibly_true", "separating_marker"]
 
@@ -60,50 +62,39 @@ def _dimensions_read(marker_text: str) -> tuple[bool, bool, bool, bool]:
     return (read[0], read[1], read[2], read[3])
 
 
-def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
-    """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
-
-    Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
-    """
+def _pinned(marker_text: str, cell: Cell) -> Cell | None:
+    """``cell`` with the dimensions the marker does not read pinned to one value, so the caches
+    below are shared; None when the marker reads a dimension whose value is ``OTHER``."""
     sys_platform, machine, python, implementation = _dimensions_read(marker_text)
     if (
         (sys_platform and cell.sys_platform == OTHER)
         or (machine and cell.platform_machine == OTHER)
         or (implementation and cell.implementation_name == OTHER)
     ):
-        # OTHER stands for values no tag names (freebsd, riscv64, …): the marker may well hold there.
-        return True
-    # Dimensions the marker does not read are pinned to one value so the cache below is shared.
-    pinned = Cell(
+        return None
+    return Cell(
         cell.sys_platform if sys_platform else "linux",
         cell.platform_machine if machine else "x86_64",
         cell.python if python else (3, 12),
         cell.implementation_name if implementation else "cpython",
     )
-    return _possibly_true(marker_text, pinned, extras)
+
+
+def possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
+    """Whether ``marker_text`` can be true in ``cell`` for ``extra`` "" or any of ``extras``.
+
+    Errors count as "possibly": a marker we cannot evaluate must never be assumed false.
+    """
+    pinned = _pinned(marker_text, cell)
+    # OTHER stands for values no tag names (freebsd, riscv64, …): the marker may well hold there.
+    return pinned is None or _possibly_true(marker_text, pinned, extras)
 
 
 # One (marker, cell, extras) triple is asked about by every sibling of every meld of a release:
 # evaluate it once. The key is the marker's text because hashing a Marker re-renders it each time.
 @functools.lru_cache(maxsize=262144)
 def _possibly_true(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> bool:
-    if any(name in marker_text for name in _UNMODELLED):
-        return True
-    try:
-        marker = _marker(marker_text)
-    except InvalidMarker:
-        return True
-    environments = marker_environments(cell)
-    if not any(name in marker_text for name in _PATCH_LEVEL):
-        environments = environments[:1]
-    for environment in environments:
-        for extra in ("", *extras):
-            try:
-                if marker.evaluate({**environment, "extra": extra}):
-                    return True
-            except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
-                return True
-    return False
+    return any(outcome is not False for outcome in _outcomes(marker_text, cell, extras))
 
 
 def certainly_true(marker_text: str, cell: Cell) -> bool:
@@ -114,37 +105,35 @@ def certainly_true(marker_text: str, cell: Cell) -> bool:
     """
     if not marker_text:
         return True
-    sys_platform, machine, python, implementation = _dimensions_read(marker_text)
-    if (
-        (sys_platform and cell.sys_platform == OTHER)
-        or (machine and cell.platform_machine == OTHER)
-        or (implementation and cell.implementation_name == OTHER)
-    ):
-        return False
-    pinned = Cell(
-        cell.sys_platform if sys_platform else "linux",
-        cell.platform_machine if machine else "x86_64",
-        cell.python if python else (3, 12),
-        cell.implementation_name if implementation else "cpython",
-    )
-    return _certainly_true(marker_text, pinned)
+    pinned = _pinned(marker_text, cell)
+    return pinned is not None and _certainly_true(marker_text, pinned)
 
 
 @functools.lru_cache(maxsize=262144)
 def _certainly_true(marker_text: str, cell: Cell) -> bool:
+    return all(outcome is True for outcome in _outcomes(marker_text, cell, ()))
+
+
+def _outcomes(marker_text: str, cell: Cell, extras: tuple[str, ...]) -> list[bool | None]:
+    """The marker's value in each environment of the cell, for ``extra`` "" and each of ``extras``;
+    None where it cannot be known."""
     if any(name in marker_text for name in _UNMODELLED):
-        return False
+        return [None]
     try:
         marker = _marker(marker_text)
     except InvalidMarker:
-        return False
+        return [None]
     environments = marker_environments(cell)
     if not any(name in marker_text for name in _PATCH_LEVEL):
         environments = environments[:1]
-    try:
-        return all(marker.evaluate({**environment, "extra": ""}) for environment in environments)
-    except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
-        return False
+    outcomes: list[bool | None] = []
+    for environment in environments:
+        for extra in ("", *extras):
+            try:
+                outcomes.append(bool(marker.evaluate({**environment, "extra": extra})))
+            except (UndefinedComparison, UndefinedEnvironmentName, ValueError, TypeError):
+                outcomes.append(None)
+    return outcomes
 
 
 def mentioned_extras(marker_text: str) -> frozenset[str]:
@@ -161,23 +150,32 @@ def separating_marker(true_cells: Collection[Cell], false_cells: Collection[Cell
         raise UnseparableCells("need cells on both sides")
     if not set(true_cells).isdisjoint(false_cells):
         raise UnseparableCells(f"cells on both sides: {sorted(set(true_cells) & set(false_cells))!r}")
+    found = shortest_marker(true_cells, false_cells, universe, greedy=True)
+    if found is not None and _comparisons(found) <= BUDGET:
+        return found
+    # Past the exact search's budget: its greedy answer or the constructive forms below, the
+    # fewest comparisons winning.
     for size in range(1, len(_NAMES) + 1):
-        candidates: list[str] = []
+        candidates: list[str] = [found] if found is not None else []
         for dims in combinations(range(len(_NAMES)), size):
             positive: set[tuple[object, ...]] = {tuple(cell[d] for d in dims) for cell in true_cells}
             negative: set[tuple[object, ...]] = {tuple(cell[d] for d in dims) for cell in false_cells}
             if positive.isdisjoint(negative):
                 candidates.extend(_renderings(dims, positive, negative, universe))
         if candidates:
-            # min() keeps the first of equal lengths: sys_platform before platform_machine, and so on.
-            return min(candidates, key=len)
+            # min() keeps the first of equal costs: sys_platform before platform_machine, and so on.
+            return min(candidates, key=lambda text: (_comparisons(text), len(text)))
     raise UnseparableCells("cells are not separable")  # unreachable: full cells are disjoint
+
+
+def _comparisons(text: str) -> int:
+    return text.count('"') // 2  # every comparison quotes exactly one value
 
 
 def _renderings(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> Iterable[str]:
     yield _positive_form(dims, positive, negative, universe)
@@ -193,8 +191,8 @@ def _renderings(
 
 def _positive_form(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> str:
     if _PYTHON not in dims:
@@ -221,8 +219,8 @@ def _positive_form(
 
 def _factored_form(
     dims: Sequence[int],
-    positive: set[tuple[object, ...]],
-    negative: set[tuple[object, ...]],
+    positive: Set[tuple[object, ...]],
+    negative: Set[tuple[object, ...]],
     universe: Universe,
 ) -> str | None:
     """``(platform or platform …) and (interpreter clause)`` per distinct interpreter clause.

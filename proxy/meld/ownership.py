@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from packaging.tags import Tag
 
 from .environments import OTHER, Cell, Universe, platform_facts
-from .markers import separating_marker
 from .preference import cell_tag_ranks, covers
+from .search import shortest_marker
 
 __all__ = ["Member", "describe", "ownership", "uncovered_platforms"]
 
@@ -119,6 +119,12 @@ def uncovered_platforms(
         missing, present = here - covered, here & covered
         if not missing:
             continue
-        where = f" where {separating_marker(missing, present, universe)}" if present else ""
-        lines.append(f"{system} {machine}{where}")
+        if not present:
+            lines.append(f"{system} {machine}")
+            continue
+        # A short description or none: a report line is not worth a long search.
+        where = shortest_marker(missing, present, universe, budget=2)
+        lines.append(
+            f"{system} {machine} where {where}" if where else f"{system} {machine} (some interpreters)"
+        )
     return tuple(lines)

@@ -19,6 +19,7 @@ dropped. Otherwise R becomes "(m) and (M)", M the shortest marker separating the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,14 +44,20 @@ class Owner:
     _by_target: Mapping[_Target, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_target: dict[_Target, list[str]] = {}
-        for key in self.keys:
-            by_target.setdefault(key.target, []).append(str(key.marker) if key.marker is not None else "")
-        object.__setattr__(self, "_by_target", {t: tuple(m) for t, m in by_target.items()})
+        object.__setattr__(self, "_by_target", _by_target(self.keys))
 
     def installs(self, target: _Target, cell: Cell) -> bool:
         """Whether the owner's own lines install ``target`` in ``cell`` whatever extras are asked."""
         return any(certainly_true(marker, cell) for marker in self._by_target.get(target, ()))
+
+
+# Siblings share requirement sets (and every meld of a release repeats them): group each set once.
+@functools.lru_cache(maxsize=1024)
+def _by_target(keys: frozenset[RequirementKey]) -> Mapping[_Target, tuple[str, ...]]:
+    by_target: dict[_Target, list[str]] = {}
+    for key in keys:
+        by_target.setdefault(key.target, []).append(key.marker_text)
+    return {target: tuple(markers) for target, markers in by_target.items()}
 
 
 class Verdict(Enum):
@@ -90,7 +97,7 @@ def place(
     ``served``: for a line only the sdist declares, the markers of the R* lines already asking for
     the same dependency; cells where one of them is certainly true need nothing more.
     """
-    marker_text = str(req.marker) if req.marker is not None else ""
+    marker_text = req.key.marker_text
     # ``extra`` is never assumed false: try every extra any wheel provides or the marker names.
     extras = tuple(sorted(set(rules.extras) | mentioned_extras(marker_text)))
 

@@ -42,10 +42,12 @@ class RequirementKey:
     # Markers and specifier sets re-render themselves to hash; a meld hashes keys thousands of times,
     # so the hash is computed once (as packaging's Tag does).
     _hash: int = field(init=False, repr=False, compare=False)
+    marker_text: str = field(init=False, repr=False, compare=False)  # "" when there is no marker
 
     def __post_init__(self) -> None:
         parts = (self.name, self.extras, self.specifier, self.url, self.marker)
         object.__setattr__(self, "_hash", hash(parts))
+        object.__setattr__(self, "marker_text", str(self.marker) if self.marker is not None else "")
 
     def __hash__(self) -> int:
         return self._hash

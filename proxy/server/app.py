@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
@@ -45,6 +46,7 @@ from proxy.index.model import DistFile, ProjectPage
 from proxy.index.negotiate import choose_content_type
 from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
 from proxy.meld import MeldLimits
+from proxy.network.pacing import Pace
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.files import FileService, sidecar_hashes
 from proxy.server.metadata import MetadataService, ServedMetadata
@@ -92,7 +94,13 @@ class _State:
         self.idle.set()
         self.meld_log = MeldLog()
         self.upstreams = {
-            r.prefix: Upstream(r, metrics, config.upstream_timeout, config.upstream_concurrency)
+            r.prefix: Upstream(
+                r,
+                metrics,
+                config.upstream_timeout,
+                config.upstream_concurrency,
+                max_page_bytes=config.upstream_max_page_bytes,
+            )
             for r in config.routes
         }
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
@@ -105,10 +113,11 @@ class _State:
             limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
             incomplete_retry=config.meld_incomplete_retry,
         )
+        pace = Pace(config.upstream_file_idle_timeout, config.upstream_file_min_rate)
         self.files = FileService(
-            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size
+            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
         )
-        self.revalidated = RevalidatedFiles(self.store, offline=config.offline)
+        self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)
 
     async def render_ahead(self, entry: PageEntry) -> None:
@@ -584,7 +593,11 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Starlette
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = _State(config, metrics, PageJournal(page_journal) if page_journal else None)
-        state.store.prepare()
+        try:
+            state.store.prepare()
+        except CacheWriteError as exc:
+            # Warm entries are still served and misses streamed uncached (the services degrade).
+            log.warning("%s: serving what the cache holds, storing nothing", exc)
         app.state.wheelmeld = state
         following = asyncio.create_task(state.pages.follow(state.idle, state.render_ahead))
         try:

@@ -21,34 +21,28 @@ import hashlib
 import logging
 import os
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-import anyio
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.evict import evict
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
-from proxy.server.observability import Metrics
+from proxy.network.pacing import Pace, Stalled, paced
+from proxy.server.downloads import CHUNK, Download, FollowingResponse, HeadResponse, follow, streaming_headers
+from proxy.server.observability import Metrics, not_cached
 from proxy.server.upstream import Upstream
-from proxy.text import escape_controls
 
-__all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes"]
+__all__ = ["FileService", "read_sidecar_hash", "sidecar_hashes", "stated_lengths"]
 
 log = logging.getLogger("wheelmeld")
 
-# One piece of a download: as written to disk, as kept in memory for its readers, as sent.
-_CHUNK = 1024 * 1024
-# The newest pieces of a download stay in memory, so readers keeping up with it are served without
-# reading the disk or hopping to a thread (ten clients of one cold 2 GB file once cost 20 GB of
-# reads and 20,000 thread hops); a reader further behind reads the file, 1 MiB per hop.
-_RECENT_BYTES = 16 * _CHUNK
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -84,56 +78,39 @@ def sidecar_hashes(files_dir: Path) -> dict[str, str]:
     return found
 
 
-@dataclass(slots=True)
-class _Download:
-    key: ProjectKey
-    final: Path
-    total: int | None = None
-    written: int = 0
-    reading_path: Path | None = None  # the temp file while downloading, the final path once committed
-    done: bool = False
-    error: str | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
-    recent: deque[tuple[int, bytes]] = field(default_factory=deque)  # (offset, piece), oldest first
-    recent_bytes: int = 0
-
-    def keep(self, offset: int, piece: bytes) -> None:
-        """Remember the piece just written at ``offset``; forget the oldest past the budget."""
-        self.recent.append((offset, piece))
-        self.recent_bytes += len(piece)
-        while self.recent_bytes > _RECENT_BYTES and len(self.recent) > 1:
-            self.recent_bytes -= len(self.recent.popleft()[1])
-
-    def from_memory(self, offset: int, stop: int) -> bytes | None:
-        """Bytes from ``offset`` (up to ``stop``) out of the recent pieces, or ``None``."""
-        for start, piece in self.recent:
-            if start <= offset < start + len(piece):
-                if offset == start and start + len(piece) <= stop:
-                    return piece  # the usual case: a whole piece, no copy
-                return piece[offset - start : stop - start]
-        return None
-
-    async def advance(self, **changes: object) -> None:
-        async with self.progress:
-            for name, value in changes.items():
-                setattr(self, name, value)
-            self.progress.notify_all()
+def stated_lengths(size: int | None, headers: Mapping[str, str]) -> tuple[int, ...]:
+    """Every length upstream stated for a file: the page's ``size``, Content-Length, Content-Range."""
+    stated = [] if size is None else [size]
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        stated.append(int(length))
+    whole = headers.get("content-range", "").rpartition("/")[2]
+    if whole.isdigit():
+        stated.append(int(whole))
+    return tuple(stated)
 
 
-def _write_and_hash(fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
-    fh.write(chunk)
-    fh.flush()  # readers open the file by path: they must see what the counter says is there
+def _write_and_hash(store: CacheStore, fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
+    store.append(fh, chunk)
     digest.update(chunk)
 
 
 class FileService:
-    def __init__(self, store: CacheStore, metrics: Metrics, *, offline: bool, max_size: int = 0) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        metrics: Metrics,
+        *,
+        offline: bool,
+        max_size: int = 0,
+        pace: Pace | None = None,
+    ) -> None:
         self._store = store
+        self._pace = pace or Pace()
         self._metrics = metrics
         self._offline = offline
         self._max_size = max_size  # bytes of cached files; 0 = no limit
-        self._downloads: dict[Path, _Download] = {}
+        self._downloads: dict[Path, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving: Counter[Path] = Counter()  # cached files being sent right now
         self._eviction_queued = False
@@ -153,28 +130,41 @@ class FileService:
             return cached
         if self._offline:
             raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
+        reads = method != "HEAD"
         download = self._downloads.get(final)
-        if download is None:
-            download = _Download(key=key, final=final)
-            self._downloads[final] = download
-            task = asyncio.create_task(self._run(download, dist, upstream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        await download.started.wait()
-        if download.error is not None and download.reading_path is None:
-            raise UpstreamError(download.error)
-        if download.done and download.error is None:
+        # Joined before anything is awaited: a download kept in memory only waits for its readers.
+        token = download.join() if download is not None and reads else None
+        if download is None or (reads and token is None):
+            # None under way, or one in memory only that moved past byte 0: a download of our own.
+            download = self._start(key, final, dist, upstream, memory_only=download is not None)
+            token = download.join() if reads else None
+        try:
+            await download.started.wait()
+        except BaseException:
+            await download.leave(token)
+            raise
+        if not download.answered:
+            await download.leave(token)
+            raise UpstreamError(download.error or f"download of {dist.filename} failed")
+        if download.done and download.error is None and download.memory_from is None:
             cached = self._cached_response(final, dist)
             if cached is not None:
+                await download.leave(token)
                 return cached
-        headers = {"Cache-Control": _IMMUTABLE}
-        if download.total is not None:
-            headers["Content-Length"] = str(download.total)
-        if method == "HEAD":
-            return Response(b"", headers=headers, media_type="application/octet-stream")
-        return _FollowingResponse(
-            self._follow(download), headers=headers, media_type="application/octet-stream"
-        )
+        headers = streaming_headers({"Cache-Control": _IMMUTABLE}, download.total)
+        if token is None:
+            return HeadResponse(headers, media_type="application/octet-stream")
+        return FollowingResponse(follow(download, token), headers, media_type="application/octet-stream")
+
+    def _start(
+        self, key: ProjectKey, final: Path, dist: DistFile, upstream: Upstream, *, memory_only: bool
+    ) -> Download:
+        download = Download(key=key, final=final, memory_from=0 if memory_only else None)
+        self._downloads[final] = download
+        task = asyncio.create_task(self._run(download, dist, upstream))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return download
 
     def _cached_response(self, path: Path, dist: DistFile) -> Response | None:
         """The committed file, marked as used now; ``None`` when the cache does not hold it."""
@@ -216,130 +206,101 @@ class FileService:
                     len(result.removed), result.freed, result.remaining,
                 )  # fmt: skip
 
-    async def _run(self, download: _Download, dist: DistFile, upstream: Upstream) -> None:
+    async def _run(self, download: Download, dist: DistFile, upstream: Upstream) -> None:
         try:
-            async with self._store.lock("file:" + str(download.final)):
-                if download.final.exists():  # another worker committed it while we waited
-                    await download.advance(done=True, reading_path=download.final)
-                    download.started.set()
-                    return
-                await self._fetch(download, dist, upstream)
+            if download.memory_from == 0:
+                await self._fetch(download, dist, upstream)  # nothing to commit: no lock to hold
+            else:
+                async with self._store.lock("file:" + str(download.final)):
+                    if download.final.exists():  # another worker committed it while we waited
+                        await download.advance(done=True, answered=True, reading_path=download.final)
+                        return
+                    await self._fetch(download, dist, upstream)
         except WheelmeldError as exc:
             await download.advance(error=exc.reason, done=True)
+        except Stalled as exc:
+            log.warning("abandoned the download of %s: %s", dist.filename, exc)
+            await download.advance(error=f"download of {dist.filename} cut off: {exc}", done=True)
         except Exception as exc:  # never let a reader wait forever on a task that died
             await download.advance(error=f"download failed: {type(exc).__name__}", done=True)
         finally:
             download.started.set()
-            self._downloads.pop(download.final, None)
+            if self._downloads.get(download.final) is download:
+                del self._downloads[download.final]
 
-    async def _fetch(self, download: _Download, dist: DistFile, upstream: Upstream) -> None:
+    async def _fetch(self, download: Download, dist: DistFile, upstream: Upstream) -> None:
         expected = dist.hashes.get("sha256")
         digest = hashlib.sha256()
-        with self._store.open_temp() as (tmp_path, fh):
+        with contextlib.ExitStack() as temp:
+            tmp_path, fh = None, None
+            if download.memory_from is None:
+                try:
+                    tmp_path, fh = temp.enter_context(self._store.open_temp())
+                except CacheWriteError as exc:
+                    self._not_kept(download, exc)
             # Identity: we store and hash the file's own bytes, never a transfer encoding of them.
-            async with upstream.stream(dist.url, headers={"Accept-Encoding": "identity"}) as response:
+            identity = {"Accept-Encoding": "identity"}
+            async with upstream.stream(dist.url, headers=identity, read_timeout=self._pace.idle) as response:
+                lengths = stated_lengths(dist.size, response.headers)
                 length = response.headers.get("content-length")
                 total = int(length) if length and length.isdigit() else None
-                await download.advance(total=total, reading_path=tmp_path)
+                await download.advance(total=total, reading_path=tmp_path, answered=True)
                 download.started.set()
-                async for chunk in response.aiter_raw(_CHUNK):
-                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
-                    self._metrics.upstream_bytes += len(chunk)
-                    download.keep(download.written, chunk)
-                    await download.advance(written=download.written + len(chunk))
+                async for chunk in paced(response.aiter_raw(), self._pace, download.unread, CHUNK):
+                    await self._take(download, fh, digest, chunk)
             self._metrics.upstream_request("file")
-            if total is not None and download.written != total:
-                raise UpstreamError(f"upstream sent {download.written} of {total} bytes of {dist.filename}")
+            wrong = [n for n in lengths if n != download.written]
+            if wrong:
+                raise UpstreamError(
+                    f"upstream sent {download.written} bytes of {dist.filename}, not the {wrong[0]} it stated"
+                )
             actual = digest.hexdigest()
             if expected and actual != expected.lower():
                 raise UpstreamError(f"{dist.filename} does not match upstream's sha256; not cached")
-            await asyncio.to_thread(os.fsync, fh.fileno())
-            sidecar = download.final.with_name(download.final.name + ".sha256")
-            await asyncio.to_thread(self._store.write_atomic, sidecar, actual.encode())
-            await asyncio.to_thread(self._store.commit, tmp_path, download.final)
-        self._revisions[download.key] += 1
-        await download.advance(done=True, reading_path=download.final)
-        self._schedule_eviction(download.final)
-
-    async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
-        """Bytes of the download from 0, as they are written; raises if the download fails.
-
-        The last byte is held back until the download is verified: a client must never receive a
-        complete body (all Content-Length bytes) of a file whose hash then turns out wrong.
-        """
-        offset = 0
-        handle = None
-        try:
-            while True:
-                async with download.progress:
-                    while not download.done and _sendable(download) <= offset:
-                        await download.progress.wait()
-                    done, error = download.done, download.error
-                    available = _sendable(download)
-                if error is not None:
-                    # Aborting the body (not ending it) makes the client see a short read.
-                    raise UpstreamError(error)
-                while offset < available:
-                    chunk = download.from_memory(offset, available)
-                    if chunk is None:
-                        if handle is None:
-                            handle = _open_either(download)
-                        chunk = await asyncio.to_thread(
-                            os.pread, handle.fileno(), min(_CHUNK, available - offset), offset
-                        )
-                        if not chunk:
-                            break
-                    offset += len(chunk)
-                    yield chunk
-                if done:
-                    return
-        finally:
-            if handle is not None:
-                handle.close()
-
-
-def _sendable(download: _Download) -> int:
-    """How much of the download a reader may have: all of it, but the last byte until verified."""
-    if download.done:
-        return download.written
-    if download.total is not None and download.written < download.total:
-        return download.written  # the last byte is still to come: nothing to hold back yet
-    return download.written - 1
-
-
-class _FollowingResponse(Response):
-    """Streams a download as it grows; a failed download ends the body short instead of raising.
-
-    Raising out of the app would make the server log a traceback; returning without the final body
-    message makes it close the connection, so the client's Content-Length check sees a short read.
-    """
-
-    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str], media_type: str) -> None:
-        super().__init__(None, headers=headers, media_type=media_type)
-        self._chunks = chunks
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async with anyio.create_task_group() as group:
-
-            async def stream() -> None:
+            if fh is not None and tmp_path is not None and download.memory_from is None:
+                # Our own hash is vouched for only when a length upstream stated checked out.
+                vouched = bool(expected or lengths)
                 try:
-                    async for chunk in self._chunks:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except UpstreamError as exc:
-                    log.warning("aborted %s: %s", escape_controls(scope.get("path", "?")), exc.reason)
+                    await asyncio.to_thread(self._commit, download.final, tmp_path, fh, actual, vouched)
+                except CacheWriteError as exc:
+                    self._not_kept(download, exc)
                 else:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                group.cancel_scope.cancel()
+                    self._revisions[download.key] += 1
+                    await download.advance(done=True, reading_path=download.final)
+                    self._schedule_eviction(download.final)
+                    return
+            await download.advance(done=True)  # served, not kept: readers opened the temp file
 
-            async def watch_disconnect() -> None:
-                # A client that hangs up stops its reader; the download itself goes on for the others.
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
+    async def _take(
+        self, download: Download, fh: IO[bytes] | None, digest: hashlib._Hash, chunk: bytes
+    ) -> None:
+        """One piece from upstream: to disk while the cache takes it, to the readers in any case."""
+        if fh is not None and download.memory_from is None:
+            try:
+                await asyncio.to_thread(_write_and_hash, self._store, fh, digest, chunk)
+            except CacheWriteError as exc:
+                self._not_kept(download, exc)
+        if download.memory_from is not None:
+            await download.make_room(len(chunk))
+            await asyncio.to_thread(digest.update, chunk)
+        self._metrics.upstream_bytes += len(chunk)
+        download.keep(download.written, chunk)
+        await download.advance(written=download.written + len(chunk))
 
-            group.start_soon(stream)
-            group.start_soon(watch_disconnect)
+    def _commit(self, final: Path, tmp_path: Path, fh: IO[bytes], digest: str, vouched: bool) -> None:
+        """Blocking: the verified temp file into place, with its hash beside it when vouched for."""
+        self._store.sync(fh)
+        sidecar = final.with_name(final.name + ".sha256")
+        if vouched:
+            self._store.write_atomic(sidecar, digest.encode())
+        else:
+            self._store.remove(sidecar)  # a hash left from an earlier copy is not this one's
+        self._store.commit(tmp_path, final)
+
+    def _not_kept(self, download: Download, exc: CacheWriteError) -> None:
+        """The cache refused the download: it goes on in memory only, from the byte refused."""
+        download.memory_from = download.written
+        not_cached(self._metrics, "file", download.final.name, exc)
 
 
 class _TrackedFileResponse(FileResponse):
@@ -364,20 +325,13 @@ class _TrackedFileResponse(FileResponse):
 def _touch(path: Path) -> os.stat_result | None:
     """Mark a cached file as used now (its access time; the modification time stays ours).
 
-    ``None`` when the cache does not hold it (never did, or evicted a moment ago).
+    ``None`` when the cache does not hold it (never did, or evicted a moment ago). A cache that
+    cannot be written still serves what it holds: the file is then just not marked.
     """
     try:
         stat = os.stat(path)
-        os.utime(path, ns=(time.time_ns(), stat.st_mtime_ns))
     except OSError:
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(time.time_ns(), stat.st_mtime_ns))
     return stat
-
-
-def _open_either(download: _Download):  # type: ignore[no-untyped-def]
-    """Open the temp file, or the final one if the commit renamed it a moment ago."""
-    for path in (download.reading_path, download.final):
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                return path.open("rb")
-    raise UpstreamError(f"download of {download.final.name} vanished")

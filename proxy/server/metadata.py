@@ -30,6 +30,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
@@ -38,7 +39,7 @@ from proxy.meld import NO_SDIST, MeldLimits, MeldResult, NoSdist, WheelInput, me
 from proxy.meld.environments import platform_facts
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
-from proxy.server.observability import MeldLog, Metrics, upstream_time
+from proxy.server.observability import MeldLog, Metrics, not_cached, upstream_time
 from proxy.server.sdists import SdistMetadata
 from proxy.server.upstream import Upstream
 
@@ -305,8 +306,15 @@ class MetadataService:
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
             data = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
-            await asyncio.to_thread(self._store.write_atomic, path, data)
+            await self._keep(dist.filename, self._store.write_atomic, path, data)
             return self._remember(key, dist.filename, data)
+
+    async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
+        """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except CacheWriteError as exc:
+            not_cached(self._metrics, "metadata", what, exc)
 
     async def _fetch_original(
         self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
@@ -366,7 +374,10 @@ class MetadataService:
         layout = self._layouts.get(layout_key)
         try:
             with upstream_time():
-                fetched = await fetch_wheel_metadata(upstream.client, dist.url, dist.filename, layout=layout)
+                async with upstream.deadline(dist.url):  # all the range reads together, not each
+                    fetched = await fetch_wheel_metadata(
+                        upstream.client, dist.url, dist.filename, layout=layout
+                    )
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc
         self._metrics.upstream_request("range", count=fetched.requests, nbytes=fetched.bytes_received)
@@ -473,7 +484,9 @@ class MetadataService:
             read = await self._read_siblings(key, siblings, asked, upstream, one)
         except BaseException:
             # Kept when another sibling failed: what was read is immutable, and a retry needs it.
-            await asyncio.to_thread(self._keep, key, fetched, None)
+            await self._keep(
+                f"metadata of {asked.filename}'s siblings", self._keep_siblings, key, fetched, None
+            )
             raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
@@ -481,13 +494,21 @@ class MetadataService:
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
         report = result.report.to_dict()
-        await asyncio.to_thread(self._keep, key, fetched, result.report.problems)
+        await self._keep(
+            f"metadata of {asked.filename}'s siblings",
+            self._keep_siblings,
+            key,
+            fetched,
+            result.report.problems,
+        )
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
         by_name = {wheel.filename: wheel.metadata for wheel in inputs}
         changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
         record = _MeldRecord(hashes=hashes, changed=changed, report=report)
         if report.get("complete", True):
-            await asyncio.to_thread(self._save_meld, key, release_key, record)
+            await self._keep(
+                f"the meld of {asked.filename}'s release", self._save_meld, key, release_key, record
+            )
             self._melds[(key, release_key)] = record
             self._revisions[key] += 1
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
@@ -512,7 +533,7 @@ class MetadataService:
             result = await asyncio.to_thread(meld, sdist)
         return result
 
-    def _keep(
+    def _keep_siblings(
         self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
     ) -> None:
         """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.cache.errors import CacheWriteError
 from proxy.text import escape_controls
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MeldLog",
     "Metrics",
     "RequestFacts",
+    "not_cached",
     "note_cache",
     "request_note",
     "upstream_calls",
@@ -101,6 +103,7 @@ class Metrics:
     melds_unavailable: int = 0
     blocked_fetches: int = 0
     pages_loaded_ahead: int = 0
+    not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count
@@ -163,6 +166,12 @@ class Metrics:
         }
         for name, (help_text, value) in singles.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+        lines += [
+            "# HELP wheelmeld_not_cached_total Answers served without being kept: the cache refused them.",
+            "# TYPE wheelmeld_not_cached_total counter",
+        ]
+        for (kind, fault), n in sorted(self.not_cached.items()):
+            lines.append(f'wheelmeld_not_cached_total{{kind="{kind}",reason="{fault}"}} {n}')
         if cache_bytes is not None:
             lines += [
                 "# HELP wheelmeld_cache_bytes Bytes the cache holds on disk.",
@@ -297,3 +306,11 @@ class AccessLog:
         # A record made directly: Logger.info would walk the stack for a caller nobody prints, the
         # largest share of this line's cost on a warm request (benchmarks/README.md).
         log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None))
+
+
+def not_cached(metrics: Metrics, kind: str, name: str, exc: CacheWriteError) -> None:
+    """The cache refused to keep ``name`` (a page, metadata, a file): it is served uncached."""
+    metrics.not_cached[(kind, exc.fault.value)] += 1
+    logging.getLogger("wheelmeld").warning(
+        "serving %s %s uncached: %s", kind, escape_controls(name), escape_controls(str(exc))
+    )

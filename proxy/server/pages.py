@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, ProjectKey
@@ -35,7 +36,7 @@ from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
 from proxy.index.render import render_list_json, render_project_json
 from proxy.server.metadata import Release, release_groups
-from proxy.server.observability import CacheOutcome, Metrics, note_cache
+from proxy.server.observability import CacheOutcome, Metrics, not_cached, note_cache
 from proxy.server.upstream import Upstream
 from proxy.text import escape_controls
 
@@ -135,6 +136,7 @@ class PageService:
         self._clock = clock or time.time
         self._journal = journal  # shared with sibling workers (``--workers N``), else None
         self._metrics = metrics or Metrics()
+        self._flights: dict[ProjectKey, asyncio.Task[PageEntry]] = {}
 
     # -- persistence ----------------------------------------------------------------------------
     def _stamp(self, key: ProjectKey) -> _DiskStamp | None:
@@ -164,7 +166,7 @@ class PageService:
             )
         except (ValueError, PageParseError):
             return None  # a damaged entry is a miss, never an error
-        kind: Literal["project", "list"] = "project" if page is not None else "list"
+        kind: Literal["project", "list"] = "project" if stored.kind == "project" else "list"
         entry = PageEntry(
             key, kind, page, listing, stored.fetched_at, stored.etag, stored.last_modified, stored.url
         )
@@ -194,6 +196,25 @@ class PageService:
                 return entry
             if entry.stale_reason is not None and now < entry.stale_until:
                 return entry  # a failing upstream is retried every few seconds, not per request
+        # One look-up per page at a time: a request arriving while one is under way gets its answer
+        # (a page, stale or not, or the same error) as soon as it is known, never a fetch of its own
+        # after it (behind a stalled upstream, each waiter once waited a whole timeout more).
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.get_running_loop().create_task(self._look_up(key, upstream))
+            self._flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
+        # Shielded: a requester that hangs up must not cancel the look-up the others wait on.
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: ProjectKey, flight: asyncio.Task[PageEntry]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every requester may have hung up
+
+    async def _look_up(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
+        ttl = upstream.route.page_ttl
         async with self._store.lock("page:" + key.label):
             entry = await self._adopt_disk_copy(key)
             if self._offline:
@@ -289,7 +310,7 @@ class PageService:
                 note_cache(CacheOutcome.REVALIDATED)
                 entry.fetched_at = self._clock()
                 entry.stale_reason = None
-                await asyncio.to_thread(self._save, entry)
+                await self._keep(entry)
                 return entry
             try:
                 args = (fetched.body, fetched.content_type, fetched.url)
@@ -327,9 +348,16 @@ class PageService:
             # Upstream's own PEP 691 bytes are a disk copy as good as our rendering of them (they
             # parse back to the same page), and re-rendering cost a 15,000-file page 150 ms.
             new.disk_body = fetched.body
-        await asyncio.to_thread(functools.partial(self._save, new, announce=True))
+        await self._keep(new, announce=True)
         self._entries[key] = new
         return new
+
+    async def _keep(self, entry: PageEntry, *, announce: bool = False) -> None:
+        """``_save``, but a cache that refuses the write leaves the page served from memory only."""
+        try:
+            await asyncio.to_thread(functools.partial(self._save, entry, announce=announce))
+        except CacheWriteError as exc:
+            not_cached(self._metrics, "page", f"/{entry.key.label}/", exc)
 
     def in_service(self, entry: PageEntry, ttl: float) -> bool:
         """Whether ``get`` would answer with ``entry`` right now, fresh, without any I/O."""

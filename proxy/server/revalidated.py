@@ -18,9 +18,11 @@ from pathlib import Path
 
 from starlette.responses import Response
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.model import DistFile
+from proxy.server.observability import Metrics, not_cached
 from proxy.server.upstream import Upstream
 
 __all__ = ["RevalidatedFiles"]
@@ -32,8 +34,11 @@ _SIZE_CAP = 16 * 1024 * 1024
 
 
 class RevalidatedFiles:
-    def __init__(self, store: CacheStore, *, offline: bool, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: CacheStore, metrics: Metrics, *, offline: bool, clock: Callable[[], float] = time.time
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._offline = offline
         self._clock = clock
 
@@ -80,7 +85,10 @@ class RevalidatedFiles:
                 raise NotFound(f"upstream has no {dist.filename} (404), though its page lists it")
             if not _matches(fetched, listed):
                 raise UpstreamError(f"upstream's {dist.filename} does not match the sha256 its page lists")
-            await asyncio.to_thread(self._store.write_atomic, path, fetched)
+            try:
+                await asyncio.to_thread(self._store.write_atomic, path, fetched)
+            except CacheWriteError as exc:  # a full or read-only disk: served, uncached
+                not_cached(self._metrics, "file", dist.filename, exc)
         return fetched, ""
 
     def _still_good(self, cached: bytes, age: float, listed: str | None, upstream: Upstream) -> bool:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 
+from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
@@ -22,7 +23,7 @@ from proxy.meld import MeldLimits, SdistInput
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import RemoteZipError
 from proxy.network.sdist_metadata import fetch_sdist_metadata, read_local_pkg_info
-from proxy.server.observability import Metrics
+from proxy.server.observability import Metrics, not_cached
 from proxy.server.upstream import Upstream
 
 __all__ = ["SdistMetadata"]
@@ -54,7 +55,10 @@ class SdistMetadata:
                 return SdistInput(sdist.filename, None)
             if self._usable(data):
                 # What cannot take part is never kept: the engine says why, and a later try reads again.
-                await asyncio.to_thread(self._store.write_atomic, path, data)
+                try:
+                    await asyncio.to_thread(self._store.write_atomic, path, data)
+                except CacheWriteError as exc:  # a full or read-only disk: served, uncached
+                    not_cached(self._metrics, "metadata", sdist.filename, exc)
         return SdistInput(sdist.filename, data)
 
     def _usable(self, data: bytes) -> bool:

@@ -120,9 +120,17 @@ class Upstream:
     """One route's view of the network: its base URL, its policy, its credentials."""
 
     def __init__(
-        self, route: RouteConfig, metrics: Metrics, timeout: float, metadata_concurrency: int = 16
+        self,
+        route: RouteConfig,
+        metrics: Metrics,
+        timeout: float,
+        metadata_concurrency: int = 16,
+        *,
+        max_page_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.route = route
+        self._timeout = timeout  # bounds a whole page or metadata fetch, and a file's headers
+        self._max_page_bytes = max_page_bytes
         self._metrics = metrics
         self.base = route.upstream
         self.policy = FetchPolicy.for_upstream(
@@ -168,17 +176,20 @@ class Upstream:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         with self._errors(url), upstream_time():
-            response = await self.client.get(url, headers=headers)
-        self._metrics.upstream_request("page", nbytes=len(response.content))
-        if response.status_code == 304:
-            return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
-        if response.status_code in (404, 410):
-            return PageFetch(404, url=str(response.url))
-        if response.status_code != 200:
-            raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
+            async with self.deadline(url), self.client.stream("GET", url, headers=headers) as response:
+                # Counted once an answer came, its body bytes once read (an error's body is not read).
+                self._metrics.upstream_request("page")
+                if response.status_code == 304:
+                    return PageFetch(304, etag=etag, last_modified=last_modified, url=str(response.url))
+                if response.status_code in (404, 410):
+                    return PageFetch(404, url=str(response.url))
+                if response.status_code != 200:
+                    raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
+                body = await _read_capped(response, self._max_page_bytes, "page", url)
+                self._metrics.upstream_bytes += len(body)
         return PageFetch(
             200,
-            body=response.content,
+            body=body,
             content_type=response.headers.get("content-type", ""),
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
@@ -188,35 +199,54 @@ class Upstream:
     async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
         with self._errors(url), upstream_time():
-            async with self.client.stream("GET", url) as response:
+            async with self.deadline(url), self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
                 if response.status_code != 200:
                     raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise UpstreamError(f"upstream file larger than {limit} bytes: {_redact(url)}")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                return await _read_capped(response, limit, "file", url)
+
+    @contextlib.asynccontextmanager
+    async def deadline(self, url: str) -> AsyncIterator[None]:
+        """The upstream timeout for everything inside, headers and body: a drip is cut off too."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError as exc:
+            raise UpstreamError(f"upstream took longer than {self._timeout:g} s: {_redact(url)}") from exc
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, url: str, headers: Mapping[str, str] | None = None
+        self, url: str, headers: Mapping[str, str] | None = None, *, read_timeout: float | None = None
     ) -> AsyncIterator[httpx.Response]:
-        """A streamed GET of a file; non-200 answers become ``UpstreamError``. The request's upstream
-        time is the whole transfer, which the client reading it paces."""
+        """A streamed GET of a file, its headers within the upstream timeout; non-200 answers become
+        ``UpstreamError``. ``read_timeout``: the longest wait for any one read of the body. The request's
+        upstream time is the whole transfer, which the client reading it paces."""
+        read = self._timeout if read_timeout is None else read_timeout
+        timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
         with self._errors(url), upstream_time():
-            async with self.client.stream(
-                "GET",
-                url,
-                headers=dict(headers or {}),
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                async with self.deadline(url):
+                    response = await stack.enter_async_context(
+                        self.client.stream("GET", url, headers=dict(headers or {}), timeout=timeout)
+                    )
                 if response.status_code != 200:
                     raise UpstreamError(f"upstream answered {response.status_code} for {_redact(url)}")
                 yield response
+
+
+async def _read_capped(response: httpx.Response, limit: int, what: str, url: str) -> bytes:
+    """The (decoded) body, read as it arrives and given up past ``limit`` bytes: memory stays bounded."""
+    too_big = UpstreamError(f"upstream {what} larger than {limit} bytes: {_redact(url)}")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        if len(body) + len(chunk) > limit:
+            raise too_big
+        body += chunk
+    return bytes(body)
 
 
 def _redact(url: str) -> str:

@@ -42,7 +42,7 @@ _FILE_FAULTS = {
 @pytest.mark.parametrize("fault", list(_FILE_FAULTS.values()), ids=list(_FILE_FAULTS))
 def test_faulty_download_leaves_nothing_and_a_retry_succeeds(make_stack: MakeStack, fault: Fault) -> None:
     index = _big_index()
-    stack = make_stack(index, config={"upstream_timeout": 0.5})
+    stack = make_stack(index, config={"upstream_timeout": 0.5, "upstream_file_idle_timeout": 0.5})
     content = index.file(BIG).content
     assert content is not None
     assert stack.client.get("/simple/big/").status_code == 200

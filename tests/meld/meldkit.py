@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from proxy.meld import WheelInput
 
 __all__ = [
+    "ALL_ENVIRONMENTS",
     "FIXTURES",
     "Environment",
     "active",

@@ -141,3 +141,22 @@ def test_class_2_without_sdist_knowledge_keeps_todays_answer() -> None:
     result = meld_release(SIX_WHEELS)
     assert result.report.uncovered is Uncovered.FREE and not result.report.left_to_sdist
     check_contract(SIX_WHEELS, result.outputs)
+
+
+SHORT_SIX = 'six; platform_machine != "arm64" and python_version < "3.10"'
+
+
+@pytest.mark.parametrize("sdist", [None, NO_SDIST, SIX_SDIST], ids=["unknown", "no-sdist", "static"])
+def test_class_2_marker_is_two_comparisons(sdist: SdistInput | NoSdist | None) -> None:
+    """The wheels allow two comparisons; the old search wrote three (``(AMD64 or x86_64) and < 3.10``).
+
+    With the static sdist a second line serves what only the sdist says: PyPy on macOS arm64 and
+    other systems reporting ``arm64`` have no wheel and build the sdist, which asks for six there.
+    """
+    result = meld_release(SIX_WHEELS, sdist)
+    six = [str(r) for r in requirements_of(result.outputs[SIX_WHEELS[0].filename]) if r.name == "six"]
+    assert six[0] == SHORT_SIX
+    if sdist is SIX_SDIST:
+        assert len(six) == 2 and six[1].startswith('six; python_version < "3.10" and ')
+    else:
+        assert six == [SHORT_SIX]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from proxy.cache.store import ProjectKey
-from proxy.server.files import _Download
+from proxy.server.downloads import Download as _Download
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, Stack, raw_get, sha256, wheel
 from tests.support.upstream import Fault

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -63,6 +64,7 @@ from tests.support.simple_pages import (
 __all__ = [
     "PYPI_TORCH_OPTIONS",
     "PYTORCH_OPTIONS",
+    "DrippingHeaders",
     "FakeFile",
     "FakeIndex",
     "Fault",
@@ -97,6 +99,9 @@ class Fault:
     apply to the first N matching requests only (``None``: always).  ``skip``: let this many
     matching requests through untouched first (fail the second range request, not the first).
     ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page).
+    ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
+    then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
+    wait this long before the status line (a stalled or dripping header).
     """
 
     status: int | None = None
@@ -109,6 +114,8 @@ class Fault:
     skip: int = 0
     body: bytes | None = None
     content_type: str = "text/html; charset=utf-8"
+    no_length: bool = False
+    head_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +215,11 @@ class _Reply:
         if fault.truncate_to is not None and fault.truncate_to < body.length:
             body = dataclasses.replace(body, data=body.data and body.data[: fault.truncate_to])
             body = dataclasses.replace(body, length=fault.truncate_to)
-        headers = {**self._headers, "content-length": str(body.length)}
+        headers = dict(self._headers)
+        if not fault.no_length:
+            headers["content-length"] = str(body.length)
+        if fault.head_delay_ms:
+            await asyncio.sleep(fault.head_delay_ms / 1000)
         self._log.set_status(self._entry, self._status)
         await send(
             {
@@ -511,6 +522,57 @@ def _ranged(
     if body.data is not None:
         return 206, out, _Body.of(body.data[start : end + 1])
     return 206, out, dataclasses.replace(body, start=body.start + start, length=end - start + 1)
+
+
+# --- a fault below HTTP: headers that drip -----------------------------------------------------------
+
+
+class DrippingHeaders:
+    """A socket server on 127.0.0.1 that answers every request with a status line and headers sent
+    one byte per ``interval`` seconds, never finishing them: no ASGI server can be made to do that,
+    and each byte comes well within any per-read timeout. ``with DrippingHeaders() as up: up.url``.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._threads: list[threading.Thread] = []
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = self._listener.accept()
+                self.requests += 1
+                thread = threading.Thread(target=self._drip, args=(conn,), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _drip(self, conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\n" + b"x-padding: " + b"a" * 100_000
+        with conn, contextlib.suppress(OSError):
+            for byte in head:
+                if self._stop.wait(self._interval):
+                    return
+                conn.sendall(bytes([byte]))
+
+    def __enter__(self) -> DrippingHeaders:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._listener.close()
 
 
 # --- a server a person can run ----------------------------------------------------------------------

@@ -156,11 +156,6 @@ def test_a_read_only_cache_is_one_line_for_commands_that_write(tmp_path: Path, w
     assert reason.startswith(f"cannot use cache directory {cache}: it is not writable"), reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the serving side (CacheStore.prepare in the app's lifespan) still writes the cache at start; "
-    "the files branch makes a read-only cache degrade: drop this mark when both are merged",
-)
 def test_serve_starts_on_a_read_only_cache_with_a_warning(tmp_path: Path) -> None:
     cache, port = tmp_path / "cache", free_port()
     cache.mkdir()

@@ -418,3 +418,23 @@ def test_bad_meld_limits_are_one_line_config_errors(
     with pytest.raises(ConfigError) as info:
         load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
     assert str(info.value) and "\n" not in str(info.value)
+
+
+def test_upstream_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        """
+[upstream]
+max_page_bytes = "8MiB"
+file_idle_timeout = 12
+file_min_rate = "1KiB"
+""",
+    )
+    config = load_config(CliOverrides(config_file=path), environ={})
+    assert (config.upstream_max_page_bytes, config.upstream_file_idle_timeout) == (8 * 1024**2, 12.0)
+    assert config.upstream_file_min_rate == 1024
+    env = {"WHEELMELD_UPSTREAM_MAX_PAGE_BYTES": "1MB", "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT": "0.5"}
+    overridden = load_config(CliOverrides(config_file=path), environ=env)
+    assert (overridden.upstream_max_page_bytes, overridden.upstream_file_idle_timeout) == (10**6, 0.5)
+    with pytest.raises(ConfigError, match="WHEELMELD_UPSTREAM_MAX_PAGE_BYTES"):
+        load_config(CliOverrides(config_file=path), environ={"WHEELMELD_UPSTREAM_MAX_PAGE_BYTES": "0"})
