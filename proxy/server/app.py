@@ -198,7 +198,7 @@ def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
     return segments, rest.endswith("/")
 
 
-def _served_file(dist: DistFile, hashes: Mapping[str, str], core: bool | dict[str, str]) -> DistFile:
+def _served_file(dist: DistFile, hashes: Mapping[str, str], core: bool | Mapping[str, str]) -> DistFile:
     """``dist`` as we list it: a link to us by its own name, and what we know of its hashes."""
     # Built directly, not with dataclasses.replace (three times slower: 15,000 calls on a big page);
     # most file names need no quoting at all.
@@ -231,16 +231,15 @@ def _served_page(state: _State, entry: PageEntry, upstream: Upstream) -> Project
                 known = sidecar_hashes(state.store.project_dir(entry.key) / "files")
             if dist.filename in known:
                 hashes = {**hashes, "sha256": known[dist.filename]}
-        if dist.filename.endswith(".whl"):
-            release = groups.get(dist.filename)
-            digest = (
-                state.metadata.advertised_hash(entry.key, release, dist, upstream.route.meld)
-                if release
-                else None
-            )
-            core: bool | dict[str, str] = {"sha256": digest} if digest else True
+        release = groups.get(dist.filename) if dist.filename.endswith(".whl") else None
+        core: bool | Mapping[str, str]
+        if release is not None:
+            digest = state.metadata.advertised_hash(entry.key, release, dist, upstream.route.meld)
+            core = {"sha256": digest} if digest else True
         else:
-            core = False
+            # In no release (an sdist, a PEP 825 variant wheel, a name packaging cannot read): what
+            # upstream says of its metadata, passed through.
+            core = dist.core_metadata if dist.filename.endswith(".whl") else False
         served = entry.served_files.get(dist.filename)
         if served is None or served.hashes != hashes or served.core_metadata != core:
             served = _served_file(dist, hashes, core)

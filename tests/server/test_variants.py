@@ -53,6 +53,9 @@ def test_a_variant_wheel_serves_its_own_metadata_and_changes_no_meld(
     make_stack: MakeStack, pep658: bool
 ) -> None:
     stack = make_stack(_index(), pep658=pep658)
+    # In no release: the page says of its metadata what upstream said, and serves exactly that.
+    listed = {f["filename"]: f.get("core-metadata", False) for f in stack.json_page("vlib")["files"]}
+    assert listed[VARIANT] == ({"sha256": sha256(_VARIANT_METADATA)} if pep658 else False)
     own = stack.client.get(stack.file("vlib", VARIANT, ".metadata"))
     assert own.status_code == 200, own.text
     assert own.content == _VARIANT_METADATA
