@@ -27,8 +27,9 @@ from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, fetch_sd
 
 __all__ = ["FetchedSdistMetadata", "fetch_sdist_metadata", "read_local_pkg_info"]
 
-# Parse the tar stream again only after this many more inflated bytes: re-walking headers from the
-# start each time costs little, but not after every 16 KiB network read.
+# The tar headers are walked again from the start as bytes arrive: at first as soon as any arrive
+# (PKG-INFO usually sits in the first kilobytes), then each time the inflated bytes doubled, at most
+# this far apart, so a 16 MiB read walks them a few dozen times, not once per 16 KiB network read.
 _REPARSE_STEP = 256 * 1024
 
 
@@ -81,7 +82,8 @@ class _TarGzReader:
             self._inflated += self._inflater.decompress(chunk, self.cap + 1 - len(self._inflated))
         except zlib.error as exc:
             raise RemoteZipError(f"corrupt gzip stream in {self.filename!r}: {exc}") from exc
-        if self.exhausted or len(self._inflated) - self._parsed_at >= _REPARSE_STEP:
+        grown = len(self._inflated) - self._parsed_at
+        if self.exhausted or (grown > 0 and grown >= min(self._parsed_at, _REPARSE_STEP)):
             self._parsed_at = len(self._inflated)
             return self._look(complete=self._inflater.eof)
         return None

@@ -17,13 +17,13 @@ import logging
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
-from proxy.errors import UpstreamError, WheelmeldError
+from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldLimits, SdistInput
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import RemoteZipError
 from proxy.network.sdist_metadata import fetch_sdist_metadata, read_local_pkg_info
-from proxy.server.observability import Metrics, not_cached
+from proxy.server.observability import Metrics, not_cached, upstream_time
 from proxy.server.upstream import Upstream
 
 __all__ = ["SdistMetadata"]
@@ -72,7 +72,7 @@ class SdistMetadata:
             if data is not None:
                 return data
         if self._offline:
-            raise UpstreamError(f"offline, and the cache holds no metadata for {sdist.filename}")
+            raise OfflineMiss(f"offline, and the cache holds no metadata for {sdist.filename}")
         async with upstream.sibling_gate:
             if sdist.core_metadata:
                 data = await upstream.fetch_small(sdist.url + ".metadata")
@@ -86,7 +86,9 @@ class SdistMetadata:
                         )
                     return data
             try:
-                fetched = await fetch_sdist_metadata(upstream.client, sdist.url, sdist.filename)
+                with upstream_time():
+                    async with upstream.deadline(sdist.url):  # the whole read, not each chunk
+                        fetched = await fetch_sdist_metadata(upstream.client, sdist.url, sdist.filename)
             except RemoteZipError as exc:
                 raise UpstreamError(f"cannot read PKG-INFO of {sdist.filename}: {exc}") from exc
         self._metrics.upstream_request("sdist", count=fetched.requests, nbytes=fetched.bytes_received)

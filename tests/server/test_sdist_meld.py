@@ -6,6 +6,7 @@ Upstream request logs are the evidence (what the proxy asked for, how many bytes
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from packaging.metadata import parse_email
@@ -15,6 +16,7 @@ from proxy.server.metadata import release_groups
 from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.sdists import build_sdist, pkg_info
 from tests.support.stack import MakeStack, wheel
+from tests.support.upstream import Fault
 
 LINUX = "lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
 MAC = "lib-1.0-cp311-cp311-macosx_11_0_arm64.whl"
@@ -82,3 +84,18 @@ def test_the_sdist_is_part_of_the_release_identity() -> None:
     # Another version's sdist is not this release's.
     assert release_groups([*wheels, _dist("lib-2.0.tar.gz")])[LINUX].key == without.key
     assert release_groups([*wheels, replace(_dist("lib-1.0.zip"))])[MAC].sdist == _dist("lib-1.0.zip")
+
+
+def test_a_dripping_sdist_is_cut_off_at_the_upstream_timeout(make_stack: MakeStack) -> None:
+    # Each chunk arrives well within httpx's read timeout; only a deadline on the whole read ends it.
+    timeout = 1.0
+    slow = build_sdist(SDIST, _STATIC, payload_size=8 * 1024, pkg_info_last=True)  # 8 s of drip
+    stack = make_stack(
+        _index(sdist=slow), pep658=True, config={"upstream_timeout": timeout, "meld_incomplete_retry": 0.0}
+    )
+    stack.upstream.inject_fault(SDIST, Fault(chunk_size=100, chunk_delay_ms=100))
+    started = time.monotonic()
+    response = stack.client.get(stack.file("lib", MAC, ".metadata"))
+    assert time.monotonic() - started < 5 * timeout
+    assert response.status_code == 200
+    assert "incomplete" in response.headers["x-wheelmeld-meld"], response.headers["x-wheelmeld-meld"]
