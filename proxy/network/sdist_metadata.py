@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, fetch_sdist_zip_metadata
 
-__all__ = ["FetchedSdistMetadata", "fetch_sdist_metadata", "read_local_pkg_info"]
+__all__ = ["FetchedSdistMetadata", "NoPkgInfo", "fetch_sdist_metadata", "read_local_pkg_info"]
 
 # The tar headers are walked again from the start as bytes arrive: at first as soon as any arrive
 # (PKG-INFO usually sits in the first kilobytes), then each time the inflated bytes doubled, at most
@@ -38,6 +38,11 @@ class FetchedSdistMetadata:
     metadata: bytes
     requests: int
     bytes_received: int
+
+
+class NoPkgInfo(RemoteZipError):
+    """The archive's bytes (not the transfer) hold no readable ``PKG-INFO``: asking again gives the
+    same answer, as the archive never changes."""
 
 
 class _NeedMore(Exception):
@@ -81,7 +86,7 @@ class _TarGzReader:
         try:
             self._inflated += self._inflater.decompress(chunk, self.cap + 1 - len(self._inflated))
         except zlib.error as exc:
-            raise RemoteZipError(f"corrupt gzip stream in {self.filename!r}: {exc}") from exc
+            raise NoPkgInfo(f"corrupt gzip stream in {self.filename!r}: {exc}") from exc
         grown = len(self._inflated) - self._parsed_at
         if self.exhausted or (grown > 0 and grown >= min(self._parsed_at, _REPARSE_STEP)):
             self._parsed_at = len(self._inflated)
@@ -96,8 +101,8 @@ class _TarGzReader:
         if found is not None:
             return found
         if over_cap:
-            raise RemoteZipError(f"no PKG-INFO in the first {self.cap} bytes of {self.filename!r}")
-        raise RemoteZipError(f"no {self.name}-{self.version}/PKG-INFO in {self.filename!r}")
+            raise NoPkgInfo(f"no PKG-INFO in the first {self.cap} bytes of {self.filename!r}")
+        raise NoPkgInfo(f"no {self.name}-{self.version}/PKG-INFO in {self.filename!r}")
 
     def _look(self, *, complete: bool) -> bytes | None:
         return _pkg_info(bytes(self._inflated), self.filename, self.name, self.version, complete=complete)
@@ -160,7 +165,7 @@ def _pkg_info(
     except (tarfile.TarError, EOFError) as exc:
         if not complete:
             return None  # a header cut in half by the end of what arrived so far
-        raise RemoteZipError(f"unreadable tar in {filename!r}: {exc}") from exc
+        raise NoPkgInfo(f"unreadable tar in {filename!r}: {exc}") from exc
 
 
 def _walk(data: bytes, name: NormalizedName, version: Version) -> bytes | None:

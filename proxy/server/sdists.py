@@ -22,13 +22,19 @@ from proxy.index.model import DistFile
 from proxy.meld import MeldLimits, SdistInput
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import RemoteZipError
-from proxy.network.sdist_metadata import fetch_sdist_metadata, read_local_pkg_info
+from proxy.network.sdist_metadata import NoPkgInfo, fetch_sdist_metadata, read_local_pkg_info
 from proxy.server.observability import Metrics, not_cached, upstream_time
 from proxy.server.upstream import Upstream
 
 __all__ = ["SdistMetadata"]
 
 log = logging.getLogger("wheelmeld")
+
+_UNREADABLE_MAX = 4096
+
+
+class _Unreadable(UpstreamError):
+    """The sdist itself holds no readable PKG-INFO (not a failed transfer)."""
 
 
 class SdistMetadata:
@@ -37,6 +43,9 @@ class SdistMetadata:
         self._metrics = metrics
         self._offline = offline
         self._limits = limits
+        # Sdists (by URL and hash) whose archive holds no readable PKG-INFO (numpy's meson-built
+        # sdist keeps it last, past the cap): the file never changes, so it is not read again.
+        self._unreadable: dict[tuple[str, str], str] = {}
 
     async def input(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> SdistInput:
         """``sdist``'s metadata for ``meld_release``; ``metadata=None`` when it cannot be had now."""
@@ -48,8 +57,17 @@ class SdistMetadata:
             cached = await asyncio.to_thread(self._store.read, path)
             if cached is not None:
                 return SdistInput(sdist.filename, cached)
+            identity = (sdist.url, sdist.hashes.get("sha256", ""))
+            if identity in self._unreadable:
+                return SdistInput(sdist.filename, None)
             try:
                 data = await self._fetch(key, sdist, upstream)
+            except _Unreadable as exc:
+                if len(self._unreadable) >= _UNREADABLE_MAX:
+                    self._unreadable.clear()
+                self._unreadable[identity] = exc.reason
+                log.info("no metadata for the sdist %s: %s", sdist.filename, exc.reason)
+                return SdistInput(sdist.filename, None)
             except WheelmeldError as exc:
                 log.info("no metadata for the sdist %s: %s", sdist.filename, exc.reason)
                 return SdistInput(sdist.filename, None)
@@ -89,6 +107,8 @@ class SdistMetadata:
                 with upstream_time():
                     async with upstream.deadline(sdist.url):  # the whole read, not each chunk
                         fetched = await fetch_sdist_metadata(upstream.client, sdist.url, sdist.filename)
+            except NoPkgInfo as exc:
+                raise _Unreadable(f"cannot read PKG-INFO of {sdist.filename}: {exc}") from exc
             except RemoteZipError as exc:
                 raise UpstreamError(f"cannot read PKG-INFO of {sdist.filename}: {exc}") from exc
         self._metrics.upstream_request("sdist", count=fetched.requests, nbytes=fetched.bytes_received)
