@@ -7,6 +7,8 @@ Layout under the cache root (``v1`` so a future layout can live beside it)::
     v1/<route>/<path…>/files/<file>                verified distribution files (+ <file>.sha256)
     v1/<route>/<path…>/metadata/<file>.metadata    original core metadata (immutable)
     v1/<route>/<path…>/meld/<key>.json             one release's meld, keyed by its sibling set
+    v1/<route>/<path…>/revalidated/<file>          files that may change under one name (PEP 825
+                                                   variants.json): revalidated like a page
     tmp/                                                 partial writes; leftovers dropped at start
     locks/                                               flock files; a killed holder frees its lock
 
@@ -151,6 +153,9 @@ class CacheStore:
 
     def metadata_path(self, key: ProjectKey, filename: str) -> Path:
         return self.project_dir(key) / "metadata" / (_safe_component(filename) + ".metadata")
+
+    def revalidated_path(self, key: ProjectKey, filename: str) -> Path:
+        return self.project_dir(key) / "revalidated" / _safe_component(filename)
 
     def meld_path(self, key: ProjectKey, release_key: str) -> Path:
         return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")

@@ -4,7 +4,7 @@ Uses the stdlib ``html.parser`` as pip does, which unescapes entities in attribu
 Handles relative, root-relative and absolute hrefs, ``<base href>``, ``%2B`` in hrefs, hash
 fragments, PEP 592/658/714 ``data-*`` attributes, PEP 629 / 708 / 792 ``<meta>`` tags, and PyTorch's
 non-standard ``data-upload-time`` (kept as PEP 700 ``upload_time``). Anchors that are not
-distribution files are ignored.
+files (``../``, home pages, another file's sidecars) are ignored; files of any kind are kept.
 """
 
 from __future__ import annotations
@@ -33,26 +33,12 @@ from .model import DistFile, ProjectList, ProjectPage, versions_from_files
 
 __all__ = ["parse_html_project_list", "parse_html_project_page", "project_name_from_url"]
 
-# Every extension an index has ever served a distribution under; anything else (``../``, a
-# ``.metadata`` or ``.asc`` link, a home page) is not a file of the project.
-_DIST_SUFFIXES = (
-    ".whl",
-    ".tar.gz",
-    ".zip",
-    ".tar.bz2",
-    ".tar.xz",
-    ".tar.zst",
-    ".tgz",
-    ".tbz",
-    ".txz",
-    ".tar",
-    ".egg",
-    ".exe",
-    ".msi",
-    ".rpm",
-    ".dmg",
-    ".deb",
-)
+# An anchor of a project page is a file of the project (PEP 503) when its name has an extension,
+# known or not: a file the proxy does not understand (a PEP 825 ``variants.json``, a format of the
+# future) is listed and served as it is, never dropped. Not files of their own: sidecars of another
+# file (its ``.metadata``, its GPG ``.asc``, which the proxy serves or drops itself, and ``.sha256``,
+# which names the cache's own record of a file's hash), ``../`` and home-page links.
+_SIDECAR_SUFFIXES = (".metadata", ".asc", ".sha256")
 _METADATA_ATTRS = ("data-core-metadata", "data-dist-info-metadata")
 
 
@@ -124,7 +110,12 @@ def _check_repository_version(values: list[str], page_url: str) -> None:
 
 
 def _is_dist_name(name: str) -> bool:
-    return is_plain_filename(name) and name.lower().endswith(_DIST_SUFFIXES)
+    stem, dot, suffix = name.rpartition(".")
+    return (
+        is_plain_filename(name)
+        and bool(dot and stem and suffix)
+        and not name.lower().endswith(_SIDECAR_SUFFIXES)
+    )
 
 
 def _dist_file(anchor: _Anchor, base: str) -> DistFile | None:

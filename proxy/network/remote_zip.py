@@ -1,4 +1,5 @@
-"""Read a wheel's ``*.dist-info/METADATA`` out of a remote zip with HTTP range requests.
+"""Read a wheel's ``*.dist-info/METADATA`` out of a remote zip with HTTP range requests (and a zip
+sdist's ``<name>-<version>/PKG-INFO`` the same way).
 
 The fallback docs/meld-contract.md names for upstreams without PEP 658 ``.metadata`` files: a wheel is a
 zip (PEP 427), whose central directory sits at the tail and names the offset of every member.
@@ -47,12 +48,20 @@ from dataclasses import dataclass
 from typing import IO, TypeVar
 
 import httpx
-from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from proxy.index.filenames import wheel_identity
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
 
-__all__ = ["METADATA_SIZE_CAP", "FetchedMetadata", "RemoteZipError", "ZipLayout", "fetch_wheel_metadata"]
+__all__ = [
+    "METADATA_SIZE_CAP",
+    "FetchedMetadata",
+    "RemoteZipError",
+    "ZipLayout",
+    "fetch_sdist_zip_metadata",
+    "fetch_wheel_metadata",
+]
 
 METADATA_SIZE_CAP = 16 * 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -72,7 +81,6 @@ _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _LOCAL = struct.Struct("<4s5H3L2H")
 _EOCD_SIG, _ZIP64_LOCATOR_SIG, _ZIP64_EOCD_SIG = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
 _CENTRAL_SIG, _LOCAL_SIG = b"PK\x01\x02", b"PK\x03\x04"
-_METADATA_SUFFIX = b".dist-info/METADATA"
 _MAX_COMMENT = 0xFFFF
 _STORED, _DEFLATED = 0, 8
 _T = TypeVar("_T")
@@ -138,6 +146,15 @@ class _Expected:
     filename: str
     name: NormalizedName
     version: Version
+    # A wheel keeps its metadata in ``<name>-<version>.dist-info/METADATA``; an sdist zip in
+    # ``<name>-<version>/PKG-INFO``, the top directory named as the archive is.
+    top_suffix: str = ".dist-info"
+    leaf: str = "METADATA"
+
+    @property
+    def entry_suffix(self) -> bytes:
+        """What the central directory's entry of the member ends with (searched as bytes)."""
+        return f"{self.top_suffix}/{self.leaf}".encode()
 
 
 async def fetch_wheel_metadata(
@@ -155,7 +172,27 @@ async def fetch_wheel_metadata(
     """
     if tail_size < _EOCD.size:
         raise ValueError(f"tail_size must be at least {_EOCD.size}, got {tail_size!r}")
-    expected = _expect(filename)
+    return await _fetch_member(client, url, _expect(filename), headers, tail_size, layout)
+
+
+async def fetch_sdist_zip_metadata(
+    client: httpx.AsyncClient, url: str, filename: str, name: NormalizedName, version: Version
+) -> FetchedMetadata:
+    """The ``<name>-<version>/PKG-INFO`` of the zip sdist ``filename`` at ``url``, read like a
+    wheel's METADATA (``name``/``version``: the release's, as ``packaging`` read the file name)."""
+    expected = _Expected(filename, name, version, top_suffix="", leaf="PKG-INFO")
+    return await _fetch_member(client, url, expected, None, 64 * 1024, None)
+
+
+async def _fetch_member(
+    client: httpx.AsyncClient,
+    url: str,
+    expected: _Expected,
+    headers: Mapping[str, str] | None,
+    tail_size: int,
+    layout: ZipLayout | None,
+) -> FetchedMetadata:
+    filename = expected.filename
     fetcher = _Fetcher(client, url, headers or {})
     try:
         if layout is not None:
@@ -188,11 +225,10 @@ async def fetch_wheel_metadata(
 
 
 def _expect(filename: str) -> _Expected:
-    try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise RemoteZipError(f"not a wheel file name: {filename!r}") from exc
-    return _Expected(filename, name, version)
+    identity = wheel_identity(filename)  # a PEP 825 variant wheel's dist-info is named alike
+    if identity is None:
+        raise RemoteZipError(f"not a wheel file name: {filename!r}")
+    return _Expected(filename, *identity)
 
 
 def _check_status(resp: httpx.Response, url: str) -> None:
@@ -279,7 +315,7 @@ async def _read_ranged(fetcher: _Fetcher, window: _Window, expected: _Expected) 
     await window.extend_to(fetcher, cd_offset)
     directory = window.get(cd_offset, cd_offset + cd_size)
     try:
-        member = _pick([(m.name, m) for m in _metadata_entries(directory)], expected)
+        member = _pick([(m.name, m) for m in _metadata_entries(directory, expected)], expected)
     except RemoteZipError:
         # Not found, or found twice: read the whole directory, which checks it and says what it holds.
         if cd_size > _INLINE_PARSE_LIMIT:
@@ -467,7 +503,7 @@ def _parse_entry(data: bytes, pos: int) -> tuple[_Member, int]:
     return _Member(name, flags, method, crc, csize, size, offset, span), end
 
 
-def _metadata_entries(data: bytes) -> list[_Member]:
+def _metadata_entries(data: bytes, expected: _Expected) -> list[_Member]:
     """The central directory's entries named ``*.dist-info/METADATA``, found by their names.
 
     Parsing every entry in Python was the largest CPU cost of a cold meld (numpy's wheels list
@@ -476,9 +512,10 @@ def _metadata_entries(data: bytes) -> list[_Member]:
     name ends exactly at the match.
     """
     found: list[_Member] = []
-    at = data.find(_METADATA_SUFFIX)
+    suffix = expected.entry_suffix
+    at = data.find(suffix)
     while at != -1:
-        end = at + len(_METADATA_SUFFIX)
+        end = at + len(suffix)
         low = max(0, end - _CENTRAL.size - 0xFFFF)
         sig = data.rfind(_CENTRAL_SIG, low, at)
         while sig != -1:
@@ -489,7 +526,7 @@ def _metadata_entries(data: bytes) -> list[_Member]:
                 found.append(_parse_entry(data, sig)[0])
                 break
             sig = data.rfind(_CENTRAL_SIG, low, sig)
-        at = data.find(_METADATA_SUFFIX, end)
+        at = data.find(suffix, end)
     return found
 
 
@@ -517,9 +554,9 @@ def _apply_zip64_extra(extra: bytes, size: int, csize: int, offset: int) -> tupl
 
 def _is_metadata_for(name: str, expected: _Expected) -> bool:
     top, _, leaf = name.partition("/")
-    if leaf != "METADATA" or not top.endswith(".dist-info"):
+    if leaf != expected.leaf or not top.endswith(expected.top_suffix):
         return False
-    dist, sep, version = top.removesuffix(".dist-info").rpartition("-")
+    dist, sep, version = top.removesuffix(expected.top_suffix).rpartition("-")
     if not sep:
         return False
     try:
@@ -532,10 +569,10 @@ def _pick(names: Sequence[tuple[str, _T]], expected: _Expected) -> _T:
     found = [item for name, item in names if _is_metadata_for(name, expected)]
     if len(found) == 1:
         return found[0]
-    wanted = f"{expected.name}-{expected.version}.dist-info/METADATA"
+    wanted = f"{expected.name}-{expected.version}{expected.top_suffix}/{expected.leaf}"
     if not found:
-        dist_infos = sorted({n.split("/")[0] for n, _ in names if n.split("/")[0].endswith(".dist-info")})
-        raise RemoteZipError(f"no {wanted} in {expected.filename!r} (dist-info dirs: {dist_infos})")
+        tops = sorted({n.split("/")[0] for n, _ in names if n.split("/")[0].endswith(expected.top_suffix)})
+        raise RemoteZipError(f"no {wanted} in {expected.filename!r} (top directories: {tops[:20]})")
     matching = [n for n, _ in names if _is_metadata_for(n, expected)]
     raise RemoteZipError(f"several candidates for {wanted} in {expected.filename!r}: {matching}")
 

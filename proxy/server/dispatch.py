@@ -11,6 +11,7 @@ Errors from every layer arrive here as ``WheelmeldError`` and leave through ``er
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
@@ -31,6 +32,7 @@ from proxy.errors import (
     WheelmeldError,
 )
 from proxy.index.errors import NoAcceptableFormat
+from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile
 from proxy.index.negotiate import JSON_V1, choose_content_type
 from proxy.network.upstream import Upstream
@@ -221,9 +223,37 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         if served.conflicts:
             headers["X-Wheelmeld-Conflicts"] = header_value(f"{len(served.conflicts)}: {served.conflicts[0]}")
         return Response(served.body, headers=headers, media_type="text/plain; charset=utf-8")
+    if parse_file_name(dist.filename).kind is FileKind.VARIANTS_JSON:
+        return await _revalidated(state, key, dist, upstream)
     cached = state.store.file_path(key, dist.filename).exists()
     note_cache(CacheOutcome.HIT if cached else CacheOutcome.MISS)
     return file_response(await state.files.answer(key, dist, upstream, ask.method))
+
+
+async def _revalidated(state: AppState, key: ProjectKey, dist: DistFile, upstream: Upstream) -> Response:
+    body, stale = await state.revalidated.get(key, dist, upstream)
+    headers = {
+        "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",
+        "ETag": f'"{hashlib.sha256(body).hexdigest()}"',
+        "X-Wheelmeld-Cache": "stale" if stale else "fresh",
+    }
+    if stale:
+        headers["X-Wheelmeld-Stale"] = stale
+    media_type = "application/json" if dist.filename.endswith(".json") else "application/octet-stream"
+    return Response(body, headers=headers, media_type=media_type)
+
+
+async def _lists_file(state: AppState, upstream: Upstream, segments: tuple[str, ...]) -> bool:
+    """Whether the page above ``segments`` lists its last segment as a file.
+
+    For names of no known distribution suffix (a PEP 825 ``variants.json``, a format of the
+    future): a page may list any file, and a page asked without its '/' is redirected otherwise.
+    """
+    try:
+        entry = await _get_page(state, upstream, segments[:-1])
+    except WheelmeldError:
+        return False
+    return segments[-1] in entry.files_by_name()
 
 
 def _settled(served: ServedMetadata) -> bool:
@@ -246,7 +276,9 @@ async def _dispatch(ask: _Ask, state: AppState, route: RouteConfig) -> Response:
         if not segments:
             return await _project_list(ask, state, upstream)
         return await _page(ask, state, upstream, segments)
-    if not segments[-1].lower().endswith(_DIST_SUFFIXES):
+    if not segments[-1].lower().endswith(_DIST_SUFFIXES) and (
+        len(segments) < 2 or "." not in segments[-1] or not await _lists_file(state, upstream, segments)
+    ):
         return _redirect_to(ask, route.prefix, segments)  # a page asked without its '/'
     if len(segments) < 2:
         raise NotFound(f"a file must be asked for below its project page: {ask.path!r}")

@@ -6,8 +6,10 @@ here has the files but does not say so), else ``METADATA`` read out of the remot
 requests, else a full download (the remote-zip reader falls back by itself). It is immutable: fetched
 once, ever, and kept on disk.
 
-A release's meld is keyed by its exact sibling set (file names and what identifies their bytes), so a
-new wheel appearing upstream makes a new meld while old answers stay consistent with old pages.
+A release's meld is keyed by its exact sibling set and its sdist (file names and what identifies
+their bytes), so a new wheel or a re-uploaded sdist upstream makes a new meld while old answers stay
+consistent with old pages. The sdist's metadata (``sdists``) is read only for releases whose wheels
+disagree: it decides the environments no wheel covers, and agreeing wheels leave nothing to decide.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from packaging.version import Version
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
+from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
 from proxy.index.model import DistFile
-from proxy.meld import MeldLimits, MeldResult, WheelInput, meld_release
+from proxy.meld import NO_SDIST, MeldLimits, MeldResult, NoSdist, WheelInput, meld_release
 from proxy.meld.environments import platform_facts
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.remote_zip import METADATA_SIZE_CAP, RemoteZipError, ZipLayout, fetch_wheel_metadata
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics, not_cached, upstream_time
+from proxy.service.sdists import SdistMetadata
 
 __all__ = [
     "MetadataService",
@@ -93,12 +97,15 @@ class Release:
     """
 
     wheels: tuple[DistFile, ...]
-    key: str  # identity of the sibling set (``_release_key``): a meld is cached under it
+    key: str  # identity of the sibling set and the sdist (``_release_key``): a meld is cached under it
     agree_by_hash: bool  # upstream's own hashes say every sibling's metadata is the same bytes
+    # The release's sdist on the page; NO_SDIST: the page lists none; None: it may, in a form
+    # ``packaging`` does not read (a legacy archive), so nobody knows.
+    sdist: DistFile | NoSdist | None = NO_SDIST
 
     @classmethod
-    def of(cls, wheels: tuple[DistFile, ...]) -> Release:
-        return cls(wheels, _release_key(wheels), siblings_agree_by_hash(wheels))
+    def of(cls, wheels: tuple[DistFile, ...], sdist: DistFile | NoSdist | None = NO_SDIST) -> Release:
+        return cls(wheels, _release_key(wheels, sdist), siblings_agree_by_hash(wheels), sdist)
 
     @property
     def needs_meld(self) -> bool:
@@ -122,6 +129,8 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
     by_head: dict[str, tuple[str, Version]] = {}
     for dist in files:
         if dist.filename.endswith(".whl"):
+            if dist.filename.count("-") > 4 and _is_variant(dist.filename):
+                continue  # in no release: see ``_is_variant``
             head = _wheel_head(dist.filename)
             release = by_head.get(head)
             if release is None:
@@ -131,11 +140,45 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
                 if head:
                     by_head[head] = release
             groups.setdefault(release, []).append(dist)
+    sdists, unknown_sources = _sdists_of(files)
     by_name: dict[str, Release] = {}
-    for group in groups.values():
-        siblings = Release.of(tuple(group))
-        by_name.update(dict.fromkeys((d.filename for d in group), siblings))
+    for identity, group in groups.items():
+        sdist = sdists.get(identity) or (None if unknown_sources else NO_SDIST)
+        found = Release.of(tuple(group), sdist)
+        by_name.update(dict.fromkeys((d.filename for d in group), found))
     return by_name
+
+
+def _sdists_of(files: Sequence[DistFile]) -> tuple[dict[tuple[str, Version], DistFile], bool]:
+    """Each release's sdist on the page, and whether the page holds files ``packaging`` cannot
+    read (a legacy ``.tar.bz2`` may be a release's sdist: then no release is known to have none)."""
+    sdists: dict[tuple[str, Version], DistFile] = {}
+    unknown_sources = False
+    for dist in files:
+        if dist.filename.endswith(".whl"):
+            continue
+        parsed = parse_file_name(dist.filename)
+        if parsed.kind is FileKind.SDIST:
+            assert parsed.name is not None and parsed.version is not None
+            # Where a release has both, installers take the .tar.gz (the current standard's).
+            if dist.filename.endswith(".tar.gz") or (parsed.name, parsed.version) not in sdists:
+                sdists[(parsed.name, parsed.version)] = dist
+        elif parsed.kind is FileKind.OTHER:
+            unknown_sources = True
+    return sdists, unknown_sources
+
+
+def _is_variant(filename: str) -> bool:
+    """A PEP 825 variant wheel takes no part in its release's meld: it serves its own metadata.
+
+    Variants of one platform differ by properties (GPU, CPU level, BLAS) that no marker can tell
+    apart, and an installer picks among them (or the ordinary wheels) by rules outside markers: a
+    meld across them could only be a conflict on every cell (contract item 6), and grouping them
+    by label would still leave the choice of label to the installer. Served as they are, they give
+    what they give without the proxy, and the meld of the ordinary wheels never changes because a
+    variant appeared. Only names with more than four '-' (build-tagged wheels, variants) get here.
+    """
+    return parse_file_name(filename).kind is FileKind.VARIANT_WHEEL
 
 
 @functools.lru_cache(maxsize=4096)
@@ -154,9 +197,14 @@ def _layout_key(key: ProjectKey, dist: DistFile) -> tuple[ProjectKey, str]:
     return key, _layout_family(dist.filename)
 
 
-def _release_key(siblings: Sequence[DistFile]) -> str:
-    """Identity of a sibling set: names plus upstream's hash (or URL when upstream gives none)."""
+def _release_key(siblings: Sequence[DistFile], sdist: DistFile | NoSdist | None) -> str:
+    """Identity of a sibling set and its sdist: names plus upstream's hash (or URL when upstream
+    gives none); whether the page lists no sdist or one we cannot read counts too (the meld differs)."""
     parts = sorted(f"{f.filename}\0{f.hashes.get('sha256') or f.url}" for f in siblings)
+    if isinstance(sdist, DistFile):
+        parts.append(f"sdist\0{sdist.filename}\0{sdist.hashes.get('sha256') or sdist.url}")
+    else:
+        parts.append("no sdist" if sdist is NO_SDIST else "sdist unknown")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
 
 
@@ -166,7 +214,10 @@ def _read_local_metadata(path: Path, filename: str) -> bytes | None:
     Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
     gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
     """
-    name, version, _b, _t = parse_wheel_filename(filename)
+    identity = wheel_identity(filename)
+    if identity is None:
+        return None
+    name, version = identity
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
@@ -229,6 +280,7 @@ class MetadataService:
         # wheel is read ahead of the others (small wheels, or METADATA just before a small
         # directory, read in one request anyway; waiting for a teacher would only add a round trip).
         self._costly: set[ProjectKey] = set()
+        self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
 
     def revision(self, key: ProjectKey) -> int:
         return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
@@ -349,11 +401,14 @@ class MetadataService:
     async def serve(self, key: ProjectKey, release: Release | None, dist: DistFile,
                     upstream: Upstream) -> ServedMetadata:  # fmt: skip
         """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``)."""
-        if not dist.filename.endswith(".whl"):
+        kind = parse_file_name(dist.filename).kind if release is None else FileKind.WHEEL
+        if kind not in (FileKind.WHEEL, FileKind.VARIANT_WHEEL):
             raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
         if not upstream.route.meld or release is None or not release.needs_meld:
             single = release is None or len(release.wheels) <= 1
             state = "off" if not upstream.route.meld else ("single" if single else "agree")
+            if kind is FileKind.VARIANT_WHEEL and upstream.route.meld:
+                state = "variant: served as it is, in no meld (PEP 825)"
             body = await self.original(key, dist, upstream)
             return ServedMetadata(body, hashlib.sha256(body).hexdigest(), state)
         release_key = release.key
@@ -363,7 +418,7 @@ class MetadataService:
                 record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
                 if record is None:
                     try:
-                        record = await self._meld(key, release.wheels, dist, upstream, release_key)
+                        record = await self._meld(key, release, dist, upstream)
                     except WheelmeldError as exc:
                         # Never worse than no proxy: the wheel's own metadata, said so, not cached.
                         self._metrics.meld_unavailable()
@@ -402,12 +457,13 @@ class MetadataService:
             self._incomplete = {k: v for k, v in self._incomplete.items() if v[1] > now}
         self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
 
-    async def _meld(self, key: ProjectKey, siblings: Sequence[DistFile], asked: DistFile,
-                    upstream: Upstream, release_key: str) -> _MeldRecord:  # fmt: skip
+    async def _meld(self, key: ProjectKey, group: Release, asked: DistFile,
+                    upstream: Upstream) -> _MeldRecord:  # fmt: skip
         # The page grouped wheels by their name's head (``release_groups``); melds take only
         # names packaging reads as wheels of the asked one's release.
         release = _release_of(asked.filename)
-        siblings = [d for d in siblings if d is asked or _release_of(d.filename) == release]
+        siblings = [d for d in group.wheels if d is asked or _release_of(d.filename) == release]
+        release_key = group.key
         # The caller holds this release's meld lock, so no other task or worker reads these files
         # for it meanwhile: the cache is read and written once per meld rather than with three
         # thread hops and a file lock per sibling (~1.6 ms of CPU each, ~600 in a cold lock).
@@ -436,9 +492,7 @@ class MetadataService:
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
-        result: MeldResult = await asyncio.to_thread(
-            functools.partial(meld_release, inputs, limits=self._limits)
-        )
+        result = await self.meld_inputs(key, group, inputs, upstream)
         report = result.report.to_dict()
         await self._keep(
             f"metadata of {asked.filename}'s siblings",
@@ -465,6 +519,19 @@ class MetadataService:
         if report.get("disagreed"):
             self._meld_log.add(key.label, siblings[0].filename, result.report)
         return record
+
+    async def meld_inputs(
+        self, key: ProjectKey, group: Release, inputs: list[WheelInput], upstream: Upstream
+    ) -> MeldResult:
+        """``group``'s meld of ``inputs``, the sdist's metadata read only when the wheels disagree
+        (agreeing siblings cost no sdist fetch: they leave no environment to decide)."""
+        first = NO_SDIST if group.sdist is NO_SDIST else None
+        meld = functools.partial(meld_release, inputs, limits=self._limits)
+        result: MeldResult = await asyncio.to_thread(meld, first)
+        if isinstance(group.sdist, DistFile) and result.report.disagreed:
+            sdist = await self._sdists.input(key, group.sdist, upstream)
+            result = await asyncio.to_thread(meld, sdist)
+        return result
 
     def _keep_siblings(
         self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None

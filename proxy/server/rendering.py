@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
@@ -40,16 +41,15 @@ def _served_page(state: AppState, entry: PageEntry, upstream: Upstream) -> Proje
                 known = state.store.file_hashes(entry.key)
             if dist.filename in known:
                 hashes = {**hashes, "sha256": known[dist.filename]}
-        if dist.filename.endswith(".whl"):
-            release = groups.get(dist.filename)
-            digest = (
-                state.metadata.advertised_hash(entry.key, release, dist, upstream.route.meld)
-                if release
-                else None
-            )
-            core: bool | dict[str, str] = {"sha256": digest} if digest else True
+        release = groups.get(dist.filename) if dist.filename.endswith(".whl") else None
+        core: bool | Mapping[str, str]
+        if release is not None:
+            digest = state.metadata.advertised_hash(entry.key, release, dist, upstream.route.meld)
+            core = {"sha256": digest} if digest else True
         else:
-            core = False
+            # In no release (an sdist, a PEP 825 variant wheel, a name packaging cannot read): what
+            # upstream says of its metadata, passed through.
+            core = dist.core_metadata if dist.filename.endswith(".whl") else False
         served = entry.served_files.get(dist.filename)
         if served is None or served.hashes != hashes or served.core_metadata != core:
             # Most file names need no quoting at all.

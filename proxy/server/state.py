@@ -17,6 +17,7 @@ from proxy.server.ready import ReadyAnswers
 from proxy.service.files import FileService
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.project_lists import ProjectListService
+from proxy.service.revalidated import RevalidatedFiles
 
 __all__ = ["AppState"]
 
@@ -57,6 +58,7 @@ class AppState:
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
         )
+        self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)
 
     async def render_ahead(self, entry: PageEntry) -> None:

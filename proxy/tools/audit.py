@@ -30,7 +30,7 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
-from proxy.meld import MeldReport, WheelInput, meld_release
+from proxy.meld import MeldReport, WheelInput
 from proxy.meld.summary import by_lacking, platform_summary
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
@@ -161,7 +161,7 @@ async def audit_project(
                 continue
             errors: dict[str, str] = {}
             inputs = await asyncio.gather(*(read(d, errors) for d in group))
-            result = await asyncio.to_thread(meld_release, inputs)
+            result = await metadata.meld_inputs(key, release, list(inputs), upstream)
             finding = ReleaseFinding(str(version), tuple(d.filename for d in group), result.report, errors)
             if finding.inconsistent or not result.report.complete:
                 findings.append(finding)

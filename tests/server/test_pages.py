@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.sdists import build_sdist, pkg_info
 from tests.support.stack import JSON, MakeStack, Stack, anchors, sha256, wheel
 
 TORCH = "torch-2.7.0.dev20250116+cu126"
@@ -52,7 +53,8 @@ def _demo_index() -> FakeIndex:
                 ),
                 FakeFile(
                     filename="demo_pkg-1.0.tar.gz",
-                    content=b"not really a tarball",
+                    # A real one: the wheels of 1.0 disagree, so a meld reads its PKG-INFO.
+                    content=build_sdist("demo_pkg-1.0.tar.gz", pkg_info("demo-pkg", "1.0", ("idna",))),
                     upload_time="2024-04-01T09:00:00.000000Z",
                 ),
             ]
