@@ -39,12 +39,12 @@ from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, note_cache, upstream_calls
 from proxy.server.answers import error_response, header_value, headers_only, page_headers
 from proxy.server.file_responses import file_response, list_response
-from proxy.server.metadata import ServedMetadata
 from proxy.server.observability import request_note
 from proxy.server.ready import ReadyAnswer, RequestKey
 from proxy.server.rendering import ready_bytes
 from proxy.server.state import AppState
 from proxy.service.files import IMMUTABLE
+from proxy.service.meld_state import MeldKind
 from proxy.service.pages import PageEntry
 from proxy.text import escape_controls
 
@@ -208,7 +208,8 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         calls = upstream_calls()
         served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
         note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
-        if _settled(served):
+        # An incomplete or unavailable meld is tried again on the next request, so it is not kept.
+        if served.meld.settled:
             ask.reusable(
                 entry, revisions, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT
             )
@@ -216,9 +217,9 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
             "Cache-Control": (
-                IMMUTABLE if served.meld_state == "off" else f"max-age={int(upstream.route.page_ttl)}"
+                IMMUTABLE if served.meld.kind is MeldKind.OFF else f"max-age={int(upstream.route.page_ttl)}"
             ),
-            "X-Wheelmeld-Meld": header_value(served.meld_state),
+            "X-Wheelmeld-Meld": header_value(served.meld.header()),
         }
         if served.conflicts:
             headers["X-Wheelmeld-Conflicts"] = header_value(f"{len(served.conflicts)}: {served.conflicts[0]}")
@@ -254,14 +255,6 @@ async def _lists_file(state: AppState, upstream: Upstream, segments: tuple[str, 
     except WheelmeldError:
         return False
     return segments[-1] in entry.files_by_name()
-
-
-def _settled(served: ServedMetadata) -> bool:
-    """Whether the same request gets the same answer until the page or its revisions change.
-
-    An incomplete or unavailable meld is tried again on the next request, so it is not kept.
-    """
-    return not served.meld_state.startswith("unavailable") and ";" not in served.meld_state
 
 
 async def _dispatch(ask: _Ask, state: AppState, route: RouteConfig) -> Response:

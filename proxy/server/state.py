@@ -12,12 +12,12 @@ from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
-from proxy.server.metadata import MetadataService
 from proxy.server.ready import ReadyAnswers
 from proxy.service.files import FileService
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.project_lists import ProjectListService
 from proxy.service.revalidated import RevalidatedFiles
+from proxy.service.served_metadata import MetadataService
 
 __all__ = ["AppState"]
 

@@ -34,7 +34,7 @@ from proxy.meld import AddedRequirement, MeldReport
 from proxy.meld.requirements import InvalidRequiresDist, RequirementKey, parse_requirement
 from proxy.server.auth import Principal
 from proxy.server.html_page import html_page
-from proxy.server.metadata import MetadataService
+from proxy.service.served_metadata import MetadataService
 
 __all__ = [
     "RELEASE_PREFIX",
@@ -110,12 +110,8 @@ def _load_release(
     store: CacheStore, metadata: MetadataService, route: RouteConfig, key: ProjectKey, version: Version
 ) -> _ShownRelease | None:
     """The newest meld the cache holds for ``version`` on ``key``'s page (blocking)."""
-    for wheels, stored in metadata.stored_melds(key):
+    for wheels, report in metadata.stored_melds(key):
         if wheels and all(wheel_version(w) == version for w in wheels):
-            try:
-                report = MeldReport.from_dict(stored)
-            except ValueError:
-                continue  # not a report this wheelmeld can read: as if not cached
             own = {w: _own_requirements(store, key, w) for w in wheels}
             return _ShownRelease(route, key, version, wheels, own, report)
     return None

@@ -35,10 +35,10 @@ from proxy.index.errors import NoProjectName, PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
 from proxy.index.negotiate import JSON_V1
 from proxy.index.parse import is_utf8_json, parse_project_list, parse_project_page
+from proxy.index.releases import Release, release_groups
 from proxy.index.render import render_list_json, render_project_json
 from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, Metrics, not_cached, note_cache
-from proxy.server.metadata import Release, release_groups
 from proxy.text import escape_controls
 
 __all__ = ["PageEntry", "PageService", "RenderKey"]

@@ -30,13 +30,14 @@ from proxy.cache.store import CacheStore, ProjectKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
+from proxy.index.releases import release_groups
 from proxy.meld import MeldReport, WheelInput
 from proxy.meld.summary import by_lacking, platform_summary
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.origins import redact_url
-from proxy.server.metadata import MetadataService, release_groups
 from proxy.service.pages import PageService
+from proxy.service.served_metadata import MetadataService
 from proxy.tools.local_proxy import route_path
 
 __all__ = [

@@ -12,7 +12,7 @@ from dataclasses import replace
 from packaging.metadata import parse_email
 
 from proxy.index.model import DistFile
-from proxy.server.metadata import release_groups
+from proxy.index.releases import release_groups
 from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.sdists import build_sdist, pkg_info
 from tests.support.stack import MakeStack, wheel

@@ -19,9 +19,9 @@ from proxy.errors import BadRequest, NotFound, WheelmeldError
 from proxy.meld import MeldReport
 from proxy.observe import MeldLog, Metrics
 from proxy.server.auth import ANYONE, Principal
-from proxy.server.metadata import MetadataService
 from proxy.server.status import release_href, render_release
 from proxy.server.status_page import human_bytes, render_status
+from proxy.service.served_metadata import MetadataService
 from tests.support.stack import MakeStack, Stack, anchors, index_of, raw_get, wheel
 
 LINUX = "gpu_lib-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"

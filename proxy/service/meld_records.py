@@ -1,0 +1,66 @@
+"""A release's meld as the cache keeps it: what we serve for each wheel, and the meld's report.
+
+One JSON file per release (``CacheStore.meld_path``): the sha256 of every wheel's served metadata,
+the melded bytes where they differ from the wheel's own, and ``MeldReport.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.meld import MeldReport
+
+__all__ = ["MeldRecord", "load_meld", "save_meld", "stored_melds"]
+
+
+@dataclass(frozen=True, slots=True)
+class MeldRecord:
+    hashes: dict[str, str]  # filename -> sha256 of what we serve
+    changed: dict[str, bytes]  # filename -> melded bytes, only where they differ from the original
+    report: MeldReport
+
+
+def save_meld(store: CacheStore, key: ProjectKey, release_key: str, record: MeldRecord) -> None:
+    """Blocking: run it in a thread."""
+    doc = {
+        "hashes": record.hashes,
+        "changed": {n: base64.b64encode(b).decode() for n, b in record.changed.items()},
+        "report": record.report.to_dict(),
+    }
+    store.write_atomic(store.meld_path(key, release_key), json.dumps(doc).encode())
+
+
+def load_meld(raw: bytes) -> MeldRecord | None:
+    """A stored meld read back; ``None`` for one that is damaged or not of this shape."""
+    try:
+        doc = json.loads(raw)
+        return MeldRecord(
+            hashes=dict(doc["hashes"]),
+            changed={n: base64.b64decode(b) for n, b in doc["changed"].items()},
+            report=MeldReport.from_dict(doc["report"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def stored_melds(store: CacheStore, key: ProjectKey) -> list[tuple[tuple[str, ...], MeldReport]]:
+    """Every meld the cache holds for ``key``'s page, newest first: (its wheels, its report).
+
+    Read-only, for the status page's per-release view; blocking (run it in a thread).
+    """
+    directory = store.meld_path(key, "x").parent
+    try:
+        paths = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    found = []
+    for path in paths:
+        try:
+            doc = json.loads(path.read_bytes())
+            found.append((tuple(sorted(doc["hashes"])), MeldReport.from_dict(doc["report"])))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a record being replaced or unreadable: the status page skips it
+    return found

@@ -1,0 +1,421 @@
+"""The ``.metadata`` we serve: each file's original core metadata, and each release's meld.
+
+Original metadata comes cheapest first (docs/meld-contract.md): the local file when the cache has the wheel,
+upstream's PEP 658 file when advertised (or, while probing pays off, even when not: PyPI as reachable
+here has the files but does not say so), else ``METADATA`` read out of the remote wheel with range
+requests, else a full download (the remote-zip reader falls back by itself). It is immutable: fetched
+once, ever, and kept on disk.
+
+A release's meld is keyed by its exact sibling set and its sdist (file names and what identifies
+their bytes), so a new wheel or a re-uploaded sdist upstream makes a new meld while old answers stay
+consistent with old pages. The sdist's metadata (``sdists``) is read only for releases whose wheels
+disagree: it decides the environments no wheel covers, and agreeing wheels leave nothing to decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from proxy.cache.errors import CacheWriteError
+from proxy.cache.store import CacheStore, ProjectKey
+from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
+from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
+from proxy.index.model import DistFile
+from proxy.index.releases import Release, release_of
+from proxy.meld import NO_SDIST, MeldLimits, MeldReport, MeldResult, WheelInput, meld_release
+from proxy.meld.reading import Read, read_metadata
+from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
+from proxy.network.remote_zip import METADATA_SIZE_CAP
+from proxy.network.upstream import Upstream
+from proxy.observe import MeldLog, Metrics, not_cached
+from proxy.service.meld_records import MeldRecord, load_meld, save_meld, stored_melds
+from proxy.service.meld_state import LeftOut, MeldKind, MeldState
+from proxy.service.sdists import SdistMetadata
+
+__all__ = ["MetadataService", "ServedMetadata"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServedMetadata:
+    body: bytes
+    sha256: str
+    meld: MeldState
+    conflicts: tuple[str, ...] = ()
+
+
+def _read_local_metadata(path: Path, filename: str) -> bytes | None:
+    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread).
+
+    Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
+    gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
+    """
+    identity = wheel_identity(filename)
+    if identity is None:
+        return None
+    name, version = identity
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                parts = info.filename.split("/")
+                if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
+                    dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
+                    if canonicalize_name(dist) == name and Version(ver) == version:
+                        data = b""
+                        if info.file_size <= METADATA_SIZE_CAP:
+                            with zf.open(info) as member:
+                                data = member.read(METADATA_SIZE_CAP + 1)
+                        if info.file_size > METADATA_SIZE_CAP or len(data) > METADATA_SIZE_CAP:
+                            raise UpstreamError(
+                                f"METADATA of {filename} is over the {METADATA_SIZE_CAP} byte cap"
+                            )
+                        return data
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error):
+        return None
+    return None
+
+
+class MetadataService:
+    def __init__(
+        self,
+        store: CacheStore,
+        metrics: Metrics,
+        meld_log: MeldLog,
+        *,
+        offline: bool,
+        limits: MeldLimits | None = None,
+        incomplete_retry: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._meld_log = meld_log
+        self._offline = offline
+        self._limits = limits or MeldLimits()
+        # An incomplete meld is never cached (contract item 7), but uv asks for every wheel of a
+        # release: without this, each request would redo the meld under its lock. It is kept in
+        # memory only, for ``incomplete_retry`` seconds (0: not at all), then tried again, since what
+        # kept a sibling out may pass (a read that failed, a limit raised by a restart elsewhere).
+        self._incomplete: dict[tuple[ProjectKey, str], tuple[MeldRecord, float]] = {}
+        self._incomplete_retry = incomplete_retry
+        self._clock = clock
+        self._fetcher = MetadataFetcher(metrics)
+        self._melds: dict[tuple[ProjectKey, str], MeldRecord] = {}
+        # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
+        self._original_hashes: dict[tuple[ProjectKey, str], str] = {}
+        # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
+        # no other does (a process-wide counter made every meld re-render every 5 MB page).
+        self._revisions: Counter[ProjectKey] = Counter()
+        self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
+
+    def revision(self, key: ProjectKey) -> int:
+        return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
+
+    def _remember(self, key: ProjectKey, filename: str, data: bytes) -> bytes:
+        if (key, filename) not in self._original_hashes:
+            self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
+            self._revisions[key] += 1
+        return data
+
+    # -- original metadata of one file ------------------------------------------------------------
+    async def original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+        """``dist``'s own core metadata, from the cache or fetched once and kept forever.
+
+        For one file a client asked for; a meld reads its siblings itself (``_meld``).
+        """
+        path = self._store.metadata_path(key, dist.filename)
+        cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
+        if cached is not None:
+            return self._remember(key, dist.filename, cached)
+        async with self._store.lock("meta:" + str(path)):
+            cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
+            if cached is not None:
+                return self._remember(key, dist.filename, cached)
+            data = (await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)).data
+            await self._keep(dist.filename, self._store.write_atomic, path, data)
+            return self._remember(key, dist.filename, data)
+
+    async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
+        """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except CacheWriteError as exc:
+            not_cached(self._metrics, "metadata", what, exc)
+
+    async def _fetch_original(
+        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
+    ) -> Fetched:
+        """From the wheel the cache holds, else from upstream (``MetadataFetcher.fetch``)."""
+        local = self._store.file_path(key, dist.filename)
+        if local.exists():
+            data = await asyncio.to_thread(_read_local_metadata, local, dist.filename)
+            if data is not None:
+                return Fetched(data)
+        if self._offline:
+            raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
+        return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
+
+    # -- what we serve ----------------------------------------------------------------------------
+    def advertised_hash(self, key: ProjectKey, release: Release, dist: DistFile, meld: bool) -> str | None:
+        """The sha256 of what we would serve for ``dist`` right now, if known without any I/O."""
+        if not meld or not release.needs_meld:
+            advertised = dist.core_metadata
+            if not isinstance(advertised, bool) and advertised.get("sha256"):
+                return advertised["sha256"]
+            return self._original_hashes.get((key, dist.filename))
+        record = self._melds.get((key, release.key))
+        return record.hashes.get(dist.filename) if record else None
+
+    async def serve(self, key: ProjectKey, release: Release | None, dist: DistFile,
+                    upstream: Upstream) -> ServedMetadata:  # fmt: skip
+        """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``)."""
+        kind = parse_file_name(dist.filename).kind if release is None else FileKind.WHEEL
+        if kind not in (FileKind.WHEEL, FileKind.VARIANT_WHEEL):
+            raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
+        if not upstream.route.meld or release is None or not release.needs_meld:
+            single = release is None or len(release.wheels) <= 1
+            state = (
+                MeldKind.OFF if not upstream.route.meld else (MeldKind.SINGLE if single else MeldKind.AGREE)
+            )
+            if kind is FileKind.VARIANT_WHEEL and upstream.route.meld:
+                state = MeldKind.VARIANT
+            body = await self.original(key, dist, upstream)
+            return ServedMetadata(body, hashlib.sha256(body).hexdigest(), MeldState(state))
+        release_key = release.key
+        record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
+        if record is None:
+            async with self._store.lock(f"meld:{key.label}:{release_key}"):
+                record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
+                if record is None:
+                    try:
+                        record = await self._make_meld(key, release, dist, upstream)
+                    except WheelmeldError as exc:
+                        # Never worse than no proxy: the wheel's own metadata, said so, not cached.
+                        self._metrics.meld_unavailable()
+                        body = await self.original(key, dist, upstream)
+                        unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
+                        return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
+        changed = record.changed.get(dist.filename)
+        body = await self.original(key, dist, upstream) if changed is None else changed
+        report = record.report
+        # Some sibling could not take part (corrupt metadata, wrong name): say so, every time.
+        meld = MeldState(
+            MeldKind.MELDED if report.disagreed else MeldKind.AGREE, left_out=LeftOut.of(report.problems)
+        )
+        return ServedMetadata(body, record.hashes[dist.filename], meld, report.conflicts)
+
+    def _known_meld(self, key: ProjectKey, release_key: str) -> MeldRecord | None:
+        """The meld this process holds for the release: complete, or incomplete and recent."""
+        record = self._melds.get((key, release_key))
+        if record is None:
+            held = self._incomplete.get((key, release_key))
+            if held is not None and held[1] > self._clock():
+                record = held[0]
+        return record
+
+    def _hold_incomplete(self, key: ProjectKey, release_key: str, record: MeldRecord) -> None:
+        if self._incomplete_retry <= 0:
+            return
+        now = self._clock()
+        if len(self._incomplete) >= 1024:
+            self._incomplete = {k: v for k, v in self._incomplete.items() if v[1] > now}
+        self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
+
+    async def _make_meld(self, key: ProjectKey, group: Release, asked: DistFile,
+                         upstream: Upstream) -> MeldRecord:  # fmt: skip
+        # The page grouped wheels by their name's head (``release_groups``); melds take only
+        # names packaging reads as wheels of the asked one's release.
+        release = release_of(asked.filename)
+        siblings = [d for d in group.wheels if d is asked or release_of(d.filename) == release]
+        release_key = group.key
+        # The caller holds this release's meld lock, so no other task or worker reads these files
+        # for it meanwhile: the cache is read and written once per meld rather than with three
+        # thread hops and a file lock per sibling (~1.6 ms of CPU each, ~600 in a cold lock).
+        cached = await asyncio.to_thread(self._read_cached, key, siblings)
+        fetched: dict[str, bytes] = {}
+
+        async def one(dist: DistFile, may_probe: bool = True) -> Fetched:
+            data = cached.get(dist.filename)
+            if data is not None:
+                return Fetched(self._remember(key, dist.filename, data))
+            # Network fetches wait on a route-wide gate inside.
+            got = await self._fetch_original(
+                key, dist, upstream, may_probe=may_probe, sibling=dist is not asked
+            )
+            fetched[dist.filename] = got.data
+            self._remember(key, dist.filename, got.data)
+            return got
+
+        try:
+            read = await self._read_siblings(key, siblings, asked, upstream, one)
+        except BaseException:
+            # Kept when another sibling failed: what was read is immutable, and a retry needs it.
+            await self._keep(
+                f"metadata of {asked.filename}'s siblings", self._keep_siblings, key, fetched, None
+            )
+            raise
+        # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
+        inputs = sorted(
+            (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
+        )
+        result = await self.meld_inputs(key, group, inputs, upstream)
+        report = result.report
+        await self._keep(
+            f"metadata of {asked.filename}'s siblings",
+            self._keep_siblings,
+            key,
+            fetched,
+            result.report.problems,
+        )
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
+        by_name = {wheel.filename: wheel.metadata for wheel in inputs}
+        changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
+        record = MeldRecord(hashes=hashes, changed=changed, report=report)
+        if report.complete:
+            await self._keep(
+                f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
+            )
+            self._melds[(key, release_key)] = record
+            self._revisions[key] += 1
+        else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
+            self._hold_incomplete(key, release_key, record)
+        self._metrics.meld_done(disagreed=report.disagreed, conflicts=len(report.conflicts))
+        if report.disagreed:
+            self._meld_log.add(key.label, siblings[0].filename, report)
+        return record
+
+    async def meld_inputs(
+        self, key: ProjectKey, group: Release, inputs: list[WheelInput], upstream: Upstream
+    ) -> MeldResult:
+        """``group``'s meld of ``inputs``, the sdist's metadata read only when the wheels disagree
+        (agreeing siblings cost no sdist fetch: they leave no environment to decide)."""
+        first = NO_SDIST if group.sdist is NO_SDIST else None
+        meld = functools.partial(meld_release, inputs, limits=self._limits)
+        result: MeldResult = await asyncio.to_thread(meld, first)
+        if isinstance(group.sdist, DistFile) and result.report.disagreed:
+            sdist = await self._sdists.input(key, group.sdist, upstream)
+            result = await asyncio.to_thread(meld, sdist)
+        return result
+
+    def _keep_siblings(
+        self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+    ) -> None:
+        """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
+        never what could not take part in the meld: a corrupt file cached would be served and melded
+        as it is for good. ``left_out``: the meld's problems; None when no meld ran (each is read)."""
+        limits = self._limits
+        paths = [
+            (self._store.metadata_path(key, name), data)
+            for name, data in fetched.items()
+            if (
+                name not in left_out
+                if left_out is not None
+                else isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
+            )
+        ]
+        if paths:
+            self._store.write_many(paths)
+
+    def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
+        """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
+        found = {}
+        for dist in wheels:
+            data = _as_advertised(dist, self._store.read(self._store.metadata_path(key, dist.filename)))
+            if data is not None:
+                found[dist.filename] = data
+        return found
+
+    async def _read_siblings(
+        self,
+        key: ProjectKey,
+        siblings: Sequence[DistFile],
+        asked: DistFile,
+        upstream: Upstream,
+        one: Callable[..., Awaitable[Fetched]],
+    ) -> dict[str, bytes]:
+        """Every sibling's original metadata, in the order that costs the upstream least."""
+
+        async def data(dist: DistFile, may_probe: bool = True) -> bytes:
+            return (await one(dist, may_probe)).data
+
+        others = [d for d in siblings if d is not asked]
+        fetcher = self._fetcher
+        unadvertised = not any(d.core_metadata for d in siblings)
+        if unadvertised and (
+            fetcher.probing(upstream) or (fetcher.costly(key) and not fetcher.knows_layout(key, asked))
+        ):
+            # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
+            # files (uploads before an index's backfill often have none), so the rest send no
+            # probe that would 404 one by one; read with ranges, it tells where its platform's
+            # wheels keep METADATA.
+            first = await one(asked)
+            read = {asked.filename: first.data}
+            found = first.probe is not False  # no probe sent: nothing says the others lack the files
+            # Teachers pay off only on pages where a read without a layout took several requests.
+            teach = not found and fetcher.costly(key)
+            read |= await self._read_taught(key, others, lambda d: data(d, found), teach=teach)
+            return read
+        return dict(
+            zip((d.filename for d in siblings), await asyncio.gather(*map(data, siblings)), strict=True)
+        )
+
+    async def _read_taught(
+        self,
+        key: ProjectKey,
+        wheels: Sequence[DistFile],
+        read: Callable[[DistFile], Awaitable[bytes]],
+        *,
+        teach: bool,
+    ) -> dict[str, bytes]:
+        """Every wheel's original metadata, read concurrently: with ``teach``, a platform whose zip
+        layout is not known yet sends one wheel ahead, so its other wheels read in one request each
+        (a cold meld of numpy: 195 range requests -> 118)."""
+
+        async def family(group: list[DistFile]) -> list[bytes]:
+            if teach and not self._fetcher.knows_layout(key, group[0]):
+                head = await read(group[0])
+                return [head, *await asyncio.gather(*map(read, group[1:]))]
+            return list(await asyncio.gather(*map(read, group)))
+
+        groups: dict[str, list[DistFile]] = {}
+        for dist in wheels:
+            groups.setdefault(layout_family(dist.filename), []).append(dist)
+        results = await asyncio.gather(*map(family, groups.values()))
+        return {
+            dist.filename: data
+            for group, datas in zip(groups.values(), results, strict=True)
+            for dist, data in zip(group, datas, strict=True)
+        }
+
+    async def _load_meld(self, key: ProjectKey, release_key: str) -> MeldRecord | None:
+        raw = await asyncio.to_thread(self._store.read, self._store.meld_path(key, release_key))
+        record = None if raw is None else load_meld(raw)
+        if record is not None:
+            self._melds[(key, release_key)] = record
+            self._revisions[key] += 1
+        return record
+
+    def stored_melds(self, key: ProjectKey) -> list[tuple[tuple[str, ...], MeldReport]]:
+        """Every meld the cache holds for ``key``'s page, newest first (blocking: ``stored_melds``)."""
+        return stored_melds(self._store, key)
+
+
+def _as_advertised(dist: DistFile, cached: bytes | None) -> bytes | None:
+    """Cached original metadata, or None when the page now advertises another sha256 for it: the
+    cache knows files by name, and a wheel re-uploaded under its name has other metadata."""
+    advertised = dist.core_metadata
+    expected = advertised.get("sha256") if isinstance(advertised, dict) else None
+    if cached is None or not expected or hashlib.sha256(cached).hexdigest() == expected.lower():
+        return cached
+    return None
