@@ -160,6 +160,15 @@ class CacheStore:
     def meld_path(self, key: ProjectKey, release_key: str) -> Path:
         return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")
 
+    def meld_paths(self, key: ProjectKey) -> list[Path]:
+        """Every meld kept for ``key``'s page, newest first (blocking)."""
+        try:
+            return sorted(
+                (self.project_dir(key) / "meld").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True
+            )
+        except OSError:
+            return []
+
     # -- files and their verified hashes ------------------------------------------------------
     @staticmethod
     def hash_path(file: Path) -> Path:

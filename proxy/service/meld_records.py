@@ -7,11 +7,13 @@ the melded bytes where they differ from the wheel's own, and ``MeldReport.to_dic
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.cache.store import CacheStore, ProjectKey
-from proxy.meld import MeldReport
+from proxy.meld import MeldReport, MeldResult, WheelInput
 
 __all__ = ["MeldRecord", "load_meld", "save_meld", "stored_melds"]
 
@@ -21,6 +23,14 @@ class MeldRecord:
     hashes: dict[str, str]  # filename -> sha256 of what we serve
     changed: dict[str, bytes]  # filename -> melded bytes, only where they differ from the original
     report: MeldReport
+
+    @classmethod
+    def of(cls, result: MeldResult, inputs: Sequence[WheelInput]) -> MeldRecord:
+        """The record of ``result``, the meld of ``inputs``."""
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
+        by_name = {wheel.filename: wheel.metadata for wheel in inputs}
+        changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
+        return cls(hashes=hashes, changed=changed, report=result.report)
 
 
 def save_meld(store: CacheStore, key: ProjectKey, release_key: str, record: MeldRecord) -> None:
@@ -51,13 +61,8 @@ def stored_melds(store: CacheStore, key: ProjectKey) -> list[tuple[tuple[str, ..
 
     Read-only, for the status page's per-release view; blocking (run it in a thread).
     """
-    directory = store.meld_path(key, "x").parent
-    try:
-        paths = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return []
     found = []
-    for path in paths:
+    for path in store.meld_paths(key):
         try:
             doc = json.loads(path.read_bytes())
             found.append((tuple(sorted(doc["hashes"])), MeldReport.from_dict(doc["report"])))

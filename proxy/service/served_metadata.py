@@ -278,10 +278,7 @@ class MetadataService:
             fetched,
             result.report.problems,
         )
-        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in result.outputs.items()}
-        by_name = {wheel.filename: wheel.metadata for wheel in inputs}
-        changed = {n: d for n, d in result.outputs.items() if d != by_name.get(n)}
-        record = MeldRecord(hashes=hashes, changed=changed, report=report)
+        record = MeldRecord.of(result, inputs)
         if report.complete:
             await self._keep(
                 f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
