@@ -41,18 +41,39 @@ import asyncio
 import re
 import struct
 import tempfile
-import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TypeVar
 
 import httpx
-from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName
+from packaging.version import Version
 
-from proxy.index.filenames import wheel_identity
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+from proxy.network.zip_format import (
+    EOCD,
+    EOCD_SIG,
+    FLAG_DATA_DESCRIPTOR,
+    LOCAL,
+    LOCAL_SIG,
+    MAX_COMMENT,
+    METADATA_SIZE_CAP,
+    ZIP64_EOCD,
+    ZIP64_EOCD_SIG,
+    ZIP64_LOCATOR,
+    ZIP64_LOCATOR_SIG,
+    Expected,
+    RemoteZipError,
+    ZipMember,
+    check_member,
+    expect,
+    extract,
+    inflate,
+    metadata_entries,
+    parse_central_directory,
+    pick,
+    walk_local_headers,
+)
 
 __all__ = [
     "METADATA_SIZE_CAP",
@@ -63,7 +84,6 @@ __all__ = [
     "fetch_wheel_metadata",
 ]
 
-METADATA_SIZE_CAP = 16 * 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _SPOOL_WRITE_BATCH = 1024 * 1024
 # Local headers usually repeat the central extra field, but not always (zipfile writes ZIP64
@@ -74,16 +94,6 @@ _INLINE_INFLATE_LIMIT = 1024 * 1024
 # A central directory of thousands of entries (torch has ~15k) takes tens of ms to walk.
 _INLINE_PARSE_LIMIT = 256 * 1024
 
-_EOCD = struct.Struct("<4s4H2LH")
-_ZIP64_LOCATOR = struct.Struct("<4sLQL")
-_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL = struct.Struct("<4s6H3L5H2L")
-_LOCAL = struct.Struct("<4s5H3L2H")
-_EOCD_SIG, _ZIP64_LOCATOR_SIG, _ZIP64_EOCD_SIG = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
-_CENTRAL_SIG, _LOCAL_SIG = b"PK\x01\x02", b"PK\x03\x04"
-_MAX_COMMENT = 0xFFFF
-_STORED, _DEFLATED = 0, 8
-_T = TypeVar("_T")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 # A layout hint never asks for more than this in one range (torch's central directory is ~2 MB).
 _HINT_CAP = 4 * 1024 * 1024
@@ -93,7 +103,6 @@ _HINT_SLACK = 1.15
 _HINT_PAD = 4 * 1024
 _SUFFIX_PREFERRED = 256 * 1024
 _BETWEEN_ALLOWED = 64 * 1024
-_FLAG_ENCRYPTED, _FLAG_DATA_DESCRIPTOR, _FLAG_UTF8 = 0x1, 0x8, 0x800
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,38 +134,6 @@ class FetchedMetadata:
     layout: ZipLayout | None = None  # where METADATA was: a hint for a sibling's read
 
 
-class RemoteZipError(Exception):
-    """The wheel's METADATA could not be read: bad zip, missing member, or upstream failure."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Member:
-    name: str
-    flags: int
-    method: int
-    crc: int
-    compressed_size: int
-    size: int
-    offset: int
-    header_span: int  # 30 + name + central extra: the local header's likely length
-
-
-@dataclass(frozen=True, slots=True)
-class _Expected:
-    filename: str
-    name: NormalizedName
-    version: Version
-    # A wheel keeps its metadata in ``<name>-<version>.dist-info/METADATA``; an sdist zip in
-    # ``<name>-<version>/PKG-INFO``, the top directory named as the archive is.
-    top_suffix: str = ".dist-info"
-    leaf: str = "METADATA"
-
-    @property
-    def entry_suffix(self) -> bytes:
-        """What the central directory's entry of the member ends with (searched as bytes)."""
-        return f"{self.top_suffix}/{self.leaf}".encode()
-
-
 async def fetch_wheel_metadata(
     client: httpx.AsyncClient,
     url: str,
@@ -170,9 +147,9 @@ async def fetch_wheel_metadata(
 
     ``layout``: what a sibling's read returned; it sizes the first request (see the module's doc).
     """
-    if tail_size < _EOCD.size:
-        raise ValueError(f"tail_size must be at least {_EOCD.size}, got {tail_size!r}")
-    return await _fetch_member(client, url, _expect(filename), headers, tail_size, layout)
+    if tail_size < EOCD.size:
+        raise ValueError(f"tail_size must be at least {EOCD.size}, got {tail_size!r}")
+    return await _fetch_member(client, url, expect(filename), headers, tail_size, layout)
 
 
 async def fetch_sdist_zip_metadata(
@@ -180,14 +157,14 @@ async def fetch_sdist_zip_metadata(
 ) -> FetchedMetadata:
     """The ``<name>-<version>/PKG-INFO`` of the zip sdist ``filename`` at ``url``, read like a
     wheel's METADATA (``name``/``version``: the release's, as ``packaging`` read the file name)."""
-    expected = _Expected(filename, name, version, top_suffix="", leaf="PKG-INFO")
+    expected = Expected(filename, name, version, top_suffix="", leaf="PKG-INFO")
     return await _fetch_member(client, url, expected, None, 64 * 1024, None)
 
 
 async def _fetch_member(
     client: httpx.AsyncClient,
     url: str,
-    expected: _Expected,
+    expected: Expected,
     headers: Mapping[str, str] | None,
     tail_size: int,
     layout: ZipLayout | None,
@@ -222,13 +199,6 @@ async def _fetch_member(
         raise RemoteZipError(f"corrupt zip {filename!r}: {exc}") from exc
     except HTTP_CLIENT_ERRORS as exc:
         raise RemoteZipError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _expect(filename: str) -> _Expected:
-    identity = wheel_identity(filename)  # a PEP 825 variant wheel's dist-info is named alike
-    if identity is None:
-        raise RemoteZipError(f"not a wheel file name: {filename!r}")
-    return _Expected(filename, *identity)
 
 
 def _check_status(resp: httpx.Response, url: str) -> None:
@@ -309,30 +279,30 @@ class _Window:
             self.start = start
 
 
-async def _read_ranged(fetcher: _Fetcher, window: _Window, expected: _Expected) -> tuple[bytes, ZipLayout]:
+async def _read_ranged(fetcher: _Fetcher, window: _Window, expected: Expected) -> tuple[bytes, ZipLayout]:
     fetcher.total = window.total
     cd_offset, cd_size, count = await _locate_central_directory(fetcher, window)
     await window.extend_to(fetcher, cd_offset)
     directory = window.get(cd_offset, cd_offset + cd_size)
     try:
-        member = _pick([(m.name, m) for m in _metadata_entries(directory, expected)], expected)
+        member = pick([(m.name, m) for m in metadata_entries(directory, expected)], expected)
     except RemoteZipError:
         # Not found, or found twice: read the whole directory, which checks it and says what it holds.
         if cd_size > _INLINE_PARSE_LIMIT:
-            members = await asyncio.to_thread(_parse_central_directory, directory, count)
+            members = await asyncio.to_thread(parse_central_directory, directory, count)
         else:
-            members = _parse_central_directory(directory, count)
-        member = _pick([(m.name, m) for m in members], expected)
-    _check_member(member, cd_offset)
+            members = parse_central_directory(directory, count)
+        member = pick([(m.name, m) for m in members], expected)
+    check_member(member, cd_offset)
     stop = min(cd_offset, member.offset + member.header_span + member.compressed_size + _LOCAL_SLACK)
     if window.covers(member.offset, stop):
         chunk = window.get(member.offset, stop)
     else:
         chunk = await fetcher.range(member.offset, stop)
-    if len(chunk) < _LOCAL.size or chunk[:4] != _LOCAL_SIG:
+    if len(chunk) < LOCAL.size or chunk[:4] != LOCAL_SIG:
         raise RemoteZipError(f"no local header at offset {member.offset} for {member.name!r}")
-    fields = _LOCAL.unpack_from(chunk)
-    data_start = _LOCAL.size + fields[9] + fields[10]
+    fields = LOCAL.unpack_from(chunk)
+    data_start = LOCAL.size + fields[9] + fields[10]
     need = data_start + member.compressed_size
     if member.offset + need > cd_offset:
         raise RemoteZipError(f"{member.name!r} runs into the central directory")
@@ -343,20 +313,20 @@ async def _read_ranged(fetcher: _Fetcher, window: _Window, expected: _Expected) 
     return await _inflated(member, data), layout
 
 
-async def _inflated(member: _Member, data: bytes) -> bytes:
+async def _inflated(member: ZipMember, data: bytes) -> bytes:
     if member.compressed_size > _INLINE_INFLATE_LIMIT:
-        return await asyncio.to_thread(_inflate, member, data)
-    return _inflate(member, data)
+        return await asyncio.to_thread(inflate, member, data)
+    return inflate(member, data)
 
 
-def _layout_of(member: _Member, cd_offset: int, total: int, end: int) -> ZipLayout:
+def _layout_of(member: ZipMember, cd_offset: int, total: int, end: int) -> ZipLayout:
     """What this wheel tells its siblings: read a prefix, or a suffix of this size."""
     cd_span = total - cd_offset
     from_end = total - member.offset
     # Walking local headers needs each one's sizes up front. Writers use data descriptors for all
     # entries or none, so METADATA's own flag speaks for those before it; a sibling's walk checks
     # every header anyway and falls back to the central directory at the first one it cannot pass.
-    walkable = not member.flags & _FLAG_DATA_DESCRIPTOR
+    walkable = not member.flags & FLAG_DATA_DESCRIPTOR
     # The central directory is the authority: a walk of local headers is only worth it when the
     # suffix holding METADATA would be large (a big payload after it).
     if walkable and end < from_end and from_end > _SUFFIX_PREFERRED:
@@ -370,7 +340,7 @@ def _layout_of(member: _Member, cd_offset: int, total: int, end: int) -> ZipLayo
 
 
 async def _read_prefix(
-    fetcher: _Fetcher, length: int, expected: _Expected, layout: ZipLayout
+    fetcher: _Fetcher, length: int, expected: Expected, layout: ZipLayout
 ) -> FetchedMetadata | None:
     """METADATA from the file's first ``length`` bytes, walking local headers; ``None``: read it as usual."""
     async with fetcher.client.stream(
@@ -386,7 +356,7 @@ async def _read_prefix(
             raise RemoteZipError(f"asked bytes 0-{length - 1}, got Content-Range {start}-{end}/{total}")
         chunk = await fetcher.body(resp, end + 1)
     fetcher.total = total
-    found = _walk_local_headers(chunk, expected)
+    found = walk_local_headers(chunk, expected)
     if found is None:
         return None
     member, data_start = found
@@ -400,59 +370,35 @@ async def _read_prefix(
     return FetchedMetadata(metadata, fetcher.requests, fetcher.bytes_received, "prefix", learned)
 
 
-def _walk_local_headers(chunk: bytes, expected: _Expected) -> tuple[_Member, int] | None:
-    """METADATA's local header and data offset, stepping header by header from offset 0.
-
-    ``None`` whenever the chain is not plain (a prefix before the first header, a data descriptor,
-    ZIP64 sizes, a header past the chunk): the central directory then decides, as it always may.
-    """
-    pos = 0
-    while pos + _LOCAL.size <= len(chunk) and chunk[pos : pos + 4] == _LOCAL_SIG:
-        fields = _LOCAL.unpack_from(chunk, pos)
-        flags, method, crc, csize, size, name_len, extra_len = fields[2], fields[3], *fields[6:11]
-        name_at = pos + _LOCAL.size
-        data_start = name_at + name_len + extra_len
-        if data_start > len(chunk) or flags & _FLAG_DATA_DESCRIPTOR or 0xFFFFFFFF in (csize, size):
-            return None
-        raw_name = chunk[name_at : name_at + name_len]
-        name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437", errors="replace")
-        if _is_metadata_for(name, expected):
-            member = _Member(name, flags, method, crc, csize, size, pos, data_start - pos)
-            _check_member(member, cd_offset=None)
-            return member, data_start
-        pos = data_start + csize
-    return None
-
-
 async def _locate_central_directory(fetcher: _Fetcher, window: _Window) -> tuple[int, int, int]:
     """(offset, size, entry count) of the central directory, from the (ZIP64) end records."""
     eocd_at = _find_eocd(window)
-    if eocd_at is None and window.start > 0 and window.total - window.start < _EOCD.size + _MAX_COMMENT:
+    if eocd_at is None and window.start > 0 and window.total - window.start < EOCD.size + MAX_COMMENT:
         # A long archive comment can push the record out of a small tail: look once more.
-        await window.extend_to(fetcher, max(0, window.total - _EOCD.size - _MAX_COMMENT))
+        await window.extend_to(fetcher, max(0, window.total - EOCD.size - MAX_COMMENT))
         eocd_at = _find_eocd(window)
     if eocd_at is None:
         raise RemoteZipError("no end-of-central-directory record: not a zip, or truncated")
-    _sig, _disk, _cd_disk, _n_disk, count, cd_size, cd_offset, _comment = _EOCD.unpack(
-        window.get(eocd_at, eocd_at + _EOCD.size)
+    _sig, _disk, _cd_disk, _n_disk, count, cd_size, cd_offset, _comment = EOCD.unpack(
+        window.get(eocd_at, eocd_at + EOCD.size)
     )
     limit = eocd_at
-    locator_at = eocd_at - _ZIP64_LOCATOR.size
+    locator_at = eocd_at - ZIP64_LOCATOR.size
     # ZIP64 end records matter only when a classic field is saturated; otherwise both agree, and
     # looking for the locator could cost a request of its own when the tail is small.
     saturated = 0xFFFF in (count, _n_disk) or 0xFFFFFFFF in (cd_size, cd_offset)
     if saturated and locator_at >= 0:
         await window.extend_to(fetcher, locator_at)
         locator = window.get(locator_at, eocd_at)
-        if locator[:4] == _ZIP64_LOCATOR_SIG:
-            _sig, _disk, zip64_at, _disks = _ZIP64_LOCATOR.unpack(locator)
-            if zip64_at + _ZIP64_EOCD.size > locator_at:
+        if locator[:4] == ZIP64_LOCATOR_SIG:
+            _sig, _disk, zip64_at, _disks = ZIP64_LOCATOR.unpack(locator)
+            if zip64_at + ZIP64_EOCD.size > locator_at:
                 raise RemoteZipError(f"ZIP64 locator points outside the file ({zip64_at})")
             await window.extend_to(fetcher, zip64_at)
-            record = window.get(zip64_at, zip64_at + _ZIP64_EOCD.size)
-            if record[:4] != _ZIP64_EOCD_SIG:
+            record = window.get(zip64_at, zip64_at + ZIP64_EOCD.size)
+            if record[:4] != ZIP64_EOCD_SIG:
                 raise RemoteZipError(f"no ZIP64 end record at offset {zip64_at}")
-            fields = _ZIP64_EOCD.unpack(record)
+            fields = ZIP64_EOCD.unpack(record)
             count, cd_size, cd_offset, limit = fields[7], fields[8], fields[9], zip64_at
     if cd_offset + cd_size > limit:
         raise RemoteZipError(f"central directory ({cd_offset}+{cd_size}) points outside the file")
@@ -464,146 +410,16 @@ def _find_eocd(window: _Window) -> int | None:
     data = window.data
     pos = len(data)
     while True:
-        pos = data.rfind(_EOCD_SIG, 0, pos)
+        pos = data.rfind(EOCD_SIG, 0, pos)
         if pos < 0:
             return None
-        if pos + _EOCD.size <= len(data):
+        if pos + EOCD.size <= len(data):
             comment = int.from_bytes(data[pos + 20 : pos + 22], "little")
-            if window.start + pos + _EOCD.size + comment == window.total:
+            if window.start + pos + EOCD.size + comment == window.total:
                 return window.start + pos
 
 
-def _parse_central_directory(data: bytes, count: int) -> list[_Member]:
-    members: list[_Member] = []
-    pos = 0
-    while pos < len(data):
-        member, pos = _parse_entry(data, pos)
-        members.append(member)
-    if len(members) != count:
-        raise RemoteZipError(f"central directory lists {len(members)} entries, end record says {count}")
-    return members
-
-
-def _parse_entry(data: bytes, pos: int) -> tuple[_Member, int]:
-    """The central-directory entry at ``pos``, and where the next one starts."""
-    if pos + _CENTRAL.size > len(data) or data[pos : pos + 4] != _CENTRAL_SIG:
-        raise RemoteZipError(f"bad central directory entry at +{pos}")
-    fields = _CENTRAL.unpack_from(data, pos)
-    flags, method, crc, csize, size = fields[3], fields[4], fields[7], fields[8], fields[9]
-    name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
-    end = pos + _CENTRAL.size + name_len + extra_len + comment_len
-    if end > len(data):
-        raise RemoteZipError("truncated central directory")
-    raw_name = data[pos + _CENTRAL.size : pos + _CENTRAL.size + name_len]
-    extra = data[pos + _CENTRAL.size + name_len : pos + _CENTRAL.size + name_len + extra_len]
-    # Bit 11: the name is UTF-8; otherwise the zip spec's legacy code page 437.
-    name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
-    size, csize, offset = _apply_zip64_extra(extra, size, csize, offset)
-    span = _LOCAL.size + name_len + extra_len
-    return _Member(name, flags, method, crc, csize, size, offset, span), end
-
-
-def _metadata_entries(data: bytes, expected: _Expected) -> list[_Member]:
-    """The central directory's entries named ``*.dist-info/METADATA``, found by their names.
-
-    Parsing every entry in Python was the largest CPU cost of a cold meld (numpy's wheels list
-    1,500 files, torch's 15,000, and a meld reads a hundred directories); a byte search finds the
-    few that matter. A match counts only where an entry's signature precedes it and that entry's
-    name ends exactly at the match.
-    """
-    found: list[_Member] = []
-    suffix = expected.entry_suffix
-    at = data.find(suffix)
-    while at != -1:
-        end = at + len(suffix)
-        low = max(0, end - _CENTRAL.size - 0xFFFF)
-        sig = data.rfind(_CENTRAL_SIG, low, at)
-        while sig != -1:
-            if (
-                sig + _CENTRAL.size <= len(data)
-                and sig + _CENTRAL.size + _CENTRAL.unpack_from(data, sig)[10] == end
-            ):
-                found.append(_parse_entry(data, sig)[0])
-                break
-            sig = data.rfind(_CENTRAL_SIG, low, sig)
-        at = data.find(suffix, end)
-    return found
-
-
-def _apply_zip64_extra(extra: bytes, size: int, csize: int, offset: int) -> tuple[int, int, int]:
-    """Replace saturated 32-bit fields with their ZIP64 extra values (fixed order by the spec)."""
-    if 0xFFFFFFFF not in (size, csize, offset):
-        return size, csize, offset
-    pos = 0
-    while pos + 4 <= len(extra):
-        tag, length = struct.unpack_from("<HH", extra, pos)
-        body = extra[pos + 4 : pos + 4 + length]
-        if tag == 0x0001:
-            values = [v for (v,) in struct.iter_unpack("<Q", body[: len(body) // 8 * 8])]
-            out = []
-            for field in (size, csize, offset):
-                if field == 0xFFFFFFFF:
-                    if not values:
-                        raise RemoteZipError("ZIP64 extra field too short")
-                    field = values.pop(0)
-                out.append(field)
-            return out[0], out[1], out[2]
-        pos += 4 + length
-    raise RemoteZipError("saturated zip fields without a ZIP64 extra field")
-
-
-def _is_metadata_for(name: str, expected: _Expected) -> bool:
-    top, _, leaf = name.partition("/")
-    if leaf != expected.leaf or not top.endswith(expected.top_suffix):
-        return False
-    dist, sep, version = top.removesuffix(expected.top_suffix).rpartition("-")
-    if not sep:
-        return False
-    try:
-        return canonicalize_name(dist) == expected.name and Version(version) == expected.version
-    except InvalidVersion:
-        return False
-
-
-def _pick(names: Sequence[tuple[str, _T]], expected: _Expected) -> _T:
-    found = [item for name, item in names if _is_metadata_for(name, expected)]
-    if len(found) == 1:
-        return found[0]
-    wanted = f"{expected.name}-{expected.version}{expected.top_suffix}/{expected.leaf}"
-    if not found:
-        tops = sorted({n.split("/")[0] for n, _ in names if n.split("/")[0].endswith(expected.top_suffix)})
-        raise RemoteZipError(f"no {wanted} in {expected.filename!r} (top directories: {tops[:20]})")
-    matching = [n for n, _ in names if _is_metadata_for(n, expected)]
-    raise RemoteZipError(f"several candidates for {wanted} in {expected.filename!r}: {matching}")
-
-
-def _check_member(member: _Member, cd_offset: int | None) -> None:
-    if member.flags & _FLAG_ENCRYPTED:
-        raise RemoteZipError(f"{member.name!r} is encrypted")
-    if member.method not in (_STORED, _DEFLATED):
-        raise RemoteZipError(f"{member.name!r} uses compression method {member.method}, not stored/deflate")
-    if member.size > METADATA_SIZE_CAP or member.compressed_size > METADATA_SIZE_CAP:
-        raise RemoteZipError(f"{member.name!r} is {member.size} bytes, over the {METADATA_SIZE_CAP} cap")
-    if cd_offset is not None and member.offset + _LOCAL.size + member.compressed_size > cd_offset:
-        raise RemoteZipError(f"{member.name!r} at offset {member.offset} points outside the file")
-
-
-def _inflate(member: _Member, data: bytes) -> bytes:
-    if member.method == _STORED:
-        out = data
-    else:
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        out = inflater.decompress(data, METADATA_SIZE_CAP + 1)
-        if len(out) > METADATA_SIZE_CAP:
-            raise RemoteZipError(f"{member.name!r} inflates past the {METADATA_SIZE_CAP} cap")
-        if not inflater.eof:
-            raise RemoteZipError(f"{member.name!r}: truncated deflate stream")
-    if len(out) != member.size or zlib.crc32(out) != member.crc:
-        raise RemoteZipError(f"{member.name!r}: size or CRC-32 does not match the central directory")
-    return out
-
-
-async def _read_full(resp: httpx.Response, fetcher: _Fetcher, expected: _Expected) -> bytes:
+async def _read_full(resp: httpx.Response, fetcher: _Fetcher, expected: Expected) -> bytes:
     """The upstream ignored Range: spool the whole body, then let zipfile read it off-loop."""
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed below
     try:
@@ -616,22 +432,6 @@ async def _read_full(resp: httpx.Response, fetcher: _Fetcher, expected: _Expecte
                 await asyncio.to_thread(spool.write, bytes(batch))
                 batch.clear()
         await asyncio.to_thread(spool.write, bytes(batch))
-        return await asyncio.to_thread(_extract, spool, expected)
+        return await asyncio.to_thread(extract, spool, expected)
     finally:
         await asyncio.to_thread(spool.close)
-
-
-def _extract(spool: IO[bytes], expected: _Expected) -> bytes:
-    try:
-        with zipfile.ZipFile(spool) as zf:
-            info = _pick([(i.filename, i) for i in zf.infolist()], expected)
-            if info.compress_type not in (_STORED, _DEFLATED):
-                raise RemoteZipError(f"{info.filename!r} uses compression method {info.compress_type}")
-            if info.file_size > METADATA_SIZE_CAP:
-                raise RemoteZipError(f"{info.filename!r} is {info.file_size} bytes, over the cap")
-            with zf.open(info) as member:
-                return member.read(METADATA_SIZE_CAP + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error) as exc:
-        raise RemoteZipError(f"corrupt zip {expected.filename!r}: {exc}") from exc
-    except (NotImplementedError, RuntimeError, ValueError) as exc:
-        raise RemoteZipError(f"unreadable zip {expected.filename!r}: {exc}") from exc

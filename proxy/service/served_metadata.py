@@ -18,27 +18,21 @@ import asyncio
 import functools
 import hashlib
 import time
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.store import CacheStore, ProjectKey
-from proxy.errors import NotFound, OfflineMiss, UpstreamError, WheelmeldError
-from proxy.index.filenames import FileKind, parse_file_name, wheel_identity
+from proxy.errors import NotFound, OfflineMiss, WheelmeldError
+from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile
 from proxy.index.releases import Release, release_of
 from proxy.meld import NO_SDIST, MeldLimits, MeldReport, MeldResult, WheelInput, meld_release
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
-from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.upstream import Upstream
+from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
 from proxy.service.meld_records import MeldRecord, load_meld, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
@@ -53,37 +47,6 @@ class ServedMetadata:
     sha256: str
     meld: MeldState
     conflicts: tuple[str, ...] = ()
-
-
-def _read_local_metadata(path: Path, filename: str) -> bytes | None:
-    """``*.dist-info/METADATA`` of a wheel the cache holds (blocking: run in a thread).
-
-    Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
-    gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
-    """
-    identity = wheel_identity(filename)
-    if identity is None:
-        return None
-    name, version = identity
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                parts = info.filename.split("/")
-                if len(parts) == 2 and parts[1] == "METADATA" and parts[0].endswith(".dist-info"):
-                    dist, _, ver = parts[0][: -len(".dist-info")].partition("-")
-                    if canonicalize_name(dist) == name and Version(ver) == version:
-                        data = b""
-                        if info.file_size <= METADATA_SIZE_CAP:
-                            with zf.open(info) as member:
-                                data = member.read(METADATA_SIZE_CAP + 1)
-                        if info.file_size > METADATA_SIZE_CAP or len(data) > METADATA_SIZE_CAP:
-                            raise UpstreamError(
-                                f"METADATA of {filename} is over the {METADATA_SIZE_CAP} byte cap"
-                            )
-                        return data
-    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error):
-        return None
-    return None
 
 
 class MetadataService:
@@ -159,7 +122,7 @@ class MetadataService:
         """From the wheel the cache holds, else from upstream (``MetadataFetcher.fetch``)."""
         local = self._store.file_path(key, dist.filename)
         if local.exists():
-            data = await asyncio.to_thread(_read_local_metadata, local, dist.filename)
+            data = await asyncio.to_thread(read_local_metadata, local, dist.filename)
             if data is not None:
                 return Fetched(data)
         if self._offline:
