@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.errors import BadRequest
 
 __all__ = ["PageJournal"]
@@ -40,7 +40,7 @@ class PageJournal:
         self._partial = b""  # a line a sibling was still writing when this one last read
         self._broken = False  # said once in the log when the journal cannot be written
 
-    def record(self, key: ProjectKey) -> None:
+    def record(self, key: PageKey) -> None:
         """Say this worker stored a new copy of ``key``'s page (blocking: call it in a thread).
 
         Never raises: the journal only saves sibling workers some work, so a page fetch must not fail
@@ -61,7 +61,7 @@ class PageJournal:
                 self._broken = True
                 log.warning("page journal %s cannot be written (%s); pages load on demand", self.path, exc)
 
-    def others(self) -> list[ProjectKey]:
+    def others(self) -> list[PageKey]:
         """Pages the other workers stored since the last call, oldest first, each once (blocking)."""
         try:
             with self.path.open("rb") as fh:
@@ -73,14 +73,14 @@ class PageJournal:
         *lines, self._partial = (self._partial + data).split(b"\n")
         if len(self._partial) > _MAX_LINE:
             self._partial = b""  # not a line any worker writes: never let it grow
-        keys: dict[ProjectKey, None] = {}
+        keys: dict[PageKey, None] = {}
         for line in lines:
             pid, _, label = line.decode("utf-8", "replace").partition(" ")
             if pid == self._pid or not label:
                 continue
             route, *path = label.split("/")
             try:
-                keys[ProjectKey(route, tuple(path))] = None
+                keys[PageKey(route, tuple(path))] = None
             except BadRequest:
                 continue
         return list(keys)

@@ -39,7 +39,7 @@ from typing import IO
 from proxy.cache.errors import CacheWriteError
 from proxy.errors import BadRequest
 
-__all__ = ["CacheStore", "ProjectKey", "is_safe_component"]
+__all__ = ["CacheStore", "PageKey", "is_safe_component"]
 
 # Waiting for a lock another process holds: first retry after 5 ms, then back off to 100 ms.
 _POLL_FIRST = 0.005
@@ -61,7 +61,7 @@ def _safe_component(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectKey:
+class PageKey:
     """Which page: the route's name and the path segments below it (empty for the route's root).
 
     A project page is the last segment of its path (``("nightly", "cu126", "torch")``); a project
@@ -138,29 +138,29 @@ class CacheStore:
         return self._tmp
 
     # -- layout -------------------------------------------------------------------------------
-    def project_dir(self, key: ProjectKey) -> Path:
+    def project_dir(self, key: PageKey) -> Path:
         return self._data.joinpath(key.route, *key.path)
 
-    def page_path(self, key: ProjectKey) -> Path:
+    def page_path(self, key: PageKey) -> Path:
         return self.project_dir(key) / "page.json"
 
-    def list_html_path(self, key: ProjectKey) -> Path:
+    def list_html_path(self, key: PageKey) -> Path:
         """A project list's PEP 503 rendering, beside its ``page.json`` (served as it is)."""
         return self.project_dir(key) / "page.html"
 
-    def file_path(self, key: ProjectKey, filename: str) -> Path:
+    def file_path(self, key: PageKey, filename: str) -> Path:
         return self.project_dir(key) / "files" / _safe_component(filename)
 
-    def metadata_path(self, key: ProjectKey, filename: str) -> Path:
+    def metadata_path(self, key: PageKey, filename: str) -> Path:
         return self.project_dir(key) / "metadata" / (_safe_component(filename) + ".metadata")
 
-    def revalidated_path(self, key: ProjectKey, filename: str) -> Path:
+    def revalidated_path(self, key: PageKey, filename: str) -> Path:
         return self.project_dir(key) / "revalidated" / _safe_component(filename)
 
-    def meld_path(self, key: ProjectKey, release_key: str) -> Path:
+    def meld_path(self, key: PageKey, release_key: str) -> Path:
         return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")
 
-    def meld_paths(self, key: ProjectKey) -> list[Path]:
+    def meld_paths(self, key: PageKey) -> list[Path]:
         """Every meld kept for ``key``'s page, newest first (blocking)."""
         try:
             return sorted(
@@ -188,7 +188,7 @@ class CacheStore:
             return None
         return digest if digest and file.exists() else None
 
-    def file_hashes(self, key: ProjectKey) -> dict[str, str]:
+    def file_hashes(self, key: PageKey) -> dict[str, str]:
         """``file_hash`` of every file the cache holds for ``key``, with one listing.
 
         Only the files actually cached are read: a page of 20,000 files without upstream hashes
@@ -207,7 +207,7 @@ class CacheStore:
                     found[name.removesuffix(".sha256")] = digest
         return found
 
-    def file_names(self, key: ProjectKey) -> list[str]:
+    def file_names(self, key: PageKey) -> list[str]:
         """The names of the files the cache holds for ``key`` (blocking: one directory listing)."""
         try:
             return [

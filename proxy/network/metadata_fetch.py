@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.errors import UpstreamError
 from proxy.index.model import DistFile
 from proxy.meld.environments import platform_facts
@@ -64,25 +64,25 @@ class MetadataFetcher:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._probes: dict[str, _ProbeStats] = {}  # by route prefix
-        self._layouts: dict[tuple[ProjectKey, str], ZipLayout] = {}  # by page and layout family
+        self._layouts: dict[tuple[PageKey, str], ZipLayout] = {}  # by page and layout family
         # Pages where a read without a layout took more than one request: there, a platform's first
         # wheel is worth reading ahead of the others (small wheels, or METADATA just before a small
         # directory, read in one request anyway; waiting for a teacher would only add a round trip).
-        self._costly: set[ProjectKey] = set()
+        self._costly: set[PageKey] = set()
 
     def probing(self, upstream: Upstream) -> bool:
         """Whether unadvertised PEP 658 files are still worth asking for on this route."""
         return self._probes.setdefault(upstream.route.prefix, _ProbeStats()).worth_it
 
-    def costly(self, key: ProjectKey) -> bool:
+    def costly(self, key: PageKey) -> bool:
         """Whether a read without a known layout took more than one request on this page."""
         return key in self._costly
 
-    def knows_layout(self, key: ProjectKey, dist: DistFile) -> bool:
+    def knows_layout(self, key: PageKey, dist: DistFile) -> bool:
         return (key, layout_family(dist.filename)) in self._layouts
 
     async def fetch(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
+        self, key: PageKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
     ) -> Fetched:
         """``dist``'s metadata from upstream. ``sibling``: fetched for a meld rather than asked for by
         a client; such fetches queue behind the route's sibling gate, so a client's own wheel never
@@ -91,7 +91,7 @@ class MetadataFetcher:
             return await self._fetch(key, dist, upstream, may_probe, sibling)
 
     async def _fetch(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, may_probe: bool, sibling: bool
+        self, key: PageKey, dist: DistFile, upstream: Upstream, may_probe: bool, sibling: bool
     ) -> Fetched:
         """PEP 658 file when advertised (or while probing pays off), else the remote-zip reader."""
         advertised = dist.core_metadata
@@ -127,7 +127,7 @@ class MetadataFetcher:
             raise UpstreamError(f"upstream metadata of {dist.filename} does not match its sha256")
         return Fetched(data, found)
 
-    async def _read_ranges(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+    async def _read_ranges(self, key: PageKey, dist: DistFile, upstream: Upstream) -> bytes:
         """``METADATA`` out of the remote wheel, starting from where its siblings kept theirs."""
         layout_key = (key, layout_family(dist.filename))
         layout = self._layouts.get(layout_key)

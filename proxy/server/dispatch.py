@@ -21,7 +21,7 @@ from starlette.datastructures import State
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import (
     BadRequest,
@@ -131,14 +131,14 @@ def _upstream_spellings(canonical: str) -> list[str]:
 async def _get_page(state: AppState, upstream: Upstream, segments: tuple[str, ...]) -> PageEntry:
     """The page at ``segments``; a normalized project name missing upstream is tried as spelled there."""
     try:
-        return await state.pages.get(ProjectKey(upstream.route.name, segments), upstream)
+        return await state.pages.get(PageKey(upstream.route.name, segments), upstream)
     except (NotFound, OfflineMiss) as missing:
         if not segments or canonicalize_name(segments[-1]) != segments[-1]:
             raise
         for spelled in _upstream_spellings(segments[-1]):
             try:
                 entry = await state.pages.get(
-                    ProjectKey(upstream.route.name, (*segments[:-1], spelled)), upstream
+                    PageKey(upstream.route.name, (*segments[:-1], spelled)), upstream
                 )
             except (NotFound, OfflineMiss):
                 continue
@@ -157,7 +157,7 @@ def _content_type(ask: _Ask) -> str:
 async def _project_list(ask: _Ask, state: AppState, upstream: Upstream) -> Response:
     """The route's own project list: streamed from the cache's renderings (``project_lists``)."""
     content_type = _content_type(ask)
-    body = await state.lists.get(ProjectKey(upstream.route.name, ()), upstream, content_type == JSON_V1)
+    body = await state.lists.get(PageKey(upstream.route.name, ()), upstream, content_type == JSON_V1)
     note_cache(body.outcome)
     headers = page_headers(upstream.route.page_ttl, body.stale_reason)
     return list_response(body, headers, content_type)
@@ -231,7 +231,7 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
     return file_response(await state.files.answer(key, dist, upstream, ask.method))
 
 
-async def _revalidated(state: AppState, key: ProjectKey, dist: DistFile, upstream: Upstream) -> Response:
+async def _revalidated(state: AppState, key: PageKey, dist: DistFile, upstream: Upstream) -> Response:
     body, stale = await state.revalidated.get(key, dist, upstream)
     headers = {
         "Cache-Control": f"max-age={int(upstream.route.page_ttl)}",

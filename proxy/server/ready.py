@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import Message
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.service.pages import PageEntry, PageService
 
 __all__ = ["ReadyAnswer", "ReadyAnswers", "RequestKey"]
@@ -67,7 +67,7 @@ class ReadyAnswers:
     def __init__(
         self,
         pages: PageService,
-        revisions: Callable[[ProjectKey], tuple[int, int]],
+        revisions: Callable[[PageKey], tuple[int, int]],
     ) -> None:
         self._pages = pages
         self._revisions = revisions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from proxy.cache.page_journal import PageJournal
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config
 from proxy.index.negotiate import JSON_V1
 from proxy.meld import MeldLimits
@@ -69,7 +69,7 @@ class AppState:
         if upstream is not None:
             await ready_bytes(self, entry, upstream, JSON_V1)
 
-    def revisions(self, key: ProjectKey) -> tuple[int, int]:
+    def revisions(self, key: PageKey) -> tuple[int, int]:
         """What a page's advertised hashes depend on besides the page itself: its renderings and
         ready answers are kept per revisions."""
         return self.metadata.revision(key), self.files.revision(key)

@@ -24,7 +24,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from proxy.cache.page_file import load_page
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import BadRequest, NotFound
 from proxy.index.errors import PageParseError
@@ -61,7 +61,7 @@ def wheel_version(filename: str) -> Version | None:
 
 
 def release_href(config: Config, page_label: str, example_file: str) -> str | None:
-    """The per-release view's path for a meld of ``page_label`` (``ProjectKey.label``), if it has one."""
+    """The per-release view's path for a meld of ``page_label`` (``PageKey.label``), if it has one."""
     route_name, _, rest = page_label.partition("/")
     route = next((r for r in config.routes if r.name == route_name), None)
     version = wheel_version(example_file)
@@ -83,7 +83,7 @@ class _Requirement:
 @dataclass(frozen=True, slots=True)
 class _ShownRelease:
     route: RouteConfig
-    key: ProjectKey
+    key: PageKey
     version: Version
     wheels: tuple[str, ...]
     own: Mapping[str, tuple[_Requirement, ...] | None]  # None: the cache holds no metadata for it
@@ -98,7 +98,7 @@ def _parse_line(text: str) -> _Requirement:
     return _Requirement(parsed.key, parsed.text)
 
 
-def _own_requirements(store: CacheStore, key: ProjectKey, filename: str) -> tuple[_Requirement, ...] | None:
+def _own_requirements(store: CacheStore, key: PageKey, filename: str) -> tuple[_Requirement, ...] | None:
     data = store.read(store.metadata_path(key, filename))
     if data is None:
         return None
@@ -107,7 +107,7 @@ def _own_requirements(store: CacheStore, key: ProjectKey, filename: str) -> tupl
 
 
 def _load_release(
-    store: CacheStore, metadata: MetadataService, route: RouteConfig, key: ProjectKey, version: Version
+    store: CacheStore, metadata: MetadataService, route: RouteConfig, key: PageKey, version: Version
 ) -> _ShownRelease | None:
     """The newest meld the cache holds for ``version`` on ``key``'s page (blocking)."""
     for wheels, report in metadata.stored_melds(key):
@@ -134,7 +134,7 @@ async def render_release(
         version = Version(version_text)
     except InvalidVersion as exc:
         raise BadRequest(f"not a version: {version_text!r}") from exc
-    key = ProjectKey(route.name, tuple(page))
+    key = PageKey(route.name, tuple(page))
     release = await asyncio.to_thread(_load_release, store, metadata, route, key, version)
     if release is not None:
         return _render_release(release)
@@ -144,7 +144,7 @@ async def render_release(
     return _render_unmelded(route, key, version, wheels)
 
 
-def _cached_wheels(store: CacheStore, key: ProjectKey, version: Version) -> tuple[str, ...]:
+def _cached_wheels(store: CacheStore, key: PageKey, version: Version) -> tuple[str, ...]:
     """The wheels of ``version`` the cached page of ``key`` lists (blocking: reads one page)."""
     raw = store.read(store.page_path(key))
     try:
@@ -158,7 +158,7 @@ def _cached_wheels(store: CacheStore, key: ProjectKey, version: Version) -> tupl
     )
 
 
-def _render_unmelded(route: RouteConfig, key: ProjectKey, version: Version, wheels: Sequence[str]) -> bytes:
+def _render_unmelded(route: RouteConfig, key: PageKey, version: Version, wheels: Sequence[str]) -> bytes:
     """A release the cache holds no meld of: a single wheel, or wheels that had nothing to meld."""
     if len(wheels) == 1:
         said = "It has a single wheel, so there was nothing to meld: its own metadata is served as it is."
@@ -178,7 +178,7 @@ def _render_unmelded(route: RouteConfig, key: ProjectKey, version: Version, whee
     return html_page(f"wheelmeld: {title}", body)
 
 
-def _breadcrumb(route: RouteConfig, key: ProjectKey) -> str:
+def _breadcrumb(route: RouteConfig, key: PageKey) -> str:
     page_href = route.prefix + "/" + "/".join(quote(s) for s in key.path) + "/"
     return (
         f"<p><a href='/'>wheelmeld</a> · route <code>{escape(route.prefix)}/</code> · page "

@@ -24,7 +24,7 @@ from typing import IO
 
 import anyio
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.errors import UpstreamError
 
 __all__ = ["CHUNK", "Download", "follow", "streaming_headers"]
@@ -41,7 +41,7 @@ _RECENT_BYTES = 16 * CHUNK
 
 @dataclass(slots=True)
 class Download:
-    key: ProjectKey
+    key: PageKey
     final: Path
     total: int | None = None  # upstream's Content-Length, sent on to clients
     written: int = 0

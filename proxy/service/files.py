@@ -29,7 +29,7 @@ from typing import IO
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.evict import evict
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.network.pacing import Pace, Stalled, paced
@@ -113,13 +113,13 @@ class FileService:
         self._eviction_lock = asyncio.Lock()
         # Per page, bumped when a file is committed there: that page then advertises its hash where
         # upstream gave none. Evictions (rare, and not tied to one page) bump every page.
-        self._revisions: Counter[ProjectKey] = Counter()
+        self._revisions: Counter[PageKey] = Counter()
         self._evictions = 0
 
-    def revision(self, key: ProjectKey) -> int:
+    def revision(self, key: PageKey) -> int:
         return self._revisions.get(key, 0) + self._evictions  # .get: no Counter.__missing__ call
 
-    async def answer(self, key: ProjectKey, dist: DistFile, upstream: Upstream, method: str) -> FileAnswer:
+    async def answer(self, key: PageKey, dist: DistFile, upstream: Upstream, method: str) -> FileAnswer:
         final = self._store.file_path(key, dist.filename)
         cached = self._cached_response(final, dist)
         if cached is not None:
@@ -151,7 +151,7 @@ class FileService:
         return StreamedFile(headers, None if token is None else follow(download, token))
 
     def _start(
-        self, key: ProjectKey, final: Path, dist: DistFile, upstream: Upstream, *, memory_only: bool
+        self, key: PageKey, final: Path, dist: DistFile, upstream: Upstream, *, memory_only: bool
     ) -> Download:
         download = Download(key=key, final=final, memory_from=0 if memory_only else None)
         self._downloads[final] = download

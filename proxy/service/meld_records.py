@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.meld import MeldReport, MeldResult, WheelInput
 
 __all__ = ["MeldRecord", "load_meld", "save_meld", "stored_melds"]
@@ -33,7 +33,7 @@ class MeldRecord:
         return cls(hashes=hashes, changed=changed, report=result.report)
 
 
-def save_meld(store: CacheStore, key: ProjectKey, release_key: str, record: MeldRecord) -> None:
+def save_meld(store: CacheStore, key: PageKey, release_key: str, record: MeldRecord) -> None:
     """Blocking: run it in a thread."""
     doc = {
         "hashes": record.hashes,
@@ -56,7 +56,7 @@ def load_meld(raw: bytes) -> MeldRecord | None:
         return None
 
 
-def stored_melds(store: CacheStore, key: ProjectKey) -> list[tuple[tuple[str, ...], MeldReport]]:
+def stored_melds(store: CacheStore, key: PageKey) -> list[tuple[tuple[str, ...], MeldReport]]:
     """Every meld the cache holds for ``key``'s page, newest first: (its wheels, its report).
 
     Read-only, for the status page's per-release view; blocking (run it in a thread).

@@ -29,7 +29,7 @@ from typing import Literal
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.page_journal import PageJournal
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import NoProjectName, PageParseError
 from proxy.index.model import DistFile, ProjectList, ProjectPage, versions_from_files
@@ -67,7 +67,7 @@ class PageEntry:
     Weakly referable: a ready answer (``proxy.server.ready``) must not keep a replaced page alive.
     """
 
-    key: ProjectKey
+    key: PageKey
     kind: Literal["project", "list"]
     page: ProjectPage | None
     listing: ProjectList | None
@@ -137,21 +137,21 @@ class PageService:
     ) -> None:
         self._store = store
         self._offline = offline
-        self._entries: dict[ProjectKey, PageEntry] = {}
+        self._entries: dict[PageKey, PageEntry] = {}
         self._clock = clock or time.time
         self._journal = journal  # shared with sibling workers (``--workers N``), else None
         self._metrics = metrics or Metrics()
-        self._flights: dict[ProjectKey, asyncio.Task[PageEntry]] = {}
+        self._flights: dict[PageKey, asyncio.Task[PageEntry]] = {}
 
     # -- persistence ----------------------------------------------------------------------------
-    def _stamp(self, key: ProjectKey) -> _DiskStamp | None:
+    def _stamp(self, key: PageKey) -> _DiskStamp | None:
         try:
             st = os.stat(self._store.page_path(key))
         except OSError:
             return None
         return st.st_ino, st.st_mtime_ns
 
-    def _read(self, key: ProjectKey) -> tuple[_DiskStamp | None, StoredPage] | None:
+    def _read(self, key: PageKey) -> tuple[_DiskStamp | None, StoredPage] | None:
         """The disk copy, unparsed, and its identity; None when there is none or it is damaged."""
         stamp = self._stamp(key)
         raw = self._store.read(self._store.page_path(key))
@@ -162,7 +162,7 @@ class PageService:
         except ValueError:
             return None  # a damaged entry is a miss, never an error
 
-    def _parse(self, key: ProjectKey, stamp: _DiskStamp | None, stored: StoredPage) -> PageEntry | None:
+    def _parse(self, key: PageKey, stamp: _DiskStamp | None, stored: StoredPage) -> PageEntry | None:
         try:
             page, listing = (
                 (parse_project_page(stored.body, JSON_V1, stored.url), None)
@@ -192,7 +192,7 @@ class PageService:
             self._journal.record(entry.key)
 
     # -- the one entry point --------------------------------------------------------------------
-    async def get(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
+    async def get(self, key: PageKey, upstream: Upstream) -> PageEntry:
         entry = self._entries.get(key)
         ttl = upstream.route.page_ttl
         if entry is not None:
@@ -212,13 +212,13 @@ class PageService:
         # Shielded: a requester that hangs up must not cancel the look-up the others wait on.
         return await asyncio.shield(flight)
 
-    def _landed(self, key: ProjectKey, flight: asyncio.Task[PageEntry]) -> None:
+    def _landed(self, key: PageKey, flight: asyncio.Task[PageEntry]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if not flight.cancelled():
             flight.exception()  # retrieved: every requester may have hung up
 
-    async def _look_up(self, key: ProjectKey, upstream: Upstream) -> PageEntry:
+    async def _look_up(self, key: PageKey, upstream: Upstream) -> PageEntry:
         ttl = upstream.route.page_ttl
         async with self._store.lock("page:" + key.label):
             entry = await self._adopt_disk_copy(key)
@@ -231,7 +231,7 @@ class PageService:
                 return entry
             return await self._refresh(key, entry, upstream)
 
-    async def _adopt_disk_copy(self, key: ProjectKey) -> PageEntry | None:
+    async def _adopt_disk_copy(self, key: PageKey) -> PageEntry | None:
         """The entry to serve ``key`` from: the disk copy when it is newer than ours (another worker
         refreshed it, or this process just started), else ours. Call it holding the page's lock."""
         entry = self._entries.get(key)
@@ -287,7 +287,7 @@ class PageService:
             except Exception:  # never let one bad page stop the following
                 log.exception("loading pages sibling workers fetched")
 
-    async def _load_ahead(self, key: ProjectKey) -> PageEntry | None:
+    async def _load_ahead(self, key: PageKey) -> PageEntry | None:
         """The disk copy of ``key`` made the entry in service, if it is newer than ours, else None."""
         async with self._store.lock("page:" + key.label):
             before = self._entries.get(key)
@@ -301,7 +301,7 @@ class PageService:
             self._metrics.pages_loaded_ahead += 1
             return entry
 
-    async def _refresh(self, key: ProjectKey, entry: PageEntry | None, upstream: Upstream) -> PageEntry:
+    async def _refresh(self, key: PageKey, entry: PageEntry | None, upstream: Upstream) -> PageEntry:
         url = upstream.url_for(key.path)
         try:
             fetched = await upstream.fetch_page(

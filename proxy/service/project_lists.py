@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from proxy.cache.page_file import StoredPage, dump_page, load_header, load_page
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.errors import PageParseError
 from proxy.index.model import ProjectList
@@ -80,10 +80,10 @@ class ProjectListService:
         self._offline = offline
         self._clock = clock or time.time
         # Per list: upstream failed, so do not ask it again before this (wall clock) and say why.
-        self._stale: dict[ProjectKey, tuple[float, str]] = {}
+        self._stale: dict[PageKey, tuple[float, str]] = {}
 
     # -- disk ---------------------------------------------------------------------------------------
-    def _open(self, key: ProjectKey, want_json: bool) -> tuple[StoredPage, ListBody] | None:
+    def _open(self, key: PageKey, want_json: bool) -> tuple[StoredPage, ListBody] | None:
         """The cached list's header and the rendering asked for, open; None when there is none
         usable (no copy, a damaged one, or one left by an older wheelmeld: it is rebuilt)."""
         try:
@@ -104,7 +104,7 @@ class ProjectListService:
             fh.close()
             return None
 
-    def _rebuild(self, key: ProjectKey) -> bool:
+    def _rebuild(self, key: PageKey) -> bool:
         """Render ``page.html`` (and re-save ``page.json``) from a cached list lacking it, such as one
         an older wheelmeld or a bundle left; False when the cache holds no readable list."""
         raw = self._store.read(self._store.page_path(key))
@@ -120,13 +120,13 @@ class ProjectListService:
         self._write(key, replace(stored, body=as_json), as_html)
         return True
 
-    def _write(self, key: ProjectKey, stored: StoredPage, html: bytes | None) -> None:
+    def _write(self, key: PageKey, stored: StoredPage, html: bytes | None) -> None:
         # HTML first: a sibling worker that sees the new page.json finds the new page.html too.
         items = [] if html is None else [(self._store.list_html_path(key), html)]
         self._store.write_many([*items, (self._store.page_path(key), dump_page(stored))])
 
     # -- the entry point ----------------------------------------------------------------------------
-    async def get(self, key: ProjectKey, upstream: Upstream, want_json: bool) -> ListBody:
+    async def get(self, key: PageKey, upstream: Upstream, want_json: bool) -> ListBody:
         """The list at ``key`` in the format asked, fresh within the route's TTL where upstream allows."""
         ttl = upstream.route.page_ttl
         found = await asyncio.to_thread(self._open, key, want_json)
@@ -142,7 +142,7 @@ class ProjectListService:
         async with self._store.lock("page:" + key.label):
             return await self._refresh(key, upstream, want_json)
 
-    async def _refresh(self, key: ProjectKey, upstream: Upstream, want_json: bool) -> ListBody:
+    async def _refresh(self, key: PageKey, upstream: Upstream, want_json: bool) -> ListBody:
         found = await asyncio.to_thread(self._open, key, want_json)
         if found is None and await asyncio.to_thread(self._rebuild, key):
             found = await asyncio.to_thread(self._open, key, want_json)
@@ -175,7 +175,7 @@ class ProjectListService:
             body.stale_reason = self._stale[key][1]
         return body
 
-    async def _fetch(self, key: ProjectKey, upstream: Upstream, cached: StoredPage | None) -> CacheOutcome:
+    async def _fetch(self, key: PageKey, upstream: Upstream, cached: StoredPage | None) -> CacheOutcome:
         """Ask upstream (conditionally, when ``cached``) and keep what it says on disk."""
         fetched = await upstream.fetch_page(
             upstream.url_for(key.path),
@@ -197,7 +197,7 @@ class ProjectListService:
         await asyncio.to_thread(self._write, key, stored, as_html)
         return CacheOutcome.MISS
 
-    def _touch(self, key: ProjectKey) -> None:
+    def _touch(self, key: PageKey) -> None:
         """A 304: the same list, fresh from now (the body is re-saved as it is)."""
         raw = self._store.read(self._store.page_path(key))
         if raw is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from proxy.cache.errors import CacheWriteError
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import NotFound, OfflineMiss, UpstreamError
 from proxy.index.model import DistFile
 from proxy.network.upstream import Upstream
@@ -40,7 +40,7 @@ class RevalidatedFiles:
         self._offline = offline
         self._clock = clock
 
-    async def get(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> tuple[bytes, str]:
+    async def get(self, key: PageKey, dist: DistFile, upstream: Upstream) -> tuple[bytes, str]:
         """The bytes to serve and, when they are a stale copy, why (else ``""``)."""
         path = self._store.revalidated_path(key, dist.filename)
         listed = dist.hashes.get("sha256")

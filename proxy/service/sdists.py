@@ -16,7 +16,7 @@ import hashlib
 import logging
 
 from proxy.cache.errors import CacheWriteError
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
 from proxy.meld import MeldLimits, SdistInput
@@ -47,7 +47,7 @@ class SdistMetadata:
         # sdist keeps it last, past the cap): the file never changes, so it is not read again.
         self._unreadable: dict[tuple[str, str], str] = {}
 
-    async def input(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> SdistInput:
+    async def input(self, key: PageKey, sdist: DistFile, upstream: Upstream) -> SdistInput:
         """``sdist``'s metadata for ``meld_release``; ``metadata=None`` when it cannot be had now."""
         path = self._store.metadata_path(key, sdist.filename)
         cached = await asyncio.to_thread(self._store.read, path)
@@ -83,7 +83,7 @@ class SdistMetadata:
         limits = self._limits
         return isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
 
-    async def _fetch(self, key: ProjectKey, sdist: DistFile, upstream: Upstream) -> bytes:
+    async def _fetch(self, key: PageKey, sdist: DistFile, upstream: Upstream) -> bytes:
         local = self._store.file_path(key, sdist.filename)
         if local.exists():
             data = await asyncio.to_thread(read_local_pkg_info, local, sdist.filename)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from proxy.cache.errors import CacheWriteError
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import NotFound, OfflineMiss, WheelmeldError
 from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile
@@ -70,29 +70,29 @@ class MetadataService:
         # release: without this, each request would redo the meld under its lock. It is kept in
         # memory only, for ``incomplete_retry`` seconds (0: not at all), then tried again, since what
         # kept a sibling out may pass (a read that failed, a limit raised by a restart elsewhere).
-        self._incomplete: dict[tuple[ProjectKey, str], tuple[MeldRecord, float]] = {}
+        self._incomplete: dict[tuple[PageKey, str], tuple[MeldRecord, float]] = {}
         self._incomplete_retry = incomplete_retry
         self._clock = clock
         self._fetcher = MetadataFetcher(metrics)
-        self._melds: dict[tuple[ProjectKey, str], MeldRecord] = {}
+        self._melds: dict[tuple[PageKey, str], MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
-        self._original_hashes: dict[tuple[ProjectKey, str], str] = {}
+        self._original_hashes: dict[tuple[PageKey, str], str] = {}
         # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
         # no other does (a process-wide counter made every meld re-render every 5 MB page).
-        self._revisions: Counter[ProjectKey] = Counter()
+        self._revisions: Counter[PageKey] = Counter()
         self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
 
-    def revision(self, key: ProjectKey) -> int:
+    def revision(self, key: PageKey) -> int:
         return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
 
-    def _remember(self, key: ProjectKey, filename: str, data: bytes) -> bytes:
+    def _remember(self, key: PageKey, filename: str, data: bytes) -> bytes:
         if (key, filename) not in self._original_hashes:
             self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
             self._revisions[key] += 1
         return data
 
     # -- original metadata of one file ------------------------------------------------------------
-    async def original(self, key: ProjectKey, dist: DistFile, upstream: Upstream) -> bytes:
+    async def original(self, key: PageKey, dist: DistFile, upstream: Upstream) -> bytes:
         """``dist``'s own core metadata, from the cache or fetched once and kept forever.
 
         For one file a client asked for; a meld reads its siblings itself (``_meld``).
@@ -117,7 +117,7 @@ class MetadataService:
             not_cached(self._metrics, "metadata", what, exc)
 
     async def _fetch_original(
-        self, key: ProjectKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
+        self, key: PageKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
     ) -> Fetched:
         """From the wheel the cache holds, else from upstream (``MetadataFetcher.fetch``)."""
         local = self._store.file_path(key, dist.filename)
@@ -130,7 +130,7 @@ class MetadataService:
         return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
 
     # -- what we serve ----------------------------------------------------------------------------
-    def advertised_hash(self, key: ProjectKey, release: Release, dist: DistFile, meld: bool) -> str | None:
+    def advertised_hash(self, key: PageKey, release: Release, dist: DistFile, meld: bool) -> str | None:
         """The sha256 of what we would serve for ``dist`` right now, if known without any I/O."""
         if not meld or not release.needs_meld:
             advertised = dist.core_metadata
@@ -140,7 +140,7 @@ class MetadataService:
         record = self._melds.get((key, release.key))
         return record.hashes.get(dist.filename) if record else None
 
-    async def serve(self, key: ProjectKey, release: Release | None, dist: DistFile,
+    async def serve(self, key: PageKey, release: Release | None, dist: DistFile,
                     upstream: Upstream) -> ServedMetadata:  # fmt: skip
         """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``)."""
         kind = parse_file_name(dist.filename).kind if release is None else FileKind.WHEEL
@@ -178,7 +178,7 @@ class MetadataService:
         )
         return ServedMetadata(body, record.hashes[dist.filename], meld, report.conflicts)
 
-    def _known_meld(self, key: ProjectKey, release_key: str) -> MeldRecord | None:
+    def _known_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
         """The meld this process holds for the release: complete, or incomplete and recent."""
         record = self._melds.get((key, release_key))
         if record is None:
@@ -187,7 +187,7 @@ class MetadataService:
                 record = held[0]
         return record
 
-    def _hold_incomplete(self, key: ProjectKey, release_key: str, record: MeldRecord) -> None:
+    def _hold_incomplete(self, key: PageKey, release_key: str, record: MeldRecord) -> None:
         if self._incomplete_retry <= 0:
             return
         now = self._clock()
@@ -195,7 +195,7 @@ class MetadataService:
             self._incomplete = {k: v for k, v in self._incomplete.items() if v[1] > now}
         self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
 
-    async def _make_meld(self, key: ProjectKey, group: Release, asked: DistFile,
+    async def _make_meld(self, key: PageKey, group: Release, asked: DistFile,
                          upstream: Upstream) -> MeldRecord:  # fmt: skip
         # The page grouped wheels by their name's head (``release_groups``); melds take only
         # names packaging reads as wheels of the asked one's release.
@@ -256,7 +256,7 @@ class MetadataService:
         return record
 
     async def meld_inputs(
-        self, key: ProjectKey, group: Release, inputs: list[WheelInput], upstream: Upstream
+        self, key: PageKey, group: Release, inputs: list[WheelInput], upstream: Upstream
     ) -> MeldResult:
         """``group``'s meld of ``inputs``, the sdist's metadata read only when the wheels disagree
         (agreeing siblings cost no sdist fetch: they leave no environment to decide)."""
@@ -269,7 +269,7 @@ class MetadataService:
         return result
 
     def _keep_siblings(
-        self, key: ProjectKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+        self, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
     ) -> None:
         """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
         never what could not take part in the meld: a corrupt file cached would be served and melded
@@ -287,7 +287,7 @@ class MetadataService:
         if paths:
             self._store.write_many(paths)
 
-    def _read_cached(self, key: ProjectKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
+    def _read_cached(self, key: PageKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
         """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
         found = {}
         for dist in wheels:
@@ -298,7 +298,7 @@ class MetadataService:
 
     async def _read_siblings(
         self,
-        key: ProjectKey,
+        key: PageKey,
         siblings: Sequence[DistFile],
         asked: DistFile,
         upstream: Upstream,
@@ -332,7 +332,7 @@ class MetadataService:
 
     async def _read_taught(
         self,
-        key: ProjectKey,
+        key: PageKey,
         wheels: Sequence[DistFile],
         read: Callable[[DistFile], Awaitable[bytes]],
         *,
@@ -358,7 +358,7 @@ class MetadataService:
             for dist, data in zip(group, datas, strict=True)
         }
 
-    async def _load_meld(self, key: ProjectKey, release_key: str) -> MeldRecord | None:
+    async def _load_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
         raw = await asyncio.to_thread(self._store.read, self._store.meld_path(key, release_key))
         record = None if raw is None else load_meld(raw)
         if record is not None:
@@ -366,7 +366,7 @@ class MetadataService:
             self._revisions[key] += 1
         return record
 
-    def stored_melds(self, key: ProjectKey) -> list[tuple[tuple[str, ...], MeldReport]]:
+    def stored_melds(self, key: PageKey) -> list[tuple[tuple[str, ...], MeldReport]]:
         """Every meld the cache holds for ``key``'s page, newest first (blocking: ``stored_melds``)."""
         return stored_melds(self._store, key)
 

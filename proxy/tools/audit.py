@@ -26,7 +26,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import WheelmeldError
 from proxy.index.model import DistFile
@@ -129,7 +129,7 @@ async def audit_project(
     """Meld every multi-wheel release of ``project`` on ``index_url`` and report the inconsistent ones."""
     route, below = audit_route(config, index_url)
     name = canonicalize_name(project)
-    key = ProjectKey(route.name, (*below, name))
+    key = PageKey(route.name, (*below, name))
     # No ``prepare()``: it empties tmp/, where a server sharing this cache may be writing.
     store = CacheStore(config.cache_dir)
     metrics = Metrics()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.config import Config, RouteConfig
 
 __all__ = ["LocalProxyError", "RoutedPath", "route_path", "running_proxy"]
@@ -77,9 +77,9 @@ class RoutedPath:
     route: RouteConfig
     segments: tuple[str, ...]
 
-    def key(self) -> ProjectKey:
+    def key(self) -> PageKey:
         """The cache key of the page these segments name (all of them: a page path)."""
-        return ProjectKey(self.route.name, self.segments)
+        return PageKey(self.route.name, self.segments)
 
 
 def route_path(

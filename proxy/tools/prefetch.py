@@ -35,7 +35,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import RouteConfig
 from proxy.index.parse import parse_project_page
 from proxy.tools.local_proxy import route_path
@@ -73,7 +73,7 @@ class FetchItem:
     path: str  # absolute path on the proxy; pages end in "/"
     sha256: str | None = None
     size: int | None = None
-    key: ProjectKey | None = None
+    key: PageKey | None = None
     filename: str | None = None
 
     @property
@@ -129,7 +129,7 @@ class Progress:
 # -- plans ------------------------------------------------------------------------------------------
 
 
-def _page_items(page_path: str, key: ProjectKey, files: Iterable[tuple[str, str | None, int | None]]
+def _page_items(page_path: str, key: PageKey, files: Iterable[tuple[str, str | None, int | None]]
                 ) -> list[FetchItem]:  # fmt: skip
     items = [FetchItem("page", page_path, key=key)]
     for filename, sha256, size in files:
@@ -156,7 +156,7 @@ def plan_lock(packages: Sequence[LockedPackage], targets: Sequence[Target], rout
                 f"lock index {package.registry!r} ({package.name}) is served by no route ({prefixes})"
             )
         segments = (*routed.segments, package.name)
-        key = ProjectKey(routed.route.name, segments)
+        key = PageKey(routed.route.name, segments)
         page_path = "/".join((routed.route.prefix, *(quote(s) for s in segments))) + "/"
         chosen = select_files(package, targets)
         items += _page_items(page_path, key, ((f.filename, f.sha256, f.size) for f in chosen))
@@ -243,7 +243,7 @@ async def plan_requirements(
             sdists = [f.filename for f in release if not f.filename.endswith(".whl")]
             for filename in [best] if best else sdists[:1]:
                 chosen[filename] = None
-        key = ProjectKey(route.name, (*below, name))
+        key = PageKey(route.name, (*below, name))
         items += _page_items(
             page_path, key, ((n, by_name[n].hashes.get("sha256"), by_name[n].size) for n in chosen)
         )

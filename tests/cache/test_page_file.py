@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cache.page_file import StoredPage, dump_page, load_page
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.index.parse import is_utf8_json, parse_project_page
 from proxy.service.pages import PageEntry, PageService
 
@@ -96,7 +96,7 @@ def test_a_body_that_is_not_utf8_is_stored_as_our_rendering(tmp_path: Path) -> N
     store = CacheStore(tmp_path)
     store.prepare()
     service = PageService(store, offline=False)
-    key = ProjectKey("r", ("demo",))
+    key = PageKey("r", ("demo",))
     entry = PageEntry(key=key, kind="project", page=page, listing=None, fetched_at=1.0, url=url)
     entry.disk_body = body
     service._save(entry)

@@ -17,7 +17,7 @@ import pytest
 
 import proxy.service.pages as pages_module
 from proxy.cache.page_journal import PageJournal
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import RouteConfig
 from proxy.network.upstream import Upstream
 from proxy.observe import Metrics
@@ -29,8 +29,8 @@ from tests.support.proxy import proxy_config
 from tests.support.stack import wait_until, wheel
 from tests.support.upstream import UpstreamOptions, UpstreamServer
 
-DEMO = ProjectKey("simple", ("demo",))
-OTHER = ProjectKey("simple", ("other",))
+DEMO = PageKey("simple", ("demo",))
+OTHER = PageKey("simple", ("other",))
 
 
 def _index() -> FakeIndex:

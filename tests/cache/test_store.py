@@ -16,14 +16,14 @@ import pytest
 
 from proxy.cache.evict import choose_victims, evict
 from proxy.cache.inventory import Entry, Kind, classify, scan, summarize
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from tests.cache.cachekit import REPO
 
 
 def test_write_atomic_writes_whole_and_leaves_no_temp(tmp_path: Path) -> None:
     store = CacheStore(tmp_path)
     store.prepare()
-    target = store.page_path(ProjectKey("simple", ("demo",)))
+    target = store.page_path(PageKey("simple", ("demo",)))
     store.write_atomic(target, b"one")
     store.write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
@@ -138,7 +138,7 @@ def test_choose_victims(files: list[Entry], max_size: int, protected: set[Path],
 def test_evict_removes_files_and_their_hashes_only(tmp_path: Path) -> None:
     store = CacheStore(tmp_path)
     store.prepare()
-    key = ProjectKey("simple", ("demo",))
+    key = PageKey("simple", ("demo",))
     store.write_atomic(store.page_path(key), b"{}")
     store.write_atomic(store.metadata_path(key, "old.whl"), b"Metadata-Version: 2.1\n")
     for age, name in enumerate(("old.whl", "new.whl")):

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.service.downloads import Download as _Download
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, Stack, raw_get, sha256, wheel
@@ -225,7 +225,7 @@ def test_readers_ahead_and_behind_the_download_get_the_same_bytes(make_stack: Ma
     ],
 )
 def test_recent_pieces_of_a_download(offset: int, stop: int, expected: bytes | None) -> None:
-    download = _Download(key=ProjectKey("r", ("p",)), final=Path("/nowhere"))
+    download = _Download(key=PageKey("r", ("p",)), final=Path("/nowhere"))
     for i in range(19):
         download.keep(i * MIB, bytes([ord("a") + i]) * MIB)
     assert download.recent_bytes <= 16 * MIB

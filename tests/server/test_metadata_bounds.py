@@ -19,7 +19,7 @@ from packaging.metadata import parse_email
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.stack import MakeStack, Stack, single_line, wait_until, wheel
@@ -30,8 +30,8 @@ BOMB = "bomb-1.0-py3-none-any.whl"
 MIB = 1024 * 1024
 
 
-def _cache(stack: Stack, project: str) -> tuple[CacheStore, ProjectKey]:
-    return CacheStore(stack.cache_dir), ProjectKey("simple", (project,))
+def _cache(stack: Stack, project: str) -> tuple[CacheStore, PageKey]:
+    return CacheStore(stack.cache_dir), PageKey("simple", (project,))
 
 
 def _metadata_files(stack: Stack) -> list[Path]:

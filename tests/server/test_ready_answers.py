@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import proxy.server.dispatch as dispatch_module
-from proxy.cache.store import ProjectKey
+from proxy.cache.store import PageKey
 from proxy.config import RouteConfig
 from proxy.server.app import create_app
 from tests.support.fake_index import FakeIndex
@@ -211,7 +211,7 @@ def test_an_answer_nobody_asks_again_does_not_keep_a_replaced_page_alive(
 ) -> None:
     route = RouteConfig(prefix="/simple", upstream=f"{upstream.url}/simple", page_ttl=0.2)
     app = create_app(replace(proxy_config(tmp_path / "cache", {}), routes=(route,)))
-    key = ProjectKey("simple", ("plain",))
+    key = PageKey("simple", ("plain",))
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=app)

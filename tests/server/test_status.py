@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config, RouteConfig
 from proxy.errors import BadRequest, NotFound, WheelmeldError
 from proxy.meld import MeldReport
@@ -185,7 +185,7 @@ def _hand_written(tmp_path: Path) -> tuple[Config, CacheStore, MetadataService]:
     routes = tuple(RouteConfig(prefix=p, upstream="https://upstream.example") for p in ("/simple", "/other"))
     config = Config(cache_dir=tmp_path, routes=routes)
     store = CacheStore(tmp_path)
-    key = ProjectKey("simple", ("x",))
+    key = PageKey("simple", ("x",))
     wheels = ("x-1.0-py3-none-macosx_11_0_arm64.whl", "x-1.0-py3-none-manylinux_2_17_x86_64.whl")
     store.write_atomic(store.metadata_path(key, wheels[0]), b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n")
     store.write_atomic(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cache.store import CacheStore, ProjectKey
+from proxy.cache.store import CacheStore, PageKey
 from proxy.cli import main
 from proxy.tools.audit import platform_summary, wheel_platforms
 from tests.support.upstream import UpstreamServer
@@ -55,7 +55,7 @@ def test_audit_fills_the_cache_the_server_reads(
     config.write_text(f'[[routes]]\nprefix = "/whl"\nupstream = "{pytorch_upstream.url}/whl"\n')
     _audit(capsys, "torch", "--index", index, "--cache-dir", str(tmp_path), "--config", str(config))
     store = CacheStore(tmp_path)
-    key = ProjectKey("whl", ("nightly", "cu126", "torch"))
+    key = PageKey("whl", ("nightly", "cu126", "torch"))
     assert store.page_path(key).is_file()
     assert len(list((store.project_dir(key) / "metadata").iterdir())) == 11
     # A second audit reads only the cache: the page is fresh and metadata is immutable.
