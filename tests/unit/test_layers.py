@@ -108,3 +108,18 @@ def test_only_the_commands_that_start_a_server_import_it() -> None:
         if any(_part(m) == "server" for m in _imports(path)) and _own_part(path) != "server"
     }
     assert importers == {"tools/local_proxy.py", "commands/serve.py"}
+
+
+def test_modules_and_functions_fit_a_screen_or_two() -> None:
+    """README, "Layout": no module over 450 lines, no function over 60."""
+    long = []
+    for path in _modules():
+        text = path.read_text()
+        if text.count("\n") > 450:
+            long.append(f"{path.relative_to(PROXY)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long.append(f"{path.relative_to(PROXY)}:{node.lineno} {node.name}")
+    assert long == []
