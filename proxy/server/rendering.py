@@ -19,7 +19,7 @@ from proxy.network.upstream import Upstream
 from proxy.server.state import AppState
 from proxy.service.pages import PageEntry, RenderKey
 
-__all__ = ["ready_bytes"]
+__all__ = ["ready_bytes", "render_ahead"]
 
 # Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
 _RENDER_ON_LOOP_MAX = 2000
@@ -74,6 +74,13 @@ def _render(
         entry.rendered.clear()
     entry.rendered[cache_key] = body
     return body
+
+
+async def render_ahead(state: AppState, entry: PageEntry) -> None:
+    """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
+    upstream = next((u for u in state.upstreams.values() if u.route.name == entry.key.route), None)
+    if upstream is not None:
+        await ready_bytes(state, entry, upstream, JSON_V1)
 
 
 async def ready_bytes(state: AppState, entry: PageEntry, upstream: Upstream, content_type: str) -> bytes:

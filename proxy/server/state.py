@@ -7,14 +7,13 @@ import asyncio
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config
-from proxy.index.negotiate import JSON_V1
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.server.ready import ReadyAnswers
 from proxy.service.files import FileService
-from proxy.service.pages import PageEntry, PageService
+from proxy.service.pages import PageService
 from proxy.service.project_lists import ProjectListService
 from proxy.service.revalidated import RevalidatedFiles
 from proxy.service.served_metadata import MetadataService
@@ -60,14 +59,6 @@ class AppState:
         )
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)
-
-    async def render_ahead(self, entry: PageEntry) -> None:
-        """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
-        from proxy.server.rendering import ready_bytes  # rendering reads this state
-
-        upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
-        if upstream is not None:
-            await ready_bytes(self, entry, upstream, JSON_V1)
 
     def revisions(self, key: PageKey) -> tuple[int, int]:
         """What a page's advertised hashes depend on besides the page itself: its renderings and
