@@ -1,0 +1,261 @@
+"""Benchmark: async S3 clients on the object store's workload, against moto's S3 server on 127.0.0.1.
+
+The cache keeps many small immutable objects (a wheel's ``.metadata``, a meld, ~1 KB) and some
+large ones (wheels, up to GBs, written as they stream in from upstream). For each candidate this
+measures, in a process of its own (so peak memory is that client's alone):
+
+* 1 KB objects: ``--small`` puts, then as many gets, ``--concurrency`` at once: wall time and the
+  client process's CPU per request (the server's CPU is not counted: moto runs in another process);
+* one ``--large-mb`` object put from an async stream of 1 MiB chunks (a multipart upload in
+  8 MiB parts), then read back as a stream: wall time, CPU and the process's peak RSS.
+
+Candidates: obstore (Rust object_store behind a thin Python layer) and aiobotocore (botocore on
+aiohttp, what aioboto3 wraps). Run from the repository root with both installed
+(``pip install -e '.[s3,test]' aiobotocore``)::
+
+    python benchmarks/bench_s3_clients.py [--small 500] [--concurrency 16] [--large-mb 200]
+
+moto is slow itself (a Python server): wall times are moto's more than the client's; the CPU
+columns are the client's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+__all__ = ["main"]
+
+_BUCKET = "wheelmeld-bench"
+_MIB = 1024 * 1024
+_PART = 8 * _MIB
+_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _rss_mib() -> float:
+    """Peak resident memory of this process so far, Rust allocations included."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _chunks(total: int) -> AsyncIterator[bytes]:
+    """A fresh 1 MiB object per chunk, as from a socket: a client that keeps chunks without copying
+    them holds their memory while its parts are in flight."""
+    template = memoryview(os.urandom(_MIB))
+    for _ in range(total // _MIB):
+        yield bytes(template)
+
+
+async def _timed(run: Callable[[], Awaitable[int]]) -> dict[str, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = await run()
+    return {
+        "wall_s": time.perf_counter() - wall,
+        "cpu_ms_per_op": (time.process_time() - cpu) * 1000 / count,
+        "cpu_s": time.process_time() - cpu,
+    }
+
+
+async def _in_batches(calls: list[Callable[[], Awaitable[object]]], concurrency: int) -> int:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Callable[[], Awaitable[object]]) -> None:
+        async with gate:
+            await call()
+
+    await asyncio.gather(*(one(c) for c in calls))
+    return len(calls)
+
+
+async def _obstore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(_BUCKET, endpoint=endpoint, region="us-east-1", client_options={"allow_http": True})
+    body = os.urandom(1024)
+    keys = [f"obstore/small/{i}" for i in range(args.small)]
+    result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
+
+    async def get(key: str) -> None:
+        await (await obstore.get_async(store, key)).bytes_async()
+
+    result["put_1k"] = await _timed(
+        lambda: _in_batches([lambda k=k: obstore.put_async(store, k, body) for k in keys], args.concurrency)
+    )
+    result["get_1k"] = await _timed(lambda: _in_batches([lambda k=k: get(k) for k in keys], args.concurrency))
+    result["rss_small_mib"] = _rss_mib()
+    size = args.large_mb * _MIB
+
+    async def put_large() -> int:
+        # Four parts in flight, as proxy/cache/s3.py sends them (obstore alone would send twelve).
+        await obstore.put_async(store, "obstore/large", _chunks(size), chunk_size=_PART, max_concurrency=4)
+        return 1
+
+    async def get_large() -> int:
+        got = 0
+        async for chunk in (await obstore.get_async(store, "obstore/large")).stream(min_chunk_size=_MIB):
+            got += len(chunk)
+        assert got == size, got
+        return 1
+
+    result["put_large"] = await _timed(put_large)
+    result["rss_put_large_mib"] = _rss_mib()
+    result["get_large"] = await _timed(get_large)
+    result["rss_get_large_mib"] = _rss_mib()
+    return result
+
+
+async def _aiobotocore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    body = os.urandom(1024)
+    keys = [f"aiobotocore/small/{i}" for i in range(args.small)]
+    result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
+    config = AioConfig(max_pool_connections=args.concurrency)
+    async with get_session().create_client("s3", endpoint_url=endpoint, config=config) as s3:
+
+        async def get(key: str) -> None:
+            response = await s3.get_object(Bucket=_BUCKET, Key=key)
+            async with response["Body"] as stream:
+                await stream.read()
+
+        result["put_1k"] = await _timed(
+            lambda: _in_batches(
+                [lambda k=k: s3.put_object(Bucket=_BUCKET, Key=k, Body=body) for k in keys], args.concurrency
+            )
+        )
+        result["get_1k"] = await _timed(
+            lambda: _in_batches([lambda k=k: get(k) for k in keys], args.concurrency)
+        )
+        result["rss_small_mib"] = _rss_mib()
+        size = args.large_mb * _MIB
+
+        async def put_large() -> int:
+            key = "aiobotocore/large"
+            upload = await s3.create_multipart_upload(Bucket=_BUCKET, Key=key)
+            parts, buffer = [], bytearray()
+
+            async def send(data: bytes) -> None:
+                number = len(parts) + 1
+                sent = await s3.upload_part(
+                    Bucket=_BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data
+                )
+                parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+            async for chunk in _chunks(size):
+                buffer += chunk
+                if len(buffer) >= _PART:
+                    await send(bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await send(bytes(buffer))
+            await s3.complete_multipart_upload(
+                Bucket=_BUCKET, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+            )
+            return 1
+
+        async def get_large() -> int:
+            response = await s3.get_object(Bucket=_BUCKET, Key="aiobotocore/large")
+            got = 0
+            async with response["Body"] as stream:
+                async for chunk in stream.iter_chunks(_MIB):
+                    got += len(chunk)
+            assert got == size, got
+            return 1
+
+        result["put_large"] = await _timed(put_large)
+        result["rss_put_large_mib"] = _rss_mib()
+        result["get_large"] = await _timed(get_large)
+        result["rss_get_large_mib"] = _rss_mib()
+    return result
+
+
+_CLIENTS = {"obstore": _obstore, "aiobotocore": _aiobotocore}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit("moto's server did not start") from None
+            time.sleep(0.05)
+
+
+def _row(name: str, r: dict[str, Any], args: argparse.Namespace) -> str:
+    small = args.small / r["put_1k"]["wall_s"], args.small / r["get_1k"]["wall_s"]
+    put, get = r["put_large"], r["get_large"]
+    return (
+        f"| {name} | {small[0]:.0f} / {small[1]:.0f} | {r['put_1k']['cpu_ms_per_op']:.2f} / "
+        f"{r['get_1k']['cpu_ms_per_op']:.2f} | {put['wall_s']:.1f} / {get['wall_s']:.1f} | "
+        f"{r['put_large']['cpu_s']:.2f} / {r['get_large']['cpu_s']:.2f} | {r['rss_start_mib']:.0f} → "
+        f"{r['rss_small_mib']:.0f} → {r['rss_put_large_mib']:.0f} → {r['rss_get_large_mib']:.0f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--large-mb", type=int, default=200)
+    parser.add_argument(
+        "--only", nargs="*", choices=sorted(_CLIENTS), help="candidates to run (default: all)"
+    )
+    parser.add_argument("--client", choices=sorted(_CLIENTS), help=argparse.SUPPRESS)  # the worker
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.update(_CREDENTIALS)
+    if args.client:
+        print(json.dumps(asyncio.run(_CLIENTS[args.client](args.endpoint, args))))
+        return
+    import boto3  # moto's own dependency: only for the bucket
+
+    server, endpoint = _start_moto()
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=_BUCKET)
+        print(
+            f"| client | 1 KB put / get per s ({args.concurrency} at once) | CPU ms per 1 KB put / get | "
+            f"{args.large_mb} MB put / get s | {args.large_mb} MB put / get CPU s | peak RSS MiB "
+            "(start → small → put → get) |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name in args.only or _CLIENTS:
+            worker = [sys.executable, __file__, "--client", name, "--endpoint", endpoint]
+            worker += ["--small", str(args.small), "--concurrency", str(args.concurrency)]
+            worker += ["--large-mb", str(args.large_mb)]
+            done = subprocess.run(worker, stdout=subprocess.PIPE, text=True, check=True)
+            print(_row(name, json.loads(done.stdout), args), flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
