@@ -10,8 +10,9 @@ measures, in a process of its own (so peak memory is that client's alone):
   8 MiB parts), then read back as a stream: wall time, CPU and the process's peak RSS.
 
 Candidates: obstore (Rust object_store behind a thin Python layer) and aiobotocore (botocore on
-aiohttp, what aioboto3 wraps). Run from the repository root with both installed
-(``pip install -e '.[s3,test]' aiobotocore``)::
+aiohttp, what aioboto3 wraps); then ``proxy.cache.s3`` itself (aiobotocore, verifying what it
+streams). Run from the repository root with obstore installed beside the test extra
+(``pip install -e '.[test]' obstore``)::
 
     python benchmarks/bench_s3_clients.py [--small 500] [--concurrency 16] [--large-mb 200]
 
@@ -26,12 +27,16 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.s3_server import MotoS3
 
 __all__ = ["main"]
 
@@ -183,30 +188,42 @@ async def _aiobotocore(endpoint: str, args: argparse.Namespace) -> dict[str, Any
     return result
 
 
-_CLIENTS = {"obstore": _obstore, "aiobotocore": _aiobotocore}
+async def _module(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    """proxy/cache/s3.py itself: aiobotocore with the SHA-256 check of every streamed byte, and the
+    next part filling while one is sent."""
+    from proxy.cache.object_store import Expected
+    from proxy.cache.s3 import S3ObjectStore
+
+    body = os.urandom(1024)
+    keys = [f"small/{i}" for i in range(args.small)]
+    result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
+    async with S3ObjectStore(_BUCKET, prefix="module", endpoint_url=endpoint, part_size=_PART) as store:
+        puts = [lambda k=k: store.put(k, body) for k in keys]
+        result["put_1k"] = await _timed(lambda: _in_batches(puts, args.concurrency))
+        gets = [lambda k=k: store.get(k) for k in keys]
+        result["get_1k"] = await _timed(lambda: _in_batches(gets, args.concurrency))
+        result["rss_small_mib"] = _rss_mib()
+        size = args.large_mb * _MIB
+
+        async def put_large() -> int:
+            await store.put_stream("large", _chunks(size), Expected(size=size))
+            return 1
+
+        async def get_large() -> int:
+            got = 0
+            async for chunk in store.stream("large"):
+                got += len(chunk)
+            assert got == size, got
+            return 1
+
+        result["put_large"] = await _timed(put_large)
+        result["rss_put_large_mib"] = _rss_mib()
+        result["get_large"] = await _timed(get_large)
+        result["rss_get_large_mib"] = _rss_mib()
+    return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                server.kill()
-                raise SystemExit("moto's server did not start") from None
-            time.sleep(0.05)
+_CLIENTS = {"obstore": _obstore, "aiobotocore": _aiobotocore, "proxy.cache.s3": _module}
 
 
 def _row(name: str, r: dict[str, Any], args: argparse.Namespace) -> str:
@@ -220,41 +237,48 @@ def _row(name: str, r: dict[str, Any], args: argparse.Namespace) -> str:
     )
 
 
+def _worker(name: str, endpoint: str, args: argparse.Namespace, small: int, large_mb: int) -> tuple[int, str]:
+    """Run one client's workload in a fresh process: (exit status, what it printed)."""
+    worker = [sys.executable, __file__, "--client", name, "--endpoint", endpoint]
+    worker += ["--small", str(small), "--concurrency", str(args.concurrency), "--large-mb", str(large_mb)]
+    done = subprocess.run(worker, stdout=subprocess.PIPE, text=True, check=False)
+    return done.returncode, done.stdout
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--large-mb", type=int, default=200)
-    parser.add_argument(
-        "--only", nargs="*", choices=sorted(_CLIENTS), help="candidates to run (default: all)"
-    )
+    parser.add_argument("--exits", type=int, default=16, help="short runs per client to count clean exits")
+    parser.add_argument("--only", nargs="*", choices=sorted(_CLIENTS), help="candidates (default: all)")
     parser.add_argument("--client", choices=sorted(_CLIENTS), help=argparse.SUPPRESS)  # the worker
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.update(_CREDENTIALS)
     if args.client:
-        print(json.dumps(asyncio.run(_CLIENTS[args.client](args.endpoint, args))))
+        print(json.dumps(asyncio.run(_CLIENTS[args.client](args.endpoint, args))), flush=True)
         return
-    import boto3  # moto's own dependency: only for the bucket
-
-    server, endpoint = _start_moto()
-    try:
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=_BUCKET)
+    with MotoS3() as server:
+        server.client.create_bucket(Bucket=_BUCKET)
         print(
             f"| client | 1 KB put / get per s ({args.concurrency} at once) | CPU ms per 1 KB put / get | "
             f"{args.large_mb} MB put / get s | {args.large_mb} MB put / get CPU s | peak RSS MiB "
             "(start → small → put → get) |"
         )
         print("| --- | --- | --- | --- | --- | --- |")
-        for name in args.only or _CLIENTS:
-            worker = [sys.executable, __file__, "--client", name, "--endpoint", endpoint]
-            worker += ["--small", str(args.small), "--concurrency", str(args.concurrency)]
-            worker += ["--large-mb", str(args.large_mb)]
-            done = subprocess.run(worker, stdout=subprocess.PIPE, text=True, check=True)
-            print(_row(name, json.loads(done.stdout), args), flush=True)
-    finally:
-        server.terminate()
-        server.wait()
+        names = args.only or list(_CLIENTS)
+        for name in names:
+            status, out = _worker(name, server.endpoint_url, args, args.small, args.large_mb)
+            print(
+                _row(name, json.loads(out), args) + (f" (exit status {status})" if status else ""), flush=True
+            )
+        # A process that did a few requests and ends at once, as a CLI command does.
+        print("\n| client | short runs that exited 0 | other exit statuses |\n| --- | --- | --- |")
+        for name in names:
+            statuses = [_worker(name, server.endpoint_url, args, 4, 12)[0] for _ in range(args.exits)]
+            failed = sorted(s for s in statuses if s)
+            print(f"| {name} | {statuses.count(0)} of {args.exits} | {failed or '-'} |", flush=True)
 
 
 if __name__ == "__main__":

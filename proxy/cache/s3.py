@@ -1,31 +1,35 @@
-"""``ObjectStore`` on any S3-compatible store (AWS S3, MinIO, Ceph RGW, R2, GCS's S3 interface), with obstore.
+"""``ObjectStore`` on any S3-compatible store (AWS S3, MinIO, Ceph RGW, R2, GCS), with aiobotocore.
 
-obstore (Rust's object_store behind a thin typed Python layer) spends a quarter of aiobotocore's
-CPU per small request and holds no more than its parts in flight while streaming; numbers in
-benchmarks/README.md ("S3 clients"). It is an optional dependency (``pip install 'wheelmeld[s3]'``):
-nothing imports this module unless the S3 backend is configured.
+aiobotocore is botocore (the AWS SDK's core) on aiohttp. obstore needs a third of its CPU per small
+request, but a process that used obstore dies at exit (SIGABRT) in a quarter to a third of short
+runs, in every version tried, so a CLI command on this backend would fail at random after its work
+was done (benchmarks/README.md, "S3 clients"). It is an optional dependency (``pip install
+'wheelmeld[s3]'``): nothing imports this module unless the S3 backend is configured.
 
-Credentials come from the standard AWS chain, exactly as the AWS CLI finds them (environment
+Credentials come from botocore's standard chain, exactly as the AWS CLI finds them (environment
 variables, ``AWS_PROFILE`` and the shared config/credentials files, SSO, container and instance
-roles), through botocore; they are handed to obstore by a callable and appear in no argument, repr,
-log line or error message of this module.
+roles); they appear in no argument, repr, log line or error message of this module.
 
-Whole or nothing: ``put`` is one PUT request, atomic in S3. ``put_stream`` is a multipart upload
-that obstore completes only when its input ends, and its input is ``verified(...)``, which raises
-instead of ending when the body does not match; on any error obstore aborts the upload. A process
-killed mid-upload cannot abort: its parts stay invisible (never listed, never served) until the
-bucket's ``AbortIncompleteMultipartUpload`` lifecycle rule removes them (docs/fleet.md).
+Whole or nothing: a body that fits in one part is one PUT, atomic in S3. A larger one is a multipart
+upload completed only after its input, ``verified(...)``, ended without raising, i.e. after the last
+byte was checked against what it must be; on any error, mismatch or cancellation the upload is
+aborted. A process killed mid-upload cannot abort: its parts stay invisible (never listed, never
+served) until the bucket's ``AbortIncompleteMultipartUpload`` lifecycle rule removes them
+(docs/fleet.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-import obstore
-from obstore.exceptions import BaseError
-from obstore.store import S3Store
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
 
 from proxy.cache.object_store import (
     Expected,
@@ -37,28 +41,13 @@ from proxy.cache.object_store import (
 )
 
 if TYPE_CHECKING:
-    from obstore import ObjectMeta
-    from obstore.store import S3Config, S3CredentialProvider
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["S3ObjectStore"]
 
-_T = TypeVar("_T")
 _MIB = 1024 * 1024
-# A wheel of several GB takes a while on any link; stalls are caught by the read timeout instead.
-_REQUEST_LIMIT = timedelta(hours=6)
-
-
-def _standard_credentials() -> S3CredentialProvider:
-    """The AWS CLI's credential chain, through botocore (imported here: only this backend needs it)."""
-    from obstore.auth.boto3 import Boto3CredentialProvider
-
-    try:
-        return Boto3CredentialProvider()
-    except ValueError as exc:  # the chain found nothing
-        raise ObjectStoreError(
-            "no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the "
-            "shared config files, SSO, container or instance role)"
-        ) from exc
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -68,8 +57,10 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 class S3ObjectStore:
     """Objects under ``prefix`` in ``bucket``; ``endpoint_url`` for anything but AWS itself.
 
-    ``timeout``: seconds to connect, and seconds a response may go without a byte. ``part_size`` and
-    ``concurrent_parts`` bound a streamed upload's memory at their product.
+    Use it as ``async with S3ObjectStore(...) as store:`` (the client and its connections live
+    between enter and exit). ``timeout``: seconds to connect, and seconds a response may go without
+    a byte. ``part_size``: bytes per multipart part (S3's least is 5 MiB); a streamed upload holds at
+    most two parts in memory, one being sent while the next fills.
     """
 
     def __init__(
@@ -81,108 +72,188 @@ class S3ObjectStore:
         region: str | None = None,
         timeout: float = 30.0,
         part_size: int = 8 * _MIB,
-        concurrent_parts: int = 4,
         read_chunk: int = 256 * 1024,
     ) -> None:
         self.bucket = bucket
         self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
-        self.endpoint_url = endpoint_url
-        self._part_size, self._concurrent_parts, self._read_chunk = part_size, concurrent_parts, read_chunk
-        credentials = _standard_credentials()
-        config: S3Config = {}
-        if region is not None:
-            config["region"] = region
-        if endpoint_url is not None:
-            config["endpoint"] = endpoint_url
-        stall = timedelta(seconds=timeout)
-        self._store = S3Store(
-            bucket,
-            config=config,
-            client_options={
-                "allow_http": bool(endpoint_url and endpoint_url.startswith("http://")),
-                "connect_timeout": stall,
-                "read_timeout": stall,
-                "timeout": _REQUEST_LIMIT,
-            },
-            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=4 * timeout)},
-            credential_provider=credentials,
-        )
+        self.endpoint_url, self.region = endpoint_url, region
+        self._timeout, self._part_size, self._read_chunk = timeout, part_size, read_chunk
+        self._exit = contextlib.AsyncExitStack()
+        self._client: S3Client | None = None
 
     def __repr__(self) -> str:
         where = f"bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r}"
         return f"S3ObjectStore({where})"
 
+    async def __aenter__(self) -> S3ObjectStore:
+        session = get_session()
+        if await session.get_credentials() is None:
+            raise ObjectStoreError(
+                "no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the "
+                "shared config files, SSO, container or instance role)"
+            )
+        config = AioConfig(
+            connect_timeout=self._timeout,
+            read_timeout=self._timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+            # A self-hosted store answers at its own host name, not at <bucket>.<host>.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        client = session.create_client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+        )
+        self._client = await self._exit.enter_async_context(client)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._client = None
+        await self._exit.aclose()
+
+    @property
+    def _s3(self) -> S3Client:
+        if self._client is None:
+            raise ObjectStoreError(f"{self!r} is not open (use it as 'async with')")
+        return self._client
+
     def _path(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _key(self, path: str) -> str:
-        return path[len(self.prefix) + 1 :] if self.prefix else path
-
-    def _info(self, meta: ObjectMeta) -> ObjectInfo:
-        return ObjectInfo(self._key(meta["path"]), meta["size"], meta["last_modified"], meta["e_tag"])
-
-    async def _call(self, key: str, call: Awaitable[_T], *, reading: bool = True) -> _T:
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
         try:
-            return await call
-        except FileNotFoundError as exc:  # obstore's 404: no such object or, on a write, no such bucket
-            if not reading:
-                raise ObjectStoreError(f"s3://{self.bucket}: {_one_line(exc)}") from exc
-            raise ObjectMissing(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from exc
-        except BaseError as exc:
+            yield
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise ObjectMissing(f"no object {key!r} in s3://{self.bucket}/{self.prefix}") from exc
+            raise ObjectStoreError(f"s3://{self.bucket}: {_one_line(exc)}") from exc
+        except BotoCoreError as exc:
             raise ObjectStoreError(f"s3://{self.bucket}: {_one_line(exc)}") from exc
 
     async def get(self, key: str) -> bytes:
-        result = await self._call(key, obstore.get_async(self._store, self._path(key)))
-        return bytes(await self._call(key, result.bytes_async()))
+        with self._errors(key):
+            response = await self._s3.get_object(Bucket=self.bucket, Key=self._path(key))
+            async with response["Body"] as body:
+                return await body.read()
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
-        result = await self._call(key, obstore.get_async(self._store, self._path(key)))
-        chunks = result.stream(min_chunk_size=self._read_chunk)
-        while True:
-            try:
-                chunk = await self._call(key, anext(chunks))
-            except StopAsyncIteration:
-                return
-            yield bytes(chunk)
+        with self._errors(key):
+            response = await self._s3.get_object(Bucket=self.bucket, Key=self._path(key))
+        async with response["Body"] as body:
+            chunks = body.iter_chunks(self._read_chunk).__aiter__()
+            while True:
+                with self._errors(key):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
+                yield chunk
 
     async def put(self, key: str, data: bytes) -> None:
-        upload = obstore.put_async(self._store, self._path(key), data, use_multipart=False)
-        await self._call(key, upload, reading=False)
+        with self._errors(key):
+            await self._s3.put_object(Bucket=self.bucket, Key=self._path(key), Body=data)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes], expected: Expected) -> None:
-        upload = obstore.put_async(
-            self._store,
-            self._path(key),
-            verified(chunks, expected),
-            chunk_size=self._part_size,
-            max_concurrency=self._concurrent_parts,
-        )
-        await self._call(key, upload, reading=False)
+        path, buffer = self._path(key), bytearray()
+        body = verified(chunks, expected).__aiter__()
+        while len(buffer) < self._part_size:
+            chunk = await anext(body, None)
+            if chunk is None:  # the whole body fits in one part: one PUT
+                with self._errors(key):
+                    await self._s3.put_object(Bucket=self.bucket, Key=path, Body=bytes(buffer))
+                return
+            buffer += chunk
+        with self._errors(key):
+            upload = await self._s3.create_multipart_upload(Bucket=self.bucket, Key=path)
+        try:
+            parts = await self._send_parts(path, upload["UploadId"], buffer, body)
+            with self._errors(key):
+                await self._s3.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=path,
+                    UploadId=upload["UploadId"],
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            # Shielded: a cancelled writer (a client gone) must still leave no upload behind.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                aborting = self._s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=path, UploadId=upload["UploadId"]
+                )
+                await asyncio.shield(aborting)
+            raise
+
+    async def _send_parts(
+        self, path: str, upload_id: str, buffer: bytearray, body: AsyncIterator[bytes]
+    ) -> list[CompletedPartTypeDef]:
+        """Every part of ``buffer`` + ``body``, each sent while the next one fills."""
+        parts: list[CompletedPartTypeDef] = []
+        sending: asyncio.Task[None] | None = None
+
+        async def send(number: int, data: bytes) -> None:
+            with self._errors(path):
+                sent = await self._s3.upload_part(
+                    Bucket=self.bucket, Key=path, UploadId=upload_id, PartNumber=number, Body=data
+                )
+            parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+        try:
+            ended = False
+            while True:
+                while len(buffer) < self._part_size and not ended:
+                    chunk = await anext(body, None)
+                    ended = chunk is None
+                    buffer += chunk or b""
+                if not buffer:
+                    break
+                if sending is not None:
+                    await sending
+                data, buffer = bytes(buffer[: self._part_size]), buffer[self._part_size :]
+                sending = asyncio.create_task(send(len(parts) + 1, data))
+            if sending is not None:
+                await sending
+        finally:
+            if sending is not None and not sending.done():
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+        return sorted(parts, key=lambda p: p["PartNumber"])
 
     async def head(self, key: str) -> ObjectInfo | None:
         try:
-            meta = await self._call(key, obstore.head_async(self._store, self._path(key)))
+            with self._errors(key):
+                meta = await self._s3.head_object(Bucket=self.bucket, Key=self._path(key))
         except ObjectMissing:
             return None
-        return self._info(meta)
+        return ObjectInfo(key, meta["ContentLength"], meta["LastModified"], meta.get("ETag"))
 
     async def exists(self, key: str) -> bool:
         return await self.head(key) is not None
 
     async def delete(self, key: str) -> None:
-        await self._call(key, obstore.delete_async(self._store, self._path(key)))
+        with self._errors(key):
+            await self._s3.delete_object(Bucket=self.bucket, Key=self._path(key))
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        where = self._path(prefix.strip("/")) if prefix.strip("/") else self.prefix
-        batches = obstore.list(self._store, prefix=where or None, chunk_size=1000)
+        # Whole segments: "files" lists "files/…", never "filesystem/…".
+        below = self._path(prefix.strip("/")) + "/" if prefix.strip("/") else self.prefix
+        if below and not below.endswith("/"):
+            below += "/"
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=below)
+        listing = pages.__aiter__()
         while True:
-            try:
-                batch = await self._call(prefix, anext(batches))
-            except StopAsyncIteration:
+            with self._errors(prefix):
+                page = await anext(listing, None)
+            if page is None:
                 return
-            for meta in batch:
-                yield self._info(meta)
+            for item in page.get("Contents", ()):
+                yield ObjectInfo(item["Key"][skip:], item["Size"], item["LastModified"], item.get("ETag"))
 
     async def presigned_get_url(self, key: str, expires_in: timedelta) -> str:
-        return await self._call(key, obstore.sign_async(self._store, "GET", self._path(key), expires_in))
+        with self._errors(key):
+            return await self._s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._path(key)},
+                ExpiresIn=int(expires_in.total_seconds()),
+            )

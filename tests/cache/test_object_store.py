@@ -77,7 +77,7 @@ def test_the_default_install_needs_no_s3_client() -> None:
     # The interface is importable, and the proxy runs, without the [s3] extra's packages.
     code = (
         "import sys, proxy.cache.object_store, proxy.server.app, proxy.cli\n"
-        "loaded = {'obstore', 'boto3', 'botocore'} & set(sys.modules)\n"
+        "loaded = {'aiobotocore', 'botocore', 'aiohttp'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

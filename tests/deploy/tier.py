@@ -11,10 +11,8 @@ from __future__ import annotations
 import getpass
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.config import Config
 from proxy.server.app import create_app
+from tests.support.child_server import ChildServerError, free_port, start_child, stop_child
 from tests.support.serving import ThreadedServer
 
 __all__ = ["NGINX_CONF", "CountingProxy", "Nginx", "find_nginx", "tier_config"]
@@ -55,13 +54,6 @@ def tier_config(listen_port: int, replica_ports: list[int], root: Path) -> str:
     return _replace_once(text, r"^http \{\n", "http {\n" + temps)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Nginx:
     """``with Nginx(binary, [proxy_port], tmp) as tier: tier.url`` — nginx in the foreground."""
 
@@ -83,30 +75,15 @@ class Nginx:
         argv = [self._binary, "-p", str(self._root), "-c", str(conf)]
         argv += ["-g", f"daemon off; pid {self._root}/nginx.pid;"]
         with self.log.open("wb") as log:
-            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not self._accepts():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nginx did not start:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.01)
+            try:
+                self._process = start_child(argv, self.port, log)
+            except ChildServerError as exc:
+                raise ChildServerError(f"{exc}:\n{self.log.read_text(errors='replace')}") from None
         return self
 
-    def _accepts(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
-
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()  # SIGTERM: nginx's fast shutdown
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_child(self._process)
         self._process = None
 
     def __enter__(self) -> Nginx:

@@ -7,12 +7,12 @@ at what a test left in one (incomplete multipart uploads included) without the c
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
-import time
 from types import TracebackType
 from typing import Any
+
+from tests.support.child_server import ChildServerError, free_port, start_child, stop_child
 
 __all__ = ["MotoS3", "MotoUnavailable"]
 
@@ -37,17 +37,12 @@ class MotoS3:
     def start(self) -> MotoS3:
         if importlib.util.find_spec("moto") is None or importlib.util.find_spec("boto3") is None:
             raise MotoUnavailable("moto[server] is not installed (pip install -e '.[test]')")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while not self._accepts():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise MotoUnavailable("moto's S3 server did not start")
-            time.sleep(0.02)
+        try:
+            self._process = start_child(argv, self.port, subprocess.DEVNULL)
+        except ChildServerError as exc:
+            raise MotoUnavailable(f"moto's S3 server did not start: {exc}") from None
         import boto3
 
         self.client = boto3.client(
@@ -58,13 +53,6 @@ class MotoS3:
             aws_secret_access_key=SECRET_KEY,
         )
         return self
-
-    def _accepts(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
 
     def keys(self, bucket: str) -> list[str]:
         """Every object key in ``bucket``, as S3 lists them."""
@@ -77,14 +65,7 @@ class MotoS3:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            if self._process.stderr is not None:
-                self._process.stderr.close()
+            stop_child(self._process)
         self._process = None
 
     def __enter__(self) -> MotoS3:
