@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,33 +85,33 @@ async def _in_batches(calls: list[Callable[[], Awaitable[object]]], concurrency:
     return len(calls)
 
 
-async def _obstore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    import obstore
-    from obstore.store import S3Store
+@dataclass(frozen=True, slots=True)
+class _Client:
+    """How one candidate does each step of the workload."""
 
-    store = S3Store(_BUCKET, endpoint=endpoint, region="us-east-1", client_options={"allow_http": True})
-    body = os.urandom(1024)
-    keys = [f"obstore/small/{i}" for i in range(args.small)]
+    put: Callable[[str, bytes], Awaitable[object]]
+    get: Callable[[str], Awaitable[object]]
+    put_stream: Callable[[str, AsyncIterator[bytes]], Awaitable[object]]
+    stream: Callable[[str], AsyncIterator[bytes]]
+
+
+async def _measure(client: _Client, args: argparse.Namespace) -> dict[str, Any]:
+    body, size = os.urandom(1024), args.large_mb * _MIB
+    keys = [f"small/{i}" for i in range(args.small)]
     result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
-
-    async def get(key: str) -> None:
-        await (await obstore.get_async(store, key)).bytes_async()
-
-    result["put_1k"] = await _timed(
-        lambda: _in_batches([lambda k=k: obstore.put_async(store, k, body) for k in keys], args.concurrency)
-    )
-    result["get_1k"] = await _timed(lambda: _in_batches([lambda k=k: get(k) for k in keys], args.concurrency))
+    puts = [lambda k=k: client.put(k, body) for k in keys]
+    result["put_1k"] = await _timed(lambda: _in_batches(puts, args.concurrency))
+    gets = [lambda k=k: client.get(k) for k in keys]
+    result["get_1k"] = await _timed(lambda: _in_batches(gets, args.concurrency))
     result["rss_small_mib"] = _rss_mib()
-    size = args.large_mb * _MIB
 
     async def put_large() -> int:
-        # Four parts in flight, as proxy/cache/s3.py sends them (obstore alone would send twelve).
-        await obstore.put_async(store, "obstore/large", _chunks(size), chunk_size=_PART, max_concurrency=4)
+        await client.put_stream("large", _chunks(size))
         return 1
 
     async def get_large() -> int:
         got = 0
-        async for chunk in (await obstore.get_async(store, "obstore/large")).stream(min_chunk_size=_MIB):
+        async for chunk in client.stream("large"):
             got += len(chunk)
         assert got == size, got
         return 1
@@ -122,34 +123,45 @@ async def _obstore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def _obstore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    import obstore
+    from obstore.store import S3Store
+
+    config = {"allow_http": True}
+    store = S3Store(_BUCKET, prefix="obstore", endpoint=endpoint, region="us-east-1", client_options=config)
+
+    async def get(key: str) -> None:
+        await (await obstore.get_async(store, key)).bytes_async()
+
+    async def put_stream(key: str, chunks: AsyncIterator[bytes]) -> None:
+        # Four parts in flight, as many as proxy/cache/s3.py holds (obstore alone would send twelve).
+        await obstore.put_async(store, key, chunks, chunk_size=_PART, max_concurrency=4)
+
+    async def stream(key: str) -> AsyncIterator[bytes]:
+        async for chunk in (await obstore.get_async(store, key)).stream(min_chunk_size=_MIB):
+            yield chunk
+
+    return await _measure(_Client(lambda k, b: obstore.put_async(store, k, b), get, put_stream, stream), args)
+
+
 async def _aiobotocore(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    body = os.urandom(1024)
-    keys = [f"aiobotocore/small/{i}" for i in range(args.small)]
-    result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
     config = AioConfig(max_pool_connections=args.concurrency)
     async with get_session().create_client("s3", endpoint_url=endpoint, config=config) as s3:
 
+        async def put(key: str, data: bytes) -> None:
+            await s3.put_object(Bucket=_BUCKET, Key=f"aiobotocore/{key}", Body=data)
+
         async def get(key: str) -> None:
-            response = await s3.get_object(Bucket=_BUCKET, Key=key)
+            response = await s3.get_object(Bucket=_BUCKET, Key=f"aiobotocore/{key}")
             async with response["Body"] as stream:
                 await stream.read()
 
-        result["put_1k"] = await _timed(
-            lambda: _in_batches(
-                [lambda k=k: s3.put_object(Bucket=_BUCKET, Key=k, Body=body) for k in keys], args.concurrency
-            )
-        )
-        result["get_1k"] = await _timed(
-            lambda: _in_batches([lambda k=k: get(k) for k in keys], args.concurrency)
-        )
-        result["rss_small_mib"] = _rss_mib()
-        size = args.large_mb * _MIB
-
-        async def put_large() -> int:
-            key = "aiobotocore/large"
+        async def put_stream(key: str, chunks: AsyncIterator[bytes]) -> None:
+            # By hand, one part at a time: aiobotocore has no streaming upload of its own.
+            key = f"aiobotocore/{key}"
             upload = await s3.create_multipart_upload(Bucket=_BUCKET, Key=key)
             parts, buffer = [], bytearray()
 
@@ -160,7 +172,7 @@ async def _aiobotocore(endpoint: str, args: argparse.Namespace) -> dict[str, Any
                 )
                 parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
-            async for chunk in _chunks(size):
+            async for chunk in chunks:
                 buffer += chunk
                 if len(buffer) >= _PART:
                     await send(bytes(buffer))
@@ -170,22 +182,14 @@ async def _aiobotocore(endpoint: str, args: argparse.Namespace) -> dict[str, Any
             await s3.complete_multipart_upload(
                 Bucket=_BUCKET, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
             )
-            return 1
 
-        async def get_large() -> int:
-            response = await s3.get_object(Bucket=_BUCKET, Key="aiobotocore/large")
-            got = 0
-            async with response["Body"] as stream:
-                async for chunk in stream.iter_chunks(_MIB):
-                    got += len(chunk)
-            assert got == size, got
-            return 1
+        async def stream(key: str) -> AsyncIterator[bytes]:
+            response = await s3.get_object(Bucket=_BUCKET, Key=f"aiobotocore/{key}")
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(_MIB):
+                    yield chunk
 
-        result["put_large"] = await _timed(put_large)
-        result["rss_put_large_mib"] = _rss_mib()
-        result["get_large"] = await _timed(get_large)
-        result["rss_get_large_mib"] = _rss_mib()
-    return result
+        return await _measure(_Client(put, get, put_stream, stream), args)
 
 
 async def _module(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -194,33 +198,12 @@ async def _module(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     from proxy.cache.object_store import Expected
     from proxy.cache.s3 import S3ObjectStore
 
-    body = os.urandom(1024)
-    keys = [f"small/{i}" for i in range(args.small)]
-    result: dict[str, Any] = {"rss_start_mib": _rss_mib()}
     async with S3ObjectStore(_BUCKET, prefix="module", endpoint_url=endpoint, part_size=_PART) as store:
-        puts = [lambda k=k: store.put(k, body) for k in keys]
-        result["put_1k"] = await _timed(lambda: _in_batches(puts, args.concurrency))
-        gets = [lambda k=k: store.get(k) for k in keys]
-        result["get_1k"] = await _timed(lambda: _in_batches(gets, args.concurrency))
-        result["rss_small_mib"] = _rss_mib()
-        size = args.large_mb * _MIB
 
-        async def put_large() -> int:
-            await store.put_stream("large", _chunks(size), Expected(size=size))
-            return 1
+        async def put_stream(key: str, chunks: AsyncIterator[bytes]) -> None:
+            await store.put_stream(key, chunks, Expected(size=args.large_mb * _MIB))
 
-        async def get_large() -> int:
-            got = 0
-            async for chunk in store.stream("large"):
-                got += len(chunk)
-            assert got == size, got
-            return 1
-
-        result["put_large"] = await _timed(put_large)
-        result["rss_put_large_mib"] = _rss_mib()
-        result["get_large"] = await _timed(get_large)
-        result["rss_get_large_mib"] = _rss_mib()
-    return result
+        return await _measure(_Client(store.put, store.get, put_stream, store.stream), args)
 
 
 _CLIENTS = {"obstore": _obstore, "aiobotocore": _aiobotocore, "proxy.cache.s3": _module}
@@ -270,9 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         names = args.only or list(_CLIENTS)
         for name in names:
             status, out = _worker(name, server.endpoint_url, args, args.small, args.large_mb)
-            print(
-                _row(name, json.loads(out), args) + (f" (exit status {status})" if status else ""), flush=True
-            )
+            label = f"{name} (then exit status {status})" if status else name
+            print(_row(label, json.loads(out), args), flush=True)
         # A process that did a few requests and ends at once, as a CLI command does.
         print("\n| client | short runs that exited 0 | other exit statuses |\n| --- | --- | --- |")
         for name in names:

@@ -1,8 +1,8 @@
 """``ObjectStore`` on any S3-compatible store (AWS S3, MinIO, Ceph RGW, R2, GCS), with aiobotocore.
 
 aiobotocore is botocore (the AWS SDK's core) on aiohttp. obstore needs a third of its CPU per small
-request, but a process that used obstore dies at exit (SIGABRT) in a quarter to a third of short
-runs, in every version tried, so a CLI command on this backend would fail at random after its work
+request, but a process that used obstore dies at exit (SIGABRT) in 2 to 6 of every 16 short runs,
+in every version tried, so a CLI command on this backend would fail at random after its work
 was done (benchmarks/README.md, "S3 clients"). It is an optional dependency (``pip install
 'wheelmeld[s3]'``): nothing imports this module unless the S3 backend is configured.
 
