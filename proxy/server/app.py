@@ -144,13 +144,19 @@ class _Ask:
     path: str
     query: str
     accept: str | None
+    # pip (26.3 and later) compares a wheel's PEP 658 file with the METADATA inside the wheel it
+    # downloads and refuses the install on any difference in Requires-Dist or Provides-Extra. It
+    # resolves for one environment, where a wheel's own metadata is exactly what the meld gives
+    # (fidelity), so such a client is served each wheel's own metadata (docs/meld-contract.md,
+    # "Clients that check metadata against the wheel").
+    checks_sidecar: bool = False
     built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
-        method, path, query, accept = request_key
+        method, path, query, accept, checks_sidecar = request_key
         text_accept = None if accept is None else accept.decode("latin-1")
-        return cls(scope, method, path, query.decode("latin-1"), text_accept)
+        return cls(scope, method, path, query.decode("latin-1"), text_accept, checks_sidecar)
 
     def query_param(self, name: str) -> str | None:
         """The last value of ``name`` in the query, as Starlette's ``query_params`` gives it."""
@@ -175,14 +181,21 @@ class _Ask:
             self.built_from = (entry, revisions, notes)
 
 
+# User-Agent prefixes of clients that check a wheel's PEP 658 file against the wheel (see _Ask).
+_SIDECAR_CHECKERS = (b"pip/",)
+
+
 def _request_key(scope: Scope) -> RequestKey:
-    """Everything of a request the index handlers read: method, path, query and ``Accept``."""
+    """Everything of a request the index handlers read: method, path, query, ``Accept`` and
+    whether the client checks metadata files against their wheels."""
     accept = None
+    checks_sidecar = False
     for name, value in scope["headers"]:
         if name == b"accept":  # ASGI servers give header names lower-cased
             accept = value
-            break
-    return scope["method"], scope["path"], scope["query_string"], accept
+        elif name == b"user-agent":
+            checks_sidecar = value.startswith(_SIDECAR_CHECKERS)
+    return scope["method"], scope["path"], scope["query_string"], accept, checks_sidecar
 
 
 def _error_response(exc: WheelmeldError) -> Response:
@@ -394,7 +407,9 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
         assert entry.page is not None
         revisions = state.revisions(key)
         calls = upstream_calls()
-        served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        served = await state.metadata.serve(
+            key, entry.release_groups().get(dist.filename), dist, upstream, own=ask.checks_sidecar
+        )
         note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         if _settled(served):
             ask.reusable(
@@ -408,6 +423,9 @@ async def _file(ask: _Ask, state: _State, upstream: Upstream, segments: tuple[st
             ),
             "X-Wheelmeld-Meld": _header_value(served.meld_state),
         }
+        if served.varies_by_client:
+            # Shared caches in front (deploy/nginx.conf) must keep pip's answer and uv's apart.
+            headers["Vary"] = "User-Agent"
         if served.conflicts:
             headers["X-Wheelmeld-Conflicts"] = _header_value(
                 f"{len(served.conflicts)}: {served.conflicts[0]}"
