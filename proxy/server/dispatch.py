@@ -68,13 +68,19 @@ class _Ask:
     path: str
     query: str
     accept: str | None
+    # pip (26.3 and later) compares a wheel's PEP 658 file with the METADATA inside the wheel it
+    # downloads and refuses the install on any difference in Requires-Dist or Provides-Extra. It
+    # resolves for one environment, where a wheel's own metadata is exactly what the meld gives
+    # (fidelity), so such a client is served each wheel's own metadata (docs/meld-contract.md,
+    # "Clients that check metadata against the wheel").
+    checks_sidecar: bool = False
     built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
-        method, path, query, accept = request_key
+        method, path, query, accept, checks_sidecar = request_key
         text_accept = None if accept is None else accept.decode("latin-1")
-        return cls(scope, method, path, query.decode("latin-1"), text_accept)
+        return cls(scope, method, path, query.decode("latin-1"), text_accept, checks_sidecar)
 
     def query_param(self, name: str) -> str | None:
         """The last value of ``name`` in the query, as Starlette's ``query_params`` gives it."""
@@ -99,14 +105,21 @@ class _Ask:
             self.built_from = (entry, revisions, notes)
 
 
+# User-Agent prefixes of clients that check a wheel's PEP 658 file against the wheel (see _Ask).
+_SIDECAR_CHECKERS = (b"pip/",)
+
+
 def _request_key(scope: Scope) -> RequestKey:
-    """Everything of a request the index handlers read: method, path, query and ``Accept``."""
+    """Everything of a request the index handlers read: method, path, query, ``Accept`` and
+    whether the client checks metadata files against their wheels."""
     accept = None
+    checks_sidecar = False
     for name, value in scope["headers"]:
         if name == b"accept":  # ASGI servers give header names lower-cased
             accept = value
-            break
-    return scope["method"], scope["path"], scope["query_string"], accept
+        elif name == b"user-agent":
+            checks_sidecar = value.startswith(_SIDECAR_CHECKERS)
+    return scope["method"], scope["path"], scope["query_string"], accept, checks_sidecar
 
 
 def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
@@ -206,7 +219,9 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         assert entry.page is not None
         revisions = state.revisions(key)
         calls = upstream_calls()
-        served = await state.metadata.serve(key, entry.release_groups().get(dist.filename), dist, upstream)
+        served = await state.metadata.serve(
+            key, entry.release_groups().get(dist.filename), dist, upstream, own=ask.checks_sidecar
+        )
         note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         # An incomplete or unavailable meld is tried again on the next request, so it is not kept.
         if served.meld.settled:
@@ -221,6 +236,9 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
             ),
             "X-Wheelmeld-Meld": header_value(served.meld.header()),
         }
+        if served.varies_by_client:
+            # Shared caches in front (deploy/nginx.conf) must keep pip's answer and uv's apart.
+            headers["Vary"] = "User-Agent"
         if served.conflicts:
             headers["X-Wheelmeld-Conflicts"] = header_value(f"{len(served.conflicts)}: {served.conflicts[0]}")
         return Response(served.body, headers=headers, media_type="text/plain; charset=utf-8")

@@ -24,8 +24,9 @@ from proxy.service.pages import PageEntry, PageService
 
 __all__ = ["ReadyAnswer", "ReadyAnswers", "RequestKey"]
 
-# (method, path, query string, Accept header): everything of a request the index handlers read.
-RequestKey = tuple[str, str, bytes, bytes | None]
+# (method, path, query string, Accept header, whether the client checks a PEP 658 file against its
+# wheel): everything of a request the index handlers read.
+RequestKey = tuple[str, str, bytes, bytes | None, bool]
 
 _MAX_ENTRIES = 8192
 _MAX_BYTES = 64 * 1024 * 1024

@@ -19,6 +19,7 @@ class MeldKind(enum.Enum):
     MELDED = "melded"  # its siblings disagreed: the meld
     VARIANT = "variant"  # a PEP 825 variant wheel: in no meld, its own metadata
     UNAVAILABLE = "unavailable"  # the meld could not be made: the wheel's own metadata
+    OWN = "own"  # melded for other clients; this one checks .metadata against the wheel: its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class MeldState:
             return f"unavailable: {self.reason}"
         if self.kind is MeldKind.VARIANT:
             return "variant: served as it is, in no meld (PEP 825)"
+        if self.kind is MeldKind.OWN:
+            return "own (melded for other clients: this one checks .metadata against the wheel)"
         text: str = self.kind.value
         if self.left_out is not None:
             left = self.left_out

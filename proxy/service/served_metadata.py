@@ -47,6 +47,8 @@ class ServedMetadata:
     sha256: str
     meld: MeldState
     conflicts: tuple[str, ...] = ()
+    # The meld changed this wheel's metadata, so what is served depends on the client (``own``).
+    varies_by_client: bool = False
 
 
 class MetadataService:
@@ -138,11 +140,20 @@ class MetadataService:
                 return advertised["sha256"]
             return self._original_hashes.get((key, dist.filename))
         record = self._melds.get((key, release.key))
-        return record.hashes.get(dist.filename) if record else None
+        if record is None or dist.filename in record.changed:
+            # A rewritten file is served as the meld to most clients but as the wheel's own to
+            # those that check it against the wheel (``serve``'s ``own``), so no one hash is true of
+            # it: it is advertised as present, without a hash (PEP 714's ``true``).
+            return None
+        return record.hashes.get(dist.filename)
 
     async def serve(self, key: PageKey, release: Release | None, dist: DistFile,
-                    upstream: Upstream) -> ServedMetadata:  # fmt: skip
-        """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``)."""
+                    upstream: Upstream, *, own: bool = False) -> ServedMetadata:  # fmt: skip
+        """``dist``'s served metadata; ``release`` is its release on the page (``release_groups``).
+
+        ``own``: the client resolves for one environment and refuses a metadata file that differs
+        from its wheel's (pip): it gets the wheel's own metadata even where the meld rewrote it, which
+        is what the meld gives in that wheel's environments anyway (contract item 2)."""
         kind = parse_file_name(dist.filename).kind if release is None else FileKind.WHEEL
         if kind not in (FileKind.WHEEL, FileKind.VARIANT_WHEEL):
             raise NotFound(f"no core metadata is served for {dist.filename!r} (not a wheel)")
@@ -170,13 +181,19 @@ class MetadataService:
                         unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
                         return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
         changed = record.changed.get(dist.filename)
+        if changed is not None and own:
+            body = await self.original(key, dist, upstream)
+            own_state = MeldState(MeldKind.OWN)
+            return ServedMetadata(body, hashlib.sha256(body).hexdigest(), own_state, varies_by_client=True)
         body = await self.original(key, dist, upstream) if changed is None else changed
         report = record.report
         # Some sibling could not take part (corrupt metadata, wrong name): say so, every time.
         meld = MeldState(
             MeldKind.MELDED if report.disagreed else MeldKind.AGREE, left_out=LeftOut.of(report.problems)
         )
-        return ServedMetadata(body, record.hashes[dist.filename], meld, report.conflicts)
+        return ServedMetadata(
+            body, record.hashes[dist.filename], meld, report.conflicts, varies_by_client=changed is not None
+        )
 
     def _known_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
         """The meld this process holds for the release: complete, or incomplete and recent."""

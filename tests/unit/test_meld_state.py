@@ -16,6 +16,11 @@ from proxy.service.meld_state import LeftOut, MeldKind, MeldState
         (MeldState(MeldKind.MELDED), "melded", True),
         (MeldState(MeldKind.VARIANT), "variant: served as it is, in no meld (PEP 825)", True),
         (
+            MeldState(MeldKind.OWN),
+            "own (melded for other clients: this one checks .metadata against the wheel)",
+            True,
+        ),
+        (
             MeldState(MeldKind.UNAVAILABLE, reason="upstream said 503"),
             "unavailable: upstream said 503",
             False,
