@@ -160,6 +160,15 @@ class CacheStore:
     def meld_path(self, key: PageKey, release_key: str) -> Path:
         return self.project_dir(key) / "meld" / (_safe_component(release_key) + ".json")
 
+    def metadata_and_melds(self, key: PageKey) -> list[Path]:
+        """The original metadata files and the melds kept for ``key``'s page (blocking)."""
+        found = []
+        for sub in ("metadata", "meld"):
+            folder = self.project_dir(key) / sub
+            if folder.is_dir():
+                found += [path for path in sorted(folder.iterdir()) if path.is_file()]
+        return found
+
     def meld_paths(self, key: PageKey) -> list[Path]:
         """Every meld kept for ``key``'s page, newest first (blocking)."""
         try:

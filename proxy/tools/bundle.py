@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from proxy.cache.store import CacheStore, is_safe_component
+from proxy.cache.store import CacheStore, PageKey, is_safe_component
 from proxy.config import RouteConfig
 from proxy.tools.local_proxy import route_path
 from proxy.tools.lockfile import LockedPackage, select_files
@@ -107,23 +107,26 @@ def lock_members(
         routed = route_path(package.registry, routes)
         if routed is None:
             raise BundleError(f"lock index {package.registry!r} is served by no configured route")
-        project_dir = store.project_dir(routed.key()) / package.name
-        for sub in ("metadata", "meld"):
-            folder = project_dir / sub
-            if folder.is_dir():
-                for path in sorted(folder.iterdir()):
-                    if path.is_file():
-                        wanted[path.relative_to(store.root).as_posix()] = None
-        page = project_dir / "page.json"
-        if page.is_file():
+        index = routed.key()
+        # A name the cache could not hold is in no cached page: missing, with all its files.
+        safe = is_safe_component(package.name)
+        key = PageKey(index.route, (*index.path, package.name)) if safe else None
+        for path in store.metadata_and_melds(key) if key is not None else ():
+            wanted[path.relative_to(store.root).as_posix()] = None
+        page = store.page_path(key) if key is not None else None
+        if page is not None and page.is_file():
             wanted[page.relative_to(store.root).as_posix()] = None
         else:
             missing.append(f"{package.name}: page")
         for locked in select_files(package, targets):
-            path = project_dir / "files" / locked.filename
-            if path.is_file():
-                wanted[path.relative_to(store.root).as_posix()] = None
-                sidecar = path.with_name(path.name + ".sha256")
+            cached = (
+                store.file_path(key, locked.filename)
+                if key is not None and is_safe_component(locked.filename)
+                else None
+            )
+            if cached is not None and cached.is_file():
+                wanted[cached.relative_to(store.root).as_posix()] = None
+                sidecar = store.hash_path(cached)
                 if sidecar.is_file():
                     wanted[sidecar.relative_to(store.root).as_posix()] = None
             else:
