@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.child_server import stop_child
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -208,12 +210,7 @@ def _serve(argv: list[str], env: Mapping[str, str], port: int | None = None) -> 
                 time.sleep(0.1)
         yield env
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
         if process.stdout:
             process.stdout.close()
 
