@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.config import Config
 from proxy.server.app import create_app
-from tests.support.child_server import ChildServerError, free_port, start_child, stop_child
+from tests.support.child_server import ChildServer, ChildServerError, free_port, start_child
 from tests.support.serving import ThreadedServer
 
 __all__ = ["NGINX_CONF", "CountingProxy", "Nginx", "find_nginx", "tier_config"]
@@ -54,7 +54,7 @@ def tier_config(listen_port: int, replica_ports: list[int], root: Path) -> str:
     return _replace_once(text, r"^http \{\n", "http {\n" + temps)
 
 
-class Nginx:
+class Nginx(ChildServer):
     """``with Nginx(binary, [proxy_port], tmp) as tier: tier.url`` — nginx in the foreground."""
 
     def __init__(self, binary: str, replica_ports: list[int], root: Path) -> None:
@@ -80,19 +80,6 @@ class Nginx:
             except ChildServerError as exc:
                 raise ChildServerError(f"{exc}:\n{self.log.read_text(errors='replace')}") from None
         return self
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_child(self._process)
-        self._process = None
-
-    def __enter__(self) -> Nginx:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 class _Counting:

@@ -6,9 +6,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
-__all__ = ["ChildServerError", "free_port", "start_child", "stop_child"]
+__all__ = ["ChildServer", "ChildServerError", "free_port", "start_child", "stop_child"]
 
 
 class ChildServerError(RuntimeError):
@@ -54,3 +55,26 @@ def stop_child(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ChildServer:
+    """A child server a test starts with ``start()`` (setting ``_process``) and stops by leaving
+    the ``with`` block."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_child(self._process)
+        self._process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from types import TracebackType
 from typing import Any
 
-from tests.support.child_server import ChildServerError, free_port, start_child, stop_child
+from tests.support.child_server import ChildServer, ChildServerError, free_port, start_child
 
 __all__ = ["MotoS3", "MotoUnavailable"]
 
@@ -24,7 +23,7 @@ class MotoUnavailable(RuntimeError):
     """moto is not installed or its server did not start."""
 
 
-class MotoS3:
+class MotoS3(ChildServer):
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -62,16 +61,3 @@ class MotoS3:
     def open_uploads(self, bucket: str) -> list[str]:
         """Keys of multipart uploads started and neither completed nor aborted."""
         return [u["Key"] for u in self.client.list_multipart_uploads(Bucket=bucket).get("Uploads", ())]
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_child(self._process)
-        self._process = None
-
-    def __enter__(self) -> MotoS3:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
