@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +29,6 @@ from proxy.server.answers import error_response
 from proxy.server.auth import AuthMiddleware, Principal, principal_of
 from proxy.server.dispatch import RouteDispatch
 from proxy.server.observability import AccessLog, render_metrics
-from proxy.server.rendering import render_ahead
 from proxy.server.state import AppState
 from proxy.server.status import RELEASE_PREFIX, render_release
 from proxy.server.status_page import render_status
@@ -116,9 +114,7 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Wheelmeld
             # Warm entries are still served and misses streamed uncached (the services degrade).
             log.warning("%s: serving what the cache holds, storing nothing", exc)
         app.state.wheelmeld = state
-        following = asyncio.create_task(
-            state.pages.follow(state.idle, functools.partial(render_ahead, state))
-        )
+        following = asyncio.create_task(state.pages.follow(state.idle, state.render_ahead))
         try:
             yield
         finally:

@@ -41,10 +41,10 @@ from proxy.server.answers import error_response, header_value, headers_only, pag
 from proxy.server.file_responses import file_response, list_response
 from proxy.server.observability import request_note
 from proxy.server.ready import ReadyAnswer, RequestKey
-from proxy.server.rendering import ready_bytes
 from proxy.server.state import AppState
 from proxy.service.files import IMMUTABLE
 from proxy.service.meld_state import MeldKind
+from proxy.service.page_views import PageView
 from proxy.service.pages import PageEntry
 from proxy.text import escape_controls
 
@@ -74,7 +74,7 @@ class _Ask:
     # (fidelity), so such a client is served each wheel's own metadata (docs/meld-contract.md,
     # "Clients that check metadata against the wheel").
     checks_sidecar: bool = False
-    built_from: tuple[PageEntry, tuple[int, int], dict[str, object]] | None = None
+    built_from: tuple[PageView, dict[str, object]] | None = None
 
     @classmethod
     def of(cls, scope: Scope, request_key: RequestKey) -> _Ask:
@@ -92,17 +92,15 @@ class _Ask:
                 found = value
         return found
 
-    def reusable(
-        self, entry: PageEntry, revisions: tuple[int, int], asked: tuple[str, ...], **notes: object
-    ) -> None:
-        """This request's answer may be sent again while ``entry`` and its ``revisions`` (read
-        before the answer was built, so one that moved meanwhile makes it stale at once) stay.
+    def reusable(self, view: PageView, asked: tuple[str, ...], **notes: object) -> None:
+        """This request's answer may be sent again while ``view`` (taken before the answer was
+        built, so a revision that moved meanwhile makes it stale at once) holds.
 
         A page found under upstream's own spelling of ``asked`` is not reused, so a later request
         still tries the asked spelling first, as the handlers do.
         """
-        if entry.key.path == asked and entry.stale_reason is None:
-            self.built_from = (entry, revisions, notes)
+        if view.entry.key.path == asked and view.entry.stale_reason is None:
+            self.built_from = (view, notes)
 
 
 # User-Agent prefixes of clients that check a wheel's PEP 658 file against the wheel (see _Ask).
@@ -192,10 +190,9 @@ async def _page(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
     else:
         note_cache(CacheOutcome.HIT, unless_noted=True)
     headers = page_headers(upstream.route.page_ttl, entry.stale_reason)
-    ask.reusable(
-        entry, state.revisions(entry.key), segments, route=upstream.route.prefix, cache=CacheOutcome.HIT
-    )
-    body = await ready_bytes(state, entry, upstream, content_type)
+    view = state.views.view_of(entry)
+    ask.reusable(view, segments, route=upstream.route.prefix, cache=CacheOutcome.HIT)
+    body = await state.views.body(view, upstream.route.meld, content_type)
     return Response(body, headers=headers, media_type=content_type)
 
 
@@ -217,7 +214,7 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         raise NotFound(f"/{key.label}/ lists no file {name!r}")
     if wants_metadata:
         assert entry.page is not None
-        revisions = state.revisions(key)
+        view = state.views.view_of(entry)  # before serving: a meld it makes moves the revisions
         calls = upstream_calls()
         served = await state.metadata.serve(
             key, entry.release_groups().get(dist.filename), dist, upstream, own=ask.checks_sidecar
@@ -225,9 +222,7 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         # An incomplete or unavailable meld is tried again on the next request, so it is not kept.
         if served.meld.settled:
-            ask.reusable(
-                entry, revisions, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT
-            )
+            ask.reusable(view, tuple(page_path), route=upstream.route.prefix, cache=CacheOutcome.HIT)
         headers = {
             "ETag": f'"{served.sha256}"',
             # A file's own metadata never changes; a meld may, when a new sibling appears upstream.
@@ -355,9 +350,9 @@ class RouteDispatch:
         whole = type(response) is Response
         head = ask.method == "HEAD"
         if ask.built_from is not None and whole and response.status_code == 200:
-            entry, revisions, notes = ask.built_from
+            view, notes = ask.built_from
             # bytes() of a bytes object is that object, no copy; the stubs also allow a memoryview body.
             body = b"" if head else bytes(response.body)
-            answer = ReadyAnswer.of(200, response.raw_headers, body, entry, revisions, notes)
+            answer = ReadyAnswer.of(200, response.raw_headers, body, view, notes)
             state.ready.put(request_key, answer)
         await response(scope, receive, headers_only(send) if head and whole else send)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 
 from proxy.cache.page_journal import PageJournal
-from proxy.cache.store import CacheStore, PageKey
+from proxy.cache.store import CacheStore
 from proxy.config import Config
+from proxy.index.negotiate import JSON_V1
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.server.ready import ReadyAnswers
 from proxy.service.files import FileService
-from proxy.service.pages import PageService
+from proxy.service.page_views import PageViews
+from proxy.service.pages import PageEntry, PageService
 from proxy.service.project_lists import ProjectListService
 from proxy.service.revalidated import RevalidatedFiles
 from proxy.service.served_metadata import MetadataService
@@ -58,9 +60,11 @@ class AppState:
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
         )
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
-        self.ready = ReadyAnswers(self.pages, self.revisions)
+        self.views = PageViews(self.pages, self.store, self.metadata, self.files)
+        self.ready = ReadyAnswers(self.views)
 
-    def revisions(self, key: PageKey) -> tuple[int, int]:
-        """What a page's advertised hashes depend on besides the page itself: its renderings and
-        ready answers are kept per revisions."""
-        return self.metadata.revision(key), self.files.revision(key)
+    async def render_ahead(self, entry: PageEntry) -> None:
+        """Render a page loaded ahead as uv and pip ask for it (PEP 691 JSON), before they do."""
+        upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
+        if upstream is not None:
+            await self.views.body(self.views.view_of(entry), upstream.route.meld, JSON_V1)

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from proxy.cache.errors import CacheWriteError
@@ -41,7 +41,7 @@ from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, Metrics, not_cached, note_cache
 from proxy.text import escape_controls
 
-__all__ = ["PageEntry", "PageService", "RenderKey"]
+__all__ = ["PageEntry", "PageService"]
 
 log = logging.getLogger("wheelmeld")
 
@@ -55,16 +55,13 @@ _FOLLOW_SECONDS = 0.25
 _DiskStamp = tuple[int, int]
 
 
-# A rendering of a page: its content type, and the revisions of what its advertised hashes depend
-# on (the metadata service's and the file service's for that page).
-RenderKey = tuple[str, tuple[int, int]]
-
-
 @dataclass(slots=True, weakref_slot=True)
 class PageEntry:
     """One cached page and what we know about its freshness. Mutable: the service owns it.
 
-    Weakly referable: a ready answer (``proxy.server.ready``) must not keep a replaced page alive.
+    How it is served (rendered, with our hashes) is kept apart, per revisions, in a ``PageView``
+    (``proxy.service.page_views``). Weakly referable, so a test can see that nothing built from a
+    replaced entry keeps it alive.
     """
 
     key: PageKey
@@ -77,10 +74,6 @@ class PageEntry:
     url: str = ""
     stale_reason: str | None = None  # set while we serve this copy because upstream failed
     stale_until: float = 0.0  # while stale, do not ask the failing upstream again before this
-    rendered: dict[RenderKey, bytes] = field(default_factory=dict)
-    # filename -> the file as we serve it; reused while its hashes are unchanged, because a reused
-    # DistFile keeps its memoized rendering (a 20,000-file page re-renders in ms, not 50 ms).
-    served_files: dict[str, DistFile] = field(default_factory=dict)
     disk_stamp: _DiskStamp | None = None  # the disk copy this entry was read from or written to
     disk_body: bytes | None = None  # its page as stored, so a 304 re-saves without re-rendering
 
@@ -142,6 +135,19 @@ class PageService:
         self._journal = journal  # shared with sibling workers (``--workers N``), else None
         self._metrics = metrics or Metrics()
         self._flights: dict[PageKey, asyncio.Task[PageEntry]] = {}
+        self._replaced: list[Callable[[PageEntry], None]] = []
+
+    def when_replaced(self, listener: Callable[[PageEntry], None]) -> None:
+        """Call ``listener`` with every entry a newer one replaces, so what was built from it goes."""
+        self._replaced.append(listener)
+
+    def _serve(self, entry: PageEntry) -> None:
+        """Make ``entry`` the one in service for its key."""
+        old = self._entries.get(entry.key)
+        self._entries[entry.key] = entry
+        if old is not None and old is not entry:
+            for listener in self._replaced:
+                listener(old)
 
     # -- persistence ----------------------------------------------------------------------------
     def _stamp(self, key: PageKey) -> _DiskStamp | None:
@@ -259,7 +265,8 @@ class PageService:
             return entry
         on_disk = await asyncio.to_thread(self._parse, key, stamp, stored)
         if on_disk is not None:
-            entry = self._entries[key] = on_disk
+            self._serve(on_disk)
+            entry = on_disk
         return entry
 
     async def follow(
@@ -353,7 +360,7 @@ class PageService:
             # parse back to the same page), and re-rendering cost a 15,000-file page 150 ms.
             new.disk_body = fetched.body
         await self._keep(new, announce=True)
-        self._entries[key] = new
+        self._serve(new)
         return new
 
     async def _keep(self, entry: PageEntry, *, announce: bool = False) -> None:
@@ -362,6 +369,10 @@ class PageService:
             await asyncio.to_thread(functools.partial(self._save, entry, announce=announce))
         except CacheWriteError as exc:
             not_cached(self._metrics, "page", f"/{entry.key.label}/", exc)
+
+    def holds(self, entry: PageEntry) -> bool:
+        """Whether ``entry`` is the one in service for its key, fresh or not."""
+        return self._entries.get(entry.key) is entry
 
     def in_service(self, entry: PageEntry, ttl: float) -> bool:
         """Whether ``get`` would answer with ``entry`` right now, fresh, without any I/O."""

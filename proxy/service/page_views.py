@@ -1,0 +1,175 @@
+"""A page as this proxy serves it: links to us, the hashes of what we serve, rendered bytes.
+
+What a page advertises depends on the page entry and on two revisions of that page: the metadata
+service's (a meld made, a metadata file read) and the file service's (a file committed, an
+eviction). ``PageViews`` keeps one ``PageView`` per page, for the entry in service and the
+revisions it was built at, and is the one place that compares revisions: a new entry or a moved
+revision replaces the view, and what was built from the old one (its rendered bodies, and through
+``when_dropped`` the edge's ready answers) goes with it, at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote
+
+from proxy.cache.store import CacheStore, PageKey
+from proxy.index.model import DistFile, ProjectPage
+from proxy.index.negotiate import JSON_V1
+from proxy.index.render import render_list_html, render_list_json, render_project_html, render_project_json
+from proxy.service.files import FileService
+from proxy.service.pages import PageEntry, PageService
+from proxy.service.served_metadata import MetadataService
+
+__all__ = ["PageView", "PageViews", "Revisions"]
+
+# (metadata revision, files revision) of one page.
+Revisions = tuple[int, int]
+
+# Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
+_RENDER_ON_LOOP_MAX = 2000
+# Views kept; past this the one least recently asked for goes (it renders again when next asked).
+_MAX_VIEWS = 4096
+# What urllib.parse.quote leaves as it is.
+_URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+@dataclass(slots=True, eq=False)
+class PageView:
+    """One page entry as served at one pair of revisions, and what was built from it.
+
+    ``rendered`` holds its bodies by content type (three at most). ``served_files`` is the one part
+    kept from view to view of the same entry, on purpose: a file's served form depends only on its
+    hashes and core-metadata advertisement, which are compared on every render, and a reused
+    ``DistFile`` keeps its memoized rendering, so a meld re-renders a 20,000-file page in ms, not
+    50 ms. ``live`` turns false when the view is dropped; a view that never was in ``PageViews``
+    (built for an entry already replaced) is not live either, so nothing is kept from it.
+    """
+
+    entry: PageEntry
+    revisions: Revisions
+    served_files: dict[str, DistFile] = field(default_factory=dict)
+    rendered: dict[str, bytes] = field(default_factory=dict)
+    live: bool = True
+
+
+class PageViews:
+    """The view in service of each page, at most ``_MAX_VIEWS`` of them, least recently used out."""
+
+    def __init__(
+        self, pages: PageService, store: CacheStore, metadata: MetadataService, files: FileService
+    ) -> None:
+        self._pages = pages
+        self._store = store
+        self._metadata = metadata
+        self._files = files
+        self._views: OrderedDict[PageKey, PageView] = OrderedDict()
+        self._dropped: list[Callable[[PageView], None]] = []
+        pages.when_replaced(self._replaced)
+
+    def when_dropped(self, listener: Callable[[PageView], None]) -> None:
+        """Call ``listener`` with every view dropped, so what it keeps of that view goes too."""
+        self._dropped.append(listener)
+
+    def view_of(self, entry: PageEntry) -> PageView:
+        """``entry`` as served now; read it before building anything meant to be kept with it."""
+        key = entry.key
+        revisions = self._metadata.revision(key), self._files.revision(key)
+        view = self._views.get(key)
+        if view is not None and view.entry is entry:
+            if view.revisions == revisions:
+                self._views.move_to_end(key)
+                return view
+            served_files = view.served_files
+        elif not self._pages.holds(entry):
+            return PageView(entry, revisions, live=False)  # replaced while the caller held it
+        else:
+            served_files = {}
+        if view is not None:
+            self._drop(view)
+        new = self._views[key] = PageView(entry, revisions, served_files)
+        if len(self._views) > _MAX_VIEWS:
+            self._drop(next(iter(self._views.values())))
+        return new
+
+    def serves(self, view: PageView, ttl: float) -> bool:
+        """Whether what was built from ``view`` is still true: its entry is still the fresh one in
+        service and no revision of its page moved. Read for every warm request: keep it cheap."""
+        entry = view.entry
+        key = entry.key
+        return self._pages.in_service(entry, ttl) and view.revisions == (
+            self._metadata.revision(key),
+            self._files.revision(key),
+        )
+
+    async def body(self, view: PageView, meld: bool, content_type: str) -> bytes:
+        """The page as bytes in ``content_type``: rendered once per view (big pages off the loop)."""
+        body = view.rendered.get(content_type)
+        if body is not None:
+            return body
+        entry = view.entry
+        size = len(entry.page.files) if entry.page is not None else len(entry.listing.projects)  # type: ignore[union-attr]
+        if size < _RENDER_ON_LOOP_MAX:
+            return self._render(view, meld, content_type)
+        # A 20,000-file page takes tens of ms to render: other requests must not wait behind it.
+        return await asyncio.to_thread(self._render, view, meld, content_type)
+
+    def _replaced(self, entry: PageEntry) -> None:
+        view = self._views.get(entry.key)
+        if view is not None and view.entry is entry:
+            self._drop(view)
+
+    def _drop(self, view: PageView) -> None:
+        del self._views[view.entry.key]
+        view.live = False
+        for listener in self._dropped:
+            listener(view)
+
+    def _render(self, view: PageView, meld: bool, content_type: str) -> bytes:
+        entry = view.entry
+        if entry.kind == "list":
+            assert entry.listing is not None
+            json_out = content_type == JSON_V1
+            body = render_list_json(entry.listing) if json_out else render_list_html(entry.listing)
+        else:
+            page = self._served_page(view, meld)
+            body = render_project_json(page) if content_type == JSON_V1 else render_project_html(page)
+        view.rendered[content_type] = body
+        return body
+
+    def _served_page(self, view: PageView, meld: bool) -> ProjectPage:
+        """Upstream's page as we serve it: links to us, metadata hashes of what *we* serve."""
+        entry = view.entry
+        assert entry.page is not None
+        groups = entry.release_groups()
+        # Upstream gave no hash (PyTorch nightlies): once we hold the verified file, we know it.
+        known: dict[str, str] | None = None
+        rewritten = []
+        for dist in entry.page.files:
+            hashes = dist.hashes
+            if not hashes.get("sha256"):
+                if known is None:
+                    known = self._store.file_hashes(entry.key)
+                if dist.filename in known:
+                    hashes = {**hashes, "sha256": known[dist.filename]}
+            release = groups.get(dist.filename) if dist.filename.endswith(".whl") else None
+            core: bool | Mapping[str, str]
+            if release is not None:
+                digest = self._metadata.advertised_hash(entry.key, release, dist, meld)
+                core = {"sha256": digest} if digest else True
+            else:
+                # In no release (an sdist, a PEP 825 variant wheel, a name packaging cannot read):
+                # what upstream says of its metadata, passed through.
+                core = dist.core_metadata if dist.filename.endswith(".whl") else False
+            served = view.served_files.get(dist.filename)
+            if served is None or served.hashes != hashes or served.core_metadata != core:
+                # Most file names need no quoting at all.
+                url = dist.filename if _URL_SAFE_NAME.fullmatch(dist.filename) else quote(dist.filename)
+                served = dist.served_as(url, hashes, core)
+                view.served_files[dist.filename] = served
+            rewritten.append(served)
+        return replace(entry.page, files=tuple(rewritten))
