@@ -1,8 +1,10 @@
-"""The one exception tree of wheelmeld, mapped to HTTP answers at one boundary (``proxy.server.app``).
+"""The one exception tree of wheelmeld, mapped to HTTP answers at one boundary (``proxy.server.answers``).
 
 ``WheelmeldError``               base; ``status`` and a one-line ``reason`` the client sees
  ├── ``ConfigError``             bad configuration: the CLI prints it and exits 2 (never an HTTP answer)
  ├── ``BadRequest``              400: a project or file name that is not one
+ ├── ``Unauthorized``            401: no credential, or a wrong one (access control)
+ ├── ``Forbidden``               403: a valid credential that may not read this route
  ├── ``NotFound``                404: no such route, project or file
  ├── ``MethodNotAllowed``        405: anything but GET/HEAD
  ├── ``NotAcceptableError``      406: no content type the client accepts
@@ -22,10 +24,12 @@ __all__ = [
     "BadRequest",
     "BlockedFetch",
     "ConfigError",
+    "Forbidden",
     "MethodNotAllowed",
     "NotAcceptableError",
     "NotFound",
     "OfflineMiss",
+    "Unauthorized",
     "UpstreamError",
     "WheelmeldError",
 ]
@@ -52,6 +56,14 @@ class ConfigError(WheelmeldError):
 
 class BadRequest(WheelmeldError):
     status = 400
+
+
+class Unauthorized(WheelmeldError):
+    status = 401
+
+
+class Forbidden(WheelmeldError):
+    status = 403
 
 
 class NotFound(WheelmeldError):

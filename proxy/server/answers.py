@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Send
 
@@ -11,9 +13,12 @@ from proxy.text import escape_controls
 __all__ = ["error_response", "header_value", "headers_only", "page_headers"]
 
 
-def error_response(exc: WheelmeldError) -> Response:
-    """The one mapping of an error to an answer: its status, its reason, never cached."""
-    return PlainTextResponse(exc.reason + "\n", status_code=exc.status, headers={"Cache-Control": "no-store"})
+def error_response(exc: WheelmeldError, headers: Mapping[str, str] | None = None) -> Response:
+    """The one mapping of an error to an answer: its status, its reason, never cached; ``headers``
+    adds what the status calls for (a 401's ``WWW-Authenticate``)."""
+    return PlainTextResponse(
+        exc.reason + "\n", status_code=exc.status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
 
 
 def headers_only(send: Send) -> Send:

@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.errors import Forbidden, Unauthorized, WheelmeldError
 from proxy.secret_hash import SecretHash, hash_secret
+from proxy.server.answers import error_response
 
 if TYPE_CHECKING:
     from proxy.config import AuthConfig, Config
@@ -194,17 +196,13 @@ class _Verifier:
         self._verdicts[digest] = (found, now + self._ttl)
 
 
-async def _answer(send: Send, status: int, reason: str, challenge: bool) -> None:
-    body = (reason + "\n").encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if challenge:
-        headers.append((b"www-authenticate", f'Basic realm="{_REALM}", charset="UTF-8"'.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+_CHALLENGE = {"WWW-Authenticate": f'Basic realm="{_REALM}", charset="UTF-8"'}
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: WheelmeldError) -> None:
+    """Answer ``exc`` as every error is answered (``error_response``), before any handler runs."""
+    response = error_response(exc, _CHALLENGE if isinstance(exc, Unauthorized) else None)
+    await response(scope, receive, send)
 
 
 class AuthMiddleware:
@@ -232,11 +230,11 @@ class AuthMiddleware:
         principal = None if header is None else await self._verifier.principal(header)
         if principal is None:
             reason = "authentication required" if header is None else "wrong credentials"
-            await _answer(send, 401, reason, challenge=True)
+            await _refuse(scope, receive, send, Unauthorized(reason))
             return
         route = self._config.route_for(path)
         if route is not None and not principal.may_read(route.prefix):
-            await _answer(send, 403, f"this credential may not read {route.prefix}/", challenge=False)
+            await _refuse(scope, receive, send, Forbidden(f"this credential may not read {route.prefix}/"))
             return
         state[_SCOPE_KEY] = principal
         await self.app(scope, receive, _private(send))
