@@ -249,6 +249,12 @@ def read_local_metadata(path: Path, filename: str) -> bytes | None:
 
     Read under the cap remote reads have: a small wheel can hold a METADATA that inflates to
     gigabytes, and its declared size may lie, so at most one byte past the cap is ever inflated.
+
+    Not ``extract``, on purpose: that one reads bytes just fetched and refuses, with a reason, what
+    the ranged reader refuses (several candidates, a method other than stored or deflate); this one
+    is the cache's quiet fast path for a verified wheel, where ``None`` sends the read upstream. A
+    cached wheel with two matching ``.dist-info`` directories or an LZMA METADATA is read here and
+    refused there; making them one would change that answer.
     """
     if wheel_identity(filename) is None:
         return None
