@@ -32,7 +32,8 @@ Revisions = tuple[int, int]
 
 # Pages with more entries than this render in a thread (the PyTorch index has 20,000-file pages).
 _RENDER_ON_LOOP_MAX = 2000
-# Views kept; past this the one least recently asked for goes (it renders again when next asked).
+# Views kept; past this the one a handler least recently built from goes, with its ready answers
+# (its page renders again when next asked). A lock touches hundreds of pages, not thousands.
 _MAX_VIEWS = 4096
 # What urllib.parse.quote leaves as it is.
 _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -58,7 +59,7 @@ class PageView:
 
 
 class PageViews:
-    """The view in service of each page, at most ``_MAX_VIEWS`` of them, least recently used out."""
+    """The view in service of each page, at most ``_MAX_VIEWS`` of them."""
 
     def __init__(
         self, pages: PageService, store: CacheStore, metadata: MetadataService, files: FileService
