@@ -39,7 +39,7 @@ _MAX_VIEWS = 4096
 _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class PageView:
     """One page entry as served at one pair of revisions, and what was built from it.
 
@@ -48,7 +48,8 @@ class PageView:
     hashes and core-metadata advertisement, which are compared on every render, and a reused
     ``DistFile`` keeps its memoized rendering, so a meld re-renders a 20,000-file page in ms, not
     50 ms. ``live`` turns false when the view is dropped; a view that never was in ``PageViews``
-    (built for an entry already replaced) is not live either, so nothing is kept from it.
+    (built for an entry already replaced) is not live either, so nothing is kept from it. Weakly
+    referable, so a test can see that a dropped view is gone.
     """
 
     entry: PageEntry

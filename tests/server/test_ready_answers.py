@@ -242,3 +242,34 @@ def test_an_answer_nobody_asks_again_does_not_keep_a_replaced_page_alive(
             assert again.headers["content-length"] == str(len(html.content))
 
     asyncio.run(run())
+
+
+def test_a_moved_revision_drops_the_page_view_with_its_bodies_and_ready_answers(
+    upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    app = create_app(proxy_config(tmp_path / "cache", {"/simple": f"{upstream.url}/simple"}))
+    key = PageKey("simple", ("cuda-lib",))
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://wheelmeld") as client,
+        ):
+            for accept in (JSON, "text/html"):
+                assert (await client.get("/simple/cuda-lib/", headers={"Accept": accept})).status_code == 200
+            state = app.state.wheelmeld
+            view = state.views.view_of(state.pages._entries[key])
+            assert set(view.rendered) == {JSON, "text/html"}
+            before = weakref.ref(view)
+            del view
+            # The meld this makes moves the page's revision: the next page request builds anew, and
+            # the view the two pages and this answer were built from goes, all of it at once.
+            await client.get(f"/simple/cuda-lib/{KEPT_MAC}.metadata")
+            page = (await client.get("/simple/cuda-lib/", headers={"Accept": JSON})).json()
+            assert any(isinstance(f["core-metadata"], dict) for f in page["files"])
+            gc.collect()
+            assert before() is None, "the view of the old revisions is still held"
+            assert state.views.view_of(state.pages._entries[key]).rendered.keys() == {JSON}
+
+    asyncio.run(run())
