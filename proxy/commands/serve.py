@@ -55,6 +55,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--offline", action="store_true", default=None, help="never contact an upstream")
     serve.add_argument("--workers", type=int, help="worker processes sharing the cache (default 1)")
     serve.add_argument("--log-format", choices=("text", "json"), help="access log format (default text)")
+    serve.add_argument(
+        "--cache-backend", choices=("local", "s3"), help="where immutable objects live (default local)"
+    )
+    serve.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS itself)")
+    serve.add_argument("--s3-bucket", help="the fleet's shared bucket (backend s3)")
+    serve.add_argument("--s3-prefix", help="key prefix inside the bucket (default none)")
+    serve.add_argument("--s3-region", help="the bucket's region")
     serve.set_defaults(run=run)
 
 
@@ -174,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
             offline=args.offline,
             workers=args.workers,
             log_format=args.log_format,
+            cache_backend=args.cache_backend,
+            s3_endpoint_url=args.s3_endpoint_url,
+            s3_bucket=args.s3_bucket,
+            s3_prefix=args.s3_prefix,
+            s3_region=args.s3_region,
         )
     )
     _check_routes(config)
