@@ -286,8 +286,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
 
 
-def load_config(cli: CliOverrides | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Defaults < ``--config`` / ``WHEELMELD_CONFIG`` file < ``WHEELMELD_*`` variables < CLI flags."""
+def load_config(
+    cli: CliOverrides | None = None, environ: Mapping[str, str] | None = None, *, default_routes: bool = True
+) -> Config:
+    """Defaults < ``--config`` / ``WHEELMELD_CONFIG`` file < ``WHEELMELD_*`` variables < CLI flags.
+
+    ``default_routes=False``: no routes unless some are named (a command that only needs the cache
+    and its backend, on a machine that may have no index to discover)."""
     cli = cli or CliOverrides()
     environ = os.environ if environ is None else environ
     layers: list[_Layer] = []
@@ -309,7 +314,7 @@ def load_config(cli: CliOverrides | None = None, environ: Mapping[str, str] | No
         origins.update(layer.origins)
         routes = merge_routes(routes, layer.routes)
     notes: tuple[str, ...] = ()
-    if not routes:
+    if not routes and default_routes:
         # Built-in defaults only when nobody named a route: a user who names routes gets just those.
         routes, notes = _default_routes(environ)
     check_auth_routes(auth, routes)

@@ -221,7 +221,9 @@ class FileService:
     async def _evict(self, committed: Path) -> None:
         async with self._eviction_lock:
             self._eviction_queued = False  # commits from now on queue a run of their own
-            protected = {committed, *self._downloads, *(p for p, n in self._serving.items() if n > 0)}
+            # A download done is only publishing its committed file to the bucket: not protected.
+            downloading = (path for path, d in self._downloads.items() if not d.done)
+            protected = {committed, *downloading, *(p for p, n in self._serving.items() if n > 0)}
             try:
                 result = await asyncio.to_thread(evict, self._store, self._max_size, frozenset(protected))
             except OSError as exc:
