@@ -22,6 +22,8 @@ Pages (``page.json``, project lists, ``revalidated/``) stay per replica: they ar
 revalidated upstream with their validators, so sharing them would need freshness coordination
 (that is the leases' part, ``fleet-lease``), while each replica fetching its own costs one
 conditional request per ``page_ttl``.
+The metadata of sdists stays per replica too: it is read only to make the meld of a release whose
+wheels disagree, and that meld is shared.
 
 Layout: an object's key is its path below the cache root (``v1/<route>/<path…>/files/<file>``, the
 same relative layout as the local disk), under the store's prefix; keys are made here and only
@@ -221,14 +223,21 @@ class SharedTier:
             self.counts.uploads[SharedKind.FILE] += 1
             self._remember(key)
 
+    async def holds_file(self, final: Path) -> bool:
+        """Whether the bucket holds the file committed (its sidecar is there), asked each time, not
+        remembered: ``cache prune`` may have removed it meanwhile."""
+        key = self.key(final)
+        with self._failing_softly(SharedKind.FILE, f"looking for {key}"):
+            return await self.objects.exists(key + ".sha256")
+        return False
+
     async def presigned_file_url(self, final: Path, expires_in: timedelta) -> str | None:
-        """A URL to GET the committed, verified file from the bucket, or ``None`` if it is not there."""
+        """A URL to GET the committed, verified file from the bucket, or ``None`` if it is not there
+        (a client sent to a missing object would get the store's 404 instead of the file)."""
+        if not await self.holds_file(final):
+            return None
         key = self.key(final)
         with self._failing_softly(SharedKind.FILE, f"presigning {key}"):
-            # Asked every time, not remembered: ``cache prune`` may have removed it meanwhile, and a
-            # client sent to a missing object would get the store's 404 instead of the file.
-            if not await self.objects.exists(key + ".sha256"):
-                return None
             return await self.objects.presigned_get_url(key, expires_in)
         return None
 

@@ -16,6 +16,7 @@ they share a page journal (``proxy.cache.page_journal``) to load the pages their
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import pickle
@@ -145,6 +146,19 @@ def _check_routes(config: Config) -> None:
             )
 
 
+def _check_backend(config: Config) -> None:
+    """The bucket's client opened once before the workers start, so a missing ``[s3]`` extra or
+    missing credentials are one line here (``ConfigError``), not a failed start in every worker."""
+    if config.cache_backend == "s3":
+        from proxy.cache.backend import opened_shared
+
+        async def opened() -> None:
+            async with opened_shared(config):
+                pass
+
+        asyncio.run(opened())
+
+
 def _startup_lines(config: Config) -> list[str]:
     """What the proxy serves, and every setting not a built-in default with where it came from."""
 
@@ -189,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     _check_routes(config)
+    _check_backend(config)
     if cache_dir_access(config.cache_dir, create=True) is CacheAccess.READ_ONLY:
         reason = f"cache directory {config.cache_dir} is read-only: serving what it holds, storing nothing"
         report_warning(args, reason)

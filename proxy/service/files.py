@@ -161,7 +161,7 @@ class FileService:
         cached = self._cached_response(final, dist)
         if cached is not None:
             return cached
-        if self._offline:
+        if self._offline and not (self._shared is not None and await self._shared.holds_file(final)):
             raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
         reads = method != "HEAD"
         download = self._downloads.get(final)
@@ -251,6 +251,8 @@ class FileService:
                     found = None if self._shared is None else await self._shared.open_file(download.final)
                     if found is not None and await self._pull(download, dist, found):
                         return
+                    if self._offline:  # the bucket held it a moment ago, and no longer does
+                        raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
                     await self._fetch(download, dist, self._from_upstream(download, dist, upstream))
                     if self._shared is not None:  # before the lock goes: the fleet must see it
                         await self._shared.publish_file(download.final, self._store.hash_path(download.final))

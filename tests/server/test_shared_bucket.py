@@ -5,6 +5,7 @@ log says exactly what that replica fetched upstream.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,9 +42,15 @@ def _s3(moto: MotoS3, bucket: str, **more: Any) -> dict[str, Any]:
 
 
 def _replica(
-    make_stack: MakeStack, moto: MotoS3, bucket: str, index: FakeIndex, hashes: bool = True, **more: Any
+    make_stack: MakeStack,
+    moto: MotoS3,
+    bucket: str,
+    index: FakeIndex,
+    hashes: bool = True,
+    cache_dir: Path | None = None,
+    **more: Any,
 ) -> Stack:
-    return make_stack(index, hashes=hashes, config=_s3(moto, bucket, **more))
+    return make_stack(index, hashes=hashes, cache_dir=cache_dir, config=_s3(moto, bucket, **more))
 
 
 def _published(moto: MotoS3, bucket: str, key: str) -> None:
@@ -147,3 +154,22 @@ def test_credentials_never_appear_in_logs_status_or_errors(
     assert _metric(stack, 'wheelmeld_shared_errors_total{kind="files"}') >= 1
     for text in pages:
         assert SECRET_KEY not in text and ACCESS_KEY not in text
+
+
+def test_an_offline_replica_serves_what_the_bucket_holds(
+    make_stack: MakeStack, moto: MotoS3, bucket: str
+) -> None:
+    """Offline means no upstream index; the fleet's bucket is the replica's own storage."""
+    index = _index()
+    first = _replica(make_stack, moto, bucket, index)
+    wheel_bytes = first.client.get(first.file("dis", LINUX)).content
+    melded = first.client.get(first.file("dis", LINUX, ".metadata")).content
+    _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)
+    pages_only = _replica(make_stack, moto, bucket, index)
+    assert pages_only.client.get(pages_only.page("dis")).status_code == 200
+    pages_only.proxy.stop()
+    offline = _replica(make_stack, moto, bucket, index, offline=True, cache_dir=pages_only.cache_dir)
+    assert offline.client.get(offline.file("dis", LINUX)).content == wheel_bytes
+    assert offline.client.get(offline.file("dis", LINUX, ".metadata")).content == melded
+    assert offline.client.get(offline.file("dis", WINDOWS)).status_code == 404, "in no cache and no bucket"
+    assert offline.upstream.requests_for("") == ()
