@@ -139,7 +139,9 @@ class SharedTier:
         kind, key = self.kind(path), self.key(path)
         with self._failing_softly(kind, f"reading {key}"):
             try:
-                digest, data = await asyncio.gather(self.objects.get(key + ".sha256"), self.objects.get(key))
+                # The mark first, alone: a miss (every object's first, fleet-wide) costs one request.
+                digest = await self.objects.get(key + ".sha256")
+                data = await self.objects.get(key)
             except ObjectMissing:
                 self.counts.misses[kind] += 1
                 return None
@@ -158,9 +160,11 @@ class SharedTier:
         if key in self._known:
             return
         with self._failing_softly(kind, f"uploading {key}"):
-            if await self._already_there(kind, key):
+            # Asked and written at once (a small object rewritten with its own bytes is harmless):
+            # two round trips, not three, on the cold path that waits for them under its lock.
+            there, _ = await asyncio.gather(self._already_there(kind, key), self.objects.put(key, data))
+            if there:
                 return
-            await self.objects.put(key, data)
             await self.objects.put(key + ".sha256", _sha256(data).encode())
             self.counts.uploads[kind] += 1
             self._remember(key)

@@ -119,8 +119,7 @@ class MetadataService:
     async def _publish(self, objects: Mapping[Path, bytes]) -> None:
         """Into the fleet's bucket, under the caller's lock (so waiters on it find them there)."""
         if self._shared is not None:
-            for path, data in objects.items():
-                await self._shared.publish(path, data)
+            await asyncio.gather(*(self._shared.publish(path, data) for path, data in objects.items()))
 
     async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
         """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
@@ -187,7 +186,10 @@ class MetadataService:
         record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
         if record is None:
             async with self._store.lock(f"meld:{key.label}:{release_key}"):
-                record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
+                # Under the lock the fleet's bucket too: a meld another replica just made is there.
+                record = self._known_meld(key, release_key) or await self._load_meld(
+                    key, release_key, shared=True
+                )
                 if record is None:
                     try:
                         record = await self._make_meld(key, release, dist, upstream)
@@ -394,10 +396,10 @@ class MetadataService:
             for dist, data in zip(group, datas, strict=True)
         }
 
-    async def _load_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
+    async def _load_meld(self, key: PageKey, release_key: str, *, shared: bool = False) -> MeldRecord | None:
         path = self._store.meld_path(key, release_key)
         raw = await asyncio.to_thread(self._store.read, path)
-        if raw is None and self._shared is not None:
+        if raw is None and shared and self._shared is not None:
             raw = await self._shared.pull(path)
             if raw is not None and load_meld(raw) is not None:
                 await self._keep("a meld from the shared cache", self._store.write_atomic, path, raw)
