@@ -148,27 +148,29 @@ async def hydrate(tier: SharedTier, store: CacheStore, folders: Iterable[Path]) 
             path = store.root / key
             if path.exists():
                 continue
-            with contextlib.suppress(ObjectStoreError, CacheWriteError):
-                await _pull_one(tier, store, path)
-                pulled += 1
+            # ValueError: an object of no kind the cache keeps (put there by hand): not pulled.
+            with contextlib.suppress(ObjectStoreError, CacheWriteError, ValueError):
+                pulled += await _pull_one(tier, store, path)
     return pulled
 
 
-async def _pull_one(tier: SharedTier, store: CacheStore, path: Path) -> None:
+async def _pull_one(tier: SharedTier, store: CacheStore, path: Path) -> bool:
+    """One committed object into the local disk, verified; ``False`` if the bucket no longer has it."""
     if SharedTier.kind(path) is not SharedKind.FILE:
         data = await tier.pull(path)
         if data is not None:
             await asyncio.to_thread(store.write_atomic, path, data)
-        return
+        return data is not None
     found = await tier.open_file(path)
     if found is None:
-        return
+        return False
     with store.open_temp() as (tmp_path, fh):
         async for chunk in found.chunks:  # raises BodyMismatch before the end for wrong bytes
             await asyncio.to_thread(store.append, fh, chunk)
         await asyncio.to_thread(store.sync, fh)
         await asyncio.to_thread(store.write_atomic, store.hash_path(path), found.sha256.encode())
         await asyncio.to_thread(store.commit, tmp_path, path)
+    return True
 
 
 async def publish_all(tier: SharedTier, store: CacheStore, paths: Iterable[Path]) -> int:
