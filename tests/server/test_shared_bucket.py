@@ -58,6 +58,18 @@ def _published(moto: MotoS3, bucket: str, key: str) -> None:
     wait_until(lambda: key + ".sha256" in moto.keys(bucket), f"{key} was not published")
 
 
+def _filled(
+    make_stack: MakeStack, moto: MotoS3, bucket: str, index: FakeIndex
+) -> tuple[Stack, bytes, httpx.Response]:
+    """A first replica fetches the Linux wheel and its melded .metadata: (it, the wheel, the answer)."""
+    first = _replica(make_stack, moto, bucket, index)
+    wheel_bytes = first.client.get(first.file("dis", LINUX)).content
+    _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)
+    melded = first.client.get(first.file("dis", LINUX, ".metadata"))
+    assert melded.status_code == 200 and "melded" in melded.headers["x-wheelmeld-meld"]
+    return first, wheel_bytes, melded
+
+
 def _metric(stack: Stack, line: str) -> int:
     text = stack.client.get("/metrics").text
     return int(next(row for row in text.splitlines() if row.startswith(line + " ")).split()[-1])
@@ -67,11 +79,7 @@ def test_a_second_replica_serves_a_wheel_and_its_meld_from_the_bucket(
     make_stack: MakeStack, moto: MotoS3, bucket: str
 ) -> None:
     index = _index()
-    first = _replica(make_stack, moto, bucket, index)
-    wheel_bytes = first.client.get(first.file("dis", LINUX)).content
-    _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)
-    melded = first.client.get(first.file("dis", LINUX, ".metadata"))
-    assert melded.status_code == 200 and "melded" in melded.headers["x-wheelmeld-meld"]
+    first, wheel_bytes, melded = _filled(make_stack, moto, bucket, index)
     assert sha256(wheel_bytes) == sha256(index.file(LINUX).content or b"")
     keys = moto.keys(bucket)
     assert "fleet/v1/simple/dis/files/" + LINUX in keys
@@ -161,15 +169,12 @@ def test_an_offline_replica_serves_what_the_bucket_holds(
 ) -> None:
     """Offline means no upstream index; the fleet's bucket is the replica's own storage."""
     index = _index()
-    first = _replica(make_stack, moto, bucket, index)
-    wheel_bytes = first.client.get(first.file("dis", LINUX)).content
-    melded = first.client.get(first.file("dis", LINUX, ".metadata")).content
-    _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)
+    _, wheel_bytes, melded = _filled(make_stack, moto, bucket, index)
     pages_only = _replica(make_stack, moto, bucket, index)
     assert pages_only.client.get(pages_only.page("dis")).status_code == 200
     pages_only.proxy.stop()
     offline = _replica(make_stack, moto, bucket, index, offline=True, cache_dir=pages_only.cache_dir)
     assert offline.client.get(offline.file("dis", LINUX)).content == wheel_bytes
-    assert offline.client.get(offline.file("dis", LINUX, ".metadata")).content == melded
+    assert offline.client.get(offline.file("dis", LINUX, ".metadata")).content == melded.content
     assert offline.client.get(offline.file("dis", WINDOWS)).status_code == 404, "in no cache and no bucket"
     assert offline.upstream.requests_for("") == ()
