@@ -17,6 +17,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from proxy.cache.errors import CacheWriteError
+from proxy.cache.shared import SharedCounts
 from proxy.meld import MeldReport
 from proxy.text import escape_controls
 
@@ -98,6 +99,7 @@ class Metrics:
     blocked_fetches: int = 0
     pages_loaded_ahead: int = 0
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
+    shared: SharedCounts = field(default_factory=SharedCounts)  # the bucket tier (backend s3)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count

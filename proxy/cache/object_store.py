@@ -106,6 +106,11 @@ class ObjectStore(Protocol):
         """A URL anyone can GET the object from, without credentials, until it expires."""
         ...
 
+    async def abort_uploads(self, older_than: datetime) -> int:
+        """Abort the multipart uploads under the prefix started before ``older_than`` (their
+        writer died mid-upload: nothing else ever ends them); how many were aborted."""
+        ...
+
 
 def check_key(key: str) -> str:
     """``key`` if it is a relative path of plain segments; else ``InvalidKey``."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -257,3 +257,20 @@ class S3ObjectStore:
                 Params={"Bucket": self.bucket, "Key": self._path(key)},
                 ExpiresIn=int(expires_in.total_seconds()),
             )
+
+    async def abort_uploads(self, older_than: datetime) -> int:
+        below = self.prefix + "/" if self.prefix else ""
+        pages = self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=below)
+        listing, aborted = pages.__aiter__(), 0
+        while True:
+            with self._errors(below or "/"):
+                page = await anext(listing, None)
+            if page is None:
+                return aborted
+            for upload in page.get("Uploads", ()):
+                if upload["Initiated"] < older_than:
+                    with self._errors(upload["Key"]):
+                        await self._s3.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    aborted += 1

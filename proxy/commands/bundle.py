@@ -7,12 +7,20 @@ the lock needs (the archive is still written); 2 on bad arguments or configurati
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from proxy.cache.backend import opened_shared
+from proxy.cache.bucket import hydrate, publish_all
+from proxy.cache.object_store import ObjectStoreError
+from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
 from proxy.commands import report_error
-from proxy.tools.bundle import BundleError, export_bundle, import_bundle, lock_members
+from proxy.config import CliOverrides, Config, load_config
+from proxy.errors import ConfigError
+from proxy.tools.bundle import BundleError, export_bundle, import_bundle, lock_folders, lock_members
 from proxy.tools.lockfile import LockError, read_uv_lock
 from proxy.tools.options import PRECEDENCE, add_cache_options, tool_config, writable_cache_dir
 from proxy.tools.platforms import UnknownPlatform, parse_targets
@@ -41,14 +49,37 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     imp.set_defaults(run=run_import)
 
 
+def _through_bucket(config: Config, work: Callable[[SharedTier], Awaitable[int]]) -> None:
+    """On ``backend = "s3"``, ``work`` with the fleet's bucket, which the bundle is carried through."""
+    if config.cache_backend != "s3":
+        return
+
+    async def run() -> None:
+        async with opened_shared(config) as tier:
+            assert tier is not None
+            count = await work(tier)
+            print(
+                f"bundle: {count} object(s) through s3://{config.s3_bucket}/{config.s3_prefix}",
+                file=sys.stderr,
+            )
+
+    try:
+        asyncio.run(run())
+    except ObjectStoreError as exc:
+        raise ConfigError(f"the bucket s3://{config.s3_bucket}/{config.s3_prefix}: {exc}") from None
+
+
 def run_export(args: argparse.Namespace) -> int:
     config = tool_config(args)
     store = CacheStore(config.cache_dir)
     members = None
     missing: list[str] = []
     try:
-        if args.lock is not None:
-            packages = read_uv_lock(args.lock)
+        packages = read_uv_lock(args.lock) if args.lock is not None else None
+        # The bundle is written from the local disk: first what the bucket holds that it lacks.
+        folders = [store.data_root] if packages is None else lock_folders(store, packages, config.routes)
+        _through_bucket(config, lambda tier: hydrate(tier, store, folders))
+        if packages is not None:
             members, missing = lock_members(store, packages, parse_targets(args.platform), config.routes)
         summary = export_bundle(config.cache_dir, args.path, members)
     except (BundleError, LockError, UnknownPlatform, OSError) as exc:
@@ -64,13 +95,20 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    # Only the cache is needed: an air-gapped machine may have no index to name for default routes.
-    cache_dir = args.cache_dir if args.cache_dir is not None else tool_config(args).cache_dir
+    # Only the cache and its backend are needed: an air-gapped machine may have no index to name
+    # for default routes.
+    config = load_config(
+        CliOverrides(config_file=args.config, cache_dir=args.cache_dir), default_routes=False
+    )
+    cache_dir = config.cache_dir
     store = CacheStore(writable_cache_dir(cache_dir, "an import"))
     try:
         summary = import_bundle(args.path, store)
     except BundleError as exc:
         return report_error(args, f"REFUSED, nothing imported: {exc}", status=1)
+    # Verified into the local disk; on backend s3 on into the fleet's bucket too.
+    imported = [store.root / name for name in summary.names]
+    _through_bucket(config, lambda tier: publish_all(tier, store, imported))
     print(f"bundle: imported {summary.members} files, {summary.bytes / 1e6:.1f} MB into {cache_dir}",
           file=sys.stderr)  # fmt: skip
     return 0

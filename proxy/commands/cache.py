@@ -1,4 +1,5 @@
-"""``wheelmeld cache stats|prune|verify``: look after the cache directory a ``serve`` uses.
+"""``wheelmeld cache stats|prune|verify``: look after the cache directory a ``serve`` uses, and on
+``backend = "s3"`` the fleet's bucket too (``proxy.cache.bucket``).
 
 ``--cache-dir`` and ``--config`` mean what they mean for ``serve`` (defaults < file < ``WHEELMELD_*``
 < flags), so the commands find the same directory the proxy uses.
@@ -9,19 +10,31 @@ does, a file is only ever removed whole, and a worker that loses a file fetches 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from proxy.cache import bucket
+from proxy.cache.backend import opened_shared
 from proxy.cache.evict import evict
 from proxy.cache.inventory import KINDS, Summary, scan, summarize
+from proxy.cache.object_store import ObjectStoreError
+from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
-from proxy.cache.verify import verify
+from proxy.cache.verify import VerifyReport, verify
 from proxy.config import CliOverrides, Config, load_config, parse_size
+from proxy.errors import ConfigError
 from proxy.tools.options import PRECEDENCE, cache_dir_access, writable_cache_dir
 
 __all__ = ["register", "run_prune", "run_stats", "run_verify"]
+
+_T = TypeVar("_T")
 
 # A progress line at most this often (seconds), and at least every this many files.
 _PROGRESS_SECONDS = 2.0
@@ -40,6 +53,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     stats.set_defaults(run=run_stats)
     prune = actions.add_parser("prune", help="evict least-recently-used files down to a size")
     prune.add_argument("--max-size", help="target size of cached files, e.g. 20GB (default: cache.max_size)")
+    prune.add_argument(
+        "--max-age",
+        type=float,
+        metavar="DAYS",
+        help="backend s3: remove files uploaded longer ago from the bucket",
+    )
+    prune.add_argument(
+        "--stale-uploads",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="backend s3: abort multipart uploads started longer ago (a replica died mid-upload; default 24)",
+    )
     prune.set_defaults(run=run_prune)
     check = actions.add_parser("verify", help="re-hash every cached file; report and drop bad ones")
     check.add_argument("--keep", action="store_true", help="report bad files but do not remove them")
@@ -51,6 +77,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(CliOverrides(config_file=args.config, cache_dir=args.cache_dir))
+
+
+def _in_bucket(config: Config, work: Callable[[SharedTier], Awaitable[_T]]) -> _T | None:
+    """``work`` on the fleet's bucket (backend s3); ``None`` on the local backend."""
+    if config.cache_backend != "s3":
+        return None
+
+    async def run() -> _T:
+        async with opened_shared(config) as tier:
+            assert tier is not None
+            return await work(tier)
+
+    try:
+        return asyncio.run(run())
+    except ObjectStoreError as exc:  # a bucket that is not there, credentials it refuses: one line
+        raise ConfigError(f"the bucket s3://{config.s3_bucket}/{config.s3_prefix}: {exc}") from None
+
+
+def _summary_doc(summary: Summary) -> dict[str, object]:
+    return {
+        "routes": {
+            route: {kind: {"entries": t.count, "bytes": t.size} for kind, t in kinds.items()}
+            for route, kinds in sorted(summary.routes.items())
+        },
+        "total": {"entries": summary.total().count, "bytes": summary.total().size},
+    }
 
 
 def _human(size: int) -> str:
@@ -82,22 +134,22 @@ def run_stats(args: argparse.Namespace) -> int:
     cache_dir_access(config.cache_dir, create=False)
     store = CacheStore(config.cache_dir)
     summary = summarize(scan(store.data_root))
+    found = _in_bucket(config, bucket.entries)
+    in_bucket = None if found is None else summarize(found)
+    where = f"s3://{config.s3_bucket}/{config.s3_prefix}"
     if args.json:
-        doc = {
-            "cache_dir": str(config.cache_dir),
-            "max_size": config.cache_max_size,
-            "routes": {
-                route: {kind: {"entries": t.count, "bytes": t.size} for kind, t in kinds.items()}
-                for route, kinds in sorted(summary.routes.items())
-            },
-            "total": {"entries": summary.total().count, "bytes": summary.total().size},
-        }
+        doc = {"cache_dir": str(config.cache_dir), "max_size": config.cache_max_size, **_summary_doc(summary)}
+        if in_bucket is not None:
+            doc["bucket"] = {"url": where, **_summary_doc(in_bucket)}
         print(json.dumps(doc, indent=2))
         return 0
     print(f"cache: {config.cache_dir}")
     limit = _human(config.cache_max_size) if config.cache_max_size else "none"
     print(f"files: {_human(summary.total('file').size)} (limit: {limit})")
     print(_stats_table(summary))
+    if in_bucket is not None:
+        print(f"bucket: {where}")
+        print(_stats_table(in_bucket))
     return 0
 
 
@@ -108,6 +160,8 @@ def run_prune(args: argparse.Namespace) -> int:
     dropped = store.prepare()
     if dropped:
         print(f"removed {dropped} abandoned partial download(s)", file=sys.stderr)
+    if config.cache_backend == "s3":
+        _prune_bucket(config, args)
     if not max_size and args.max_size is None:
         print("no size limit (cache.max_size is 0 and no --max-size given): nothing evicted")
         return 0
@@ -117,6 +171,22 @@ def run_prune(args: argparse.Namespace) -> int:
         return 1
     print(f"evicted {len(result.removed)} file(s), {_human(result.freed)}; {_human(result.remaining)} remain")
     return 0
+
+
+def _prune_bucket(config: Config, args: argparse.Namespace) -> None:
+    """The bucket's part of ``prune``: ``--max-size`` (not cache.max_size, a replica's disk limit)
+    and ``--max-age``, oldest uploads first; stale multipart uploads aborted in any case."""
+    max_size = parse_size(args.max_size, "--max-size") if args.max_size is not None else None
+    max_age = timedelta(days=args.max_age) if args.max_age is not None else None
+    work = functools.partial(
+        bucket.prune, max_size=max_size, max_age=max_age, stale_uploads=timedelta(hours=args.stale_uploads)
+    )
+    report = _in_bucket(config, work)
+    assert report is not None
+    print(
+        f"bucket: removed {len(report.removed)} file(s), {_human(report.freed)}; {_human(report.remaining)} "
+        f"remain; aborted {report.aborted_uploads} stale upload(s)"
+    )
 
 
 class _ProgressLine:
@@ -143,10 +213,23 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         writable_cache_dir(config.cache_dir, "dropping bad files (without --keep)")
     report = verify(CacheStore(config.cache_dir), drop=not args.keep, progress=_ProgressLine())
-    for bad in report.bad:
-        print(f"BAD {bad.path}: {bad.reason}")
     action = "kept (--keep)" if args.keep else "removed"
-    print(f"checked {report.checked} file(s), {_human(report.size)}; {len(report.bad)} bad, {action}")
+    _print_verified(report, action, "")
+    checked = _in_bucket(
+        config, functools.partial(bucket.verify, drop=not args.keep, progress=_ProgressLine())
+    )
+    if checked is None:
+        return 1 if report.bad else 0
+    in_bucket, uncommitted = checked
+    _print_verified(in_bucket, action, "bucket: ")
+    if uncommitted:
+        print(f"bucket: {uncommitted} object(s) without their sha256 (uncommitted: never served)")
+    return 1 if report.bad or in_bucket.bad else 0
+
+
+def _print_verified(report: VerifyReport, action: str, where: str) -> None:
+    for bad in report.bad:
+        print(f"BAD {where}{bad.path}: {bad.reason}")
+    print(f"{where}checked {report.checked} file(s), {_human(report.size)}; {len(report.bad)} bad, {action}")
     if report.orphan_hashes:
-        print(f"{report.orphan_hashes} hash file(s) without their file {action}")
-    return 1 if report.bad else 0
+        print(f"{where}{report.orphan_hashes} hash file(s) without their file {action}")

@@ -16,6 +16,7 @@ they share a page journal (``proxy.cache.page_journal``) to load the pages their
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import pickle
@@ -55,6 +56,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--offline", action="store_true", default=None, help="never contact an upstream")
     serve.add_argument("--workers", type=int, help="worker processes sharing the cache (default 1)")
     serve.add_argument("--log-format", choices=("text", "json"), help="access log format (default text)")
+    serve.add_argument(
+        "--cache-backend", choices=("local", "s3"), help="where immutable objects live (default local)"
+    )
+    serve.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS itself)")
+    serve.add_argument("--s3-bucket", help="the fleet's shared bucket (backend s3)")
+    serve.add_argument("--s3-prefix", help="key prefix inside the bucket (default none)")
+    serve.add_argument("--s3-region", help="the bucket's region")
     serve.set_defaults(run=run)
 
 
@@ -138,6 +146,19 @@ def _check_routes(config: Config) -> None:
             )
 
 
+def _check_backend(config: Config) -> None:
+    """The bucket's client opened once before the workers start, so a missing ``[s3]`` extra or
+    missing credentials are one line here (``ConfigError``), not a failed start in every worker."""
+    if config.cache_backend == "s3":
+        from proxy.cache.backend import opened_shared
+
+        async def opened() -> None:
+            async with opened_shared(config):
+                pass
+
+        asyncio.run(opened())
+
+
 def _startup_lines(config: Config) -> list[str]:
     """What the proxy serves, and every setting not a built-in default with where it came from."""
 
@@ -174,9 +195,15 @@ def run(args: argparse.Namespace) -> int:
             offline=args.offline,
             workers=args.workers,
             log_format=args.log_format,
+            cache_backend=args.cache_backend,
+            s3_endpoint_url=args.s3_endpoint_url,
+            s3_bucket=args.s3_bucket,
+            s3_prefix=args.s3_prefix,
+            s3_region=args.s3_region,
         )
     )
     _check_routes(config)
+    _check_backend(config)
     if cache_dir_access(config.cache_dir, create=True) is CacheAccess.READ_ONLY:
         reason = f"cache directory {config.cache_dir} is read-only: serving what it holds, storing nothing"
         report_warning(args, reason)

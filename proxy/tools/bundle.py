@@ -36,7 +36,7 @@ from proxy.tools.local_proxy import route_path
 from proxy.tools.lockfile import LockedPackage, select_files
 from proxy.tools.platforms import Target
 
-__all__ = ["BundleError", "BundleSummary", "export_bundle", "import_bundle", "lock_members"]
+__all__ = ["BundleError", "BundleSummary", "export_bundle", "import_bundle", "lock_folders", "lock_members"]
 
 MANIFEST_NAME = "wheelmeld-bundle.json"
 _FORMAT = "wheelmeld-bundle"
@@ -55,6 +55,7 @@ class BundleSummary:
     members: int
     bytes: int
     missing: tuple[str, ...] = ()  # export --lock: locked files the cache does not hold
+    names: tuple[str, ...] = ()  # import: the members now in the cache (their paths below its root)
 
 
 def _sha256_file(path: Path) -> str:
@@ -93,6 +94,22 @@ def _all_members(root: Path) -> Iterator[str]:
                 yield full.relative_to(root).as_posix()
 
 
+def _locked_key(package: LockedPackage, routes: tuple[RouteConfig, ...]) -> PageKey | None:
+    """The page a locked package's files are cached under; ``None`` for a name the cache cannot hold."""
+    routed = route_path(package.registry, routes)
+    if routed is None:
+        raise BundleError(f"lock index {package.registry!r} is served by no configured route")
+    index = routed.key()
+    return PageKey(index.route, (*index.path, package.name)) if is_safe_component(package.name) else None
+
+
+def lock_folders(
+    store: CacheStore, packages: Sequence[LockedPackage], routes: tuple[RouteConfig, ...]
+) -> list[Path]:
+    """The cache folder of each locked project (what the fleet's bucket fills before an export)."""
+    return [store.project_dir(key) for p in packages if (key := _locked_key(p, routes)) is not None]
+
+
 def lock_members(
     store: CacheStore,
     packages: Sequence[LockedPackage],
@@ -104,13 +121,8 @@ def lock_members(
     wanted: dict[str, None] = {}
     missing: list[str] = []
     for package in packages:
-        routed = route_path(package.registry, routes)
-        if routed is None:
-            raise BundleError(f"lock index {package.registry!r} is served by no configured route")
-        index = routed.key()
         # A name the cache could not hold is in no cached page: missing, with all its files.
-        safe = is_safe_component(package.name)
-        key = PageKey(index.route, (*index.path, package.name)) if safe else None
+        key = _locked_key(package, routes)
         for path in store.metadata_and_melds(key) if key is not None else ():
             wanted[path.relative_to(store.root).as_posix()] = None
         page = store.page_path(key) if key is not None else None
@@ -267,6 +279,8 @@ def import_bundle(archive: Path, store: CacheStore) -> BundleSummary:
         # Everything verified: move into place, one atomic rename per file.
         for name in expected:
             CacheStore.commit(staging / name, store.root / name)
-        return BundleSummary(len(expected), sum(size for _sha, size in expected.values()))
+        return BundleSummary(
+            len(expected), sum(size for _sha, size in expected.values()), names=tuple(expected)
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,6 +28,7 @@ from tests.support.stack import wheel
 __all__ = [
     "REPO",
     "ServeProcess",
+    "backend_flags",
     "cache_files",
     "disagreeing_release",
     "free_port",
@@ -157,3 +159,8 @@ def disagreeing_release(siblings: int = 6) -> tuple[FakeIndex, list[FakeFile]]:
         for i, plat in enumerate(platforms)
     ]
     return FakeIndex.from_files({"meldy": files}), files
+
+
+def backend_flags(backend: dict[str, Any]) -> list[str]:
+    """The ``wheelmeld serve`` flags of a backend's settings (the ``backend`` fixture's)."""
+    return [arg for field, value in backend.items() for arg in ("--" + field.replace("_", "-"), str(value))]

@@ -9,6 +9,7 @@ import contextlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,13 +37,14 @@ def _installed(project: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("keep_pruned", [True, False], ids=["keep-pruned", "drop-pruned"])
-def test_a_file_upstream_pruned_still_syncs_with_keep_pruned(tmp_path: Path, keep_pruned: bool) -> None:
+def test_a_file_upstream_pruned_still_syncs_with_keep_pruned(
+    tmp_path: Path, keep_pruned: bool, backend: dict[str, Any]
+) -> None:
     first = FakeIndex.from_files({"demo": [wheel(OLD)], "idna": [wheel("idna-3.10-py3-none-any.whl")]})
     options = UpstreamOptions(prefix="/simple", hashes=True)
     with contextlib.ExitStack() as stack:
-        s = start_stack(
-            stack, tmp_path / "cache", first, options, {"page_ttl": 0.0, "keep_pruned": keep_pruned}
-        )
+        route = {"page_ttl": 0.0, "keep_pruned": keep_pruned}
+        s = start_stack(stack, tmp_path / "cache", first, options, route, backend)
         project = write_project(
             tmp_path / "project", project_pyproject("pinned", ["demo"], f"{s.proxy.url}/simple")
         )

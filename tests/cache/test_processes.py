@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.cache.cachekit import cache_files, disagreeing_release, serve_process, tmp_leftovers
+from tests.cache.cachekit import backend_flags, cache_files, disagreeing_release, serve_process, tmp_leftovers
 from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.stack import wait_until
 from tests.support.upstream import Fault, UpstreamOptions, UpstreamServer
@@ -77,7 +78,7 @@ def _sha256(path: Path) -> str:
 
 
 def test_kill_9_mid_download_then_restart_serves_the_verified_file(
-    tmp_path: Path, huge_wheel: FakeFile
+    tmp_path: Path, huge_wheel: FakeFile, backend: dict[str, Any]
 ) -> None:
     assert huge_wheel.path is not None
     name, expected = huge_wheel.filename, _sha256(huge_wheel.path)
@@ -88,7 +89,7 @@ def test_kill_9_mid_download_then_restart_serves_the_verified_file(
         url = f"/simple/huge/{name}"
         # 1 MiB every 20 ms: the whole file would take seconds; we kill after ~30 MB.
         up.inject_fault("/" + name, Fault(chunk_size=1024 * 1024, chunk_delay_ms=20, times=1))
-        with serve_process(cache, routes) as proxy:
+        with serve_process(cache, routes, *backend_flags(backend)) as proxy:
             received = 0
             with (
                 httpx.Client(base_url=proxy.url, timeout=30) as client,
@@ -106,7 +107,7 @@ def test_kill_9_mid_download_then_restart_serves_the_verified_file(
         assert tmp_leftovers(cache), "the killed download left its partial temp file"
         assert cache_files(cache, name) == [], "nothing partial was committed"
 
-        with serve_process(cache, routes) as proxy:
+        with serve_process(cache, routes, *backend_flags(backend)) as proxy:
             assert tmp_leftovers(cache) == [], "start-up dropped the leftover"
             with httpx.Client(base_url=proxy.url, timeout=60) as client:
                 digest = hashlib.sha256()

@@ -164,7 +164,7 @@ def test_an_evicted_file_stops_lending_its_hash_to_the_page(make_stack: MakeStac
     wait_until(lambda: one in _held(stack), "first file committed")
     assert f"{one}#sha256=" in stack.client.get("/simple/pkg/").text
     _get(stack, two)
-    wait_until(lambda: _held(stack) == {two}, "the first file evicted")
+    wait_until(lambda: _held(stack) == {two}, f"the first file evicted: {_held(stack)}")
     # The eviction's page re-render follows its last unlink by a moment.
     wait_until(
         lambda: f"{one}#sha256=" not in stack.client.get("/simple/pkg/").text, "no hash for an evicted file"
