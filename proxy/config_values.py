@@ -15,14 +15,17 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.text import masked_url
 
 __all__ = [
     "BOOL",
     "PATH",
     "PORT",
     "POSITIVE_NUMBER",
+    "REDIS_URL",
     "SIZE",
     "TEXT",
     "Kind",
@@ -44,6 +47,7 @@ class Kind:
 
     typed: Callable[[Any, str], Any]
     text: Callable[[str, str], Any]
+    shown: Callable[[Any], str] = str  # what start-up lines print of a value (no secret in it)
 
 
 def _parsed(convert: Callable[[str], Any], typed: Callable[[Any, str], Any]) -> Callable[[str, str], Any]:
@@ -148,6 +152,32 @@ def _path(value: Any, where: str) -> Path:
 
 
 PATH = Kind(typed=_path, text=_path)
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any, where: str) -> str | None:
+    """A Redis or Valkey URL, or ``None`` for an empty one (no coordination); never echoed whole,
+    since it may carry a password."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a redis://, rediss:// or unix:// URL")
+    if not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"{where} is not a URL: {masked_url(value)!r}") from None
+    if parts.scheme not in _REDIS_SCHEMES or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
+        raise ConfigError(f"{where} must be a redis://, rediss:// or unix:// URL, got {masked_url(value)!r}")
+    return value.strip()
+
+
+def _shown_url(value: str | None) -> str:
+    return masked_url(value) if value else "(none)"
+
+
+REDIS_URL = Kind(typed=_redis_url, text=_redis_url, shown=_shown_url)
 
 
 def parse_size(value: str | int, where: str = "size") -> int:

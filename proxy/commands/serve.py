@@ -55,6 +55,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--offline", action="store_true", default=None, help="never contact an upstream")
     serve.add_argument("--workers", type=int, help="worker processes sharing the cache (default 1)")
     serve.add_argument("--log-format", choices=("text", "json"), help="access log format (default text)")
+    serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="Redis or Valkey for fleet-wide leases (a password is better given as WHEELMELD_REDIS_URL)",
+    )
     serve.set_defaults(run=run)
 
 
@@ -157,7 +162,7 @@ def _startup_lines(config: Config) -> list[str]:
     lines.append(f"cache in {config.cache_dir}{source('cache.dir')}")
     for key in KEYS:
         if key.toml not in ("server.offline", "cache.dir") and config.origin(key.toml):
-            lines.append(f"{key.toml} = {getattr(config, key.field)}{source(key.toml)}")
+            lines.append(f"{key.toml} = {key.kind.shown(getattr(config, key.field))}{source(key.toml)}")
     return lines
 
 
@@ -174,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             offline=args.offline,
             workers=args.workers,
             log_format=args.log_format,
+            redis_url=args.redis_url,
         )
     )
     _check_routes(config)

@@ -127,6 +127,8 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Wheelmeld
                 await following
             for upstream in state.upstreams.values():
                 await upstream.client.aclose()
+            if state.leases is not None:
+                await state.leases.aclose()
 
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     starlette = Starlette(

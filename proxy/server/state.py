@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from proxy.cache.leases import Leases
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config
@@ -26,7 +27,8 @@ class AppState:
 
     def __init__(self, config: Config, metrics: Metrics, journal: PageJournal | None) -> None:
         self.config = config
-        self.store = CacheStore(config.cache_dir)
+        self.leases = _leases(config, metrics)
+        self.store = CacheStore(config.cache_dir, leases=self.leases)
         self.metrics = metrics
         # Index requests under way in this worker; pages siblings fetched load here while it is idle.
         self.in_flight = 0
@@ -64,3 +66,11 @@ class AppState:
         """What a page's advertised hashes depend on besides the page itself: its renderings and
         ready answers are kept per revisions."""
         return self.metadata.revision(key), self.files.revision(key)
+
+
+def _leases(config: Config, metrics: Metrics) -> Leases | None:
+    if not config.redis_url:
+        return None
+    from proxy.cache.redis_leases import RedisLeases  # the optional [coordination] extra
+
+    return RedisLeases(config.redis_url, ttl=config.lease_ttl, on_outcome=metrics.lease)
