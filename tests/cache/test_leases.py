@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,20 +23,11 @@ from proxy.cache.redis_leases import KEY_PREFIX, RELEASED_CHANNEL, RETRY_AFTER, 
 from proxy.cache.store import CacheStore, PageKey
 from tests.cache.cachekit import REPO
 from tests.support.fake_index import FakeIndex
-from tests.support.redis_server import RedisServer, RedisUnavailable
+from tests.support.redis_server import TEST_PASSWORD as PASSWORD
+from tests.support.redis_server import RedisServer
 from tests.support.stack import MakeStack, wait_until, wheel
 
 WHEEL = "demo-1.0-py3-none-any.whl"
-PASSWORD = "lease-test-password-never-shown"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        with RedisServer(password=PASSWORD) as server:
-            yield server
-    except RedisUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 class _Counted:

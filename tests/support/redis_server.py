@@ -11,7 +11,10 @@ from typing import Any
 
 from tests.support.child_server import ChildServer, ChildServerError, free_port, start_child
 
-__all__ = ["RedisServer", "RedisUnavailable"]
+__all__ = ["TEST_PASSWORD", "RedisServer", "RedisUnavailable"]
+
+# What a test Redis may require: whatever shows its URL must show this masked.
+TEST_PASSWORD = "lease-test-password-never-shown"
 
 
 class RedisUnavailable(RuntimeError):
