@@ -36,6 +36,7 @@ from proxy.config_tables import (
 )
 from proxy.config_values import (
     BOOL,
+    HTTP_URL,
     NUMBER_OR_ZERO,
     PATH,
     PORT,
@@ -78,6 +79,15 @@ class Config:
     workers: int = 1
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     cache_max_size: int = 0  # bytes of cached files; 0 = no limit
+    # [cache] backend: "local" (the disk only) or "s3" (the bucket below is the fleet's shared home of
+    # immutable objects, the disk a working cache in front of it: proxy/cache/shared.py).
+    cache_backend: str = "local"
+    s3_endpoint_url: str | None = None  # None: AWS itself
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+    s3_redirect_files: bool = False  # answer file downloads with a 307 to a presigned bucket URL
+    s3_presign_expiry: float = 300.0  # seconds a presigned URL is valid
     offline: bool = False
     log_format: str = "text"  # "text" or "json"
     upstream_timeout: float = 30.0
@@ -136,6 +146,17 @@ KEYS: tuple[Key, ...] = (
     Key("log_format", "server.log_format", choice("text", "json"), "WHEELMELD_LOG_FORMAT", "--log-format"),
     Key("cache_dir", "cache.dir", PATH, "WHEELMELD_CACHE_DIR", "--cache-dir"),
     Key("cache_max_size", "cache.max_size", SIZE, "WHEELMELD_CACHE_MAX_SIZE"),
+    Key(
+        "cache_backend", "cache.backend", choice("local", "s3"), "WHEELMELD_CACHE_BACKEND", "--cache-backend"
+    ),
+    Key(
+        "s3_endpoint_url", "cache.s3.endpoint_url", HTTP_URL, "WHEELMELD_S3_ENDPOINT_URL", "--s3-endpoint-url"
+    ),
+    Key("s3_bucket", "cache.s3.bucket", TEXT, "WHEELMELD_S3_BUCKET", "--s3-bucket"),
+    Key("s3_prefix", "cache.s3.prefix", TEXT, "WHEELMELD_S3_PREFIX", "--s3-prefix"),
+    Key("s3_region", "cache.s3.region", TEXT, "WHEELMELD_S3_REGION", "--s3-region"),
+    Key("s3_redirect_files", "cache.s3.redirect_files", BOOL, "WHEELMELD_S3_REDIRECT_FILES"),
+    Key("s3_presign_expiry", "cache.s3.presign_expiry", POSITIVE_NUMBER, "WHEELMELD_S3_PRESIGN_EXPIRY"),
     Key("upstream_timeout", "upstream.timeout", POSITIVE_NUMBER, "WHEELMELD_UPSTREAM_TIMEOUT"),
     Key("upstream_concurrency", "upstream.concurrency", whole(1), "WHEELMELD_UPSTREAM_CONCURRENCY"),
     Key(
@@ -175,6 +196,11 @@ class CliOverrides:
     workers: int | None = None
     log_format: str | None = None
     redis_url: str | None = field(default=None, repr=False)
+    cache_backend: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str | None = None
+    s3_region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +233,7 @@ def _file_layer(path: Path, environ: Mapping[str, str]) -> tuple[_Layer, AuthCon
             continue
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table, got {table!r}")
-        found.update({f"{section}.{name}": value for name, value in table.items()})
+        found.update(_flattened(section, table))
     keys = {key.toml: key for key in KEYS}
     refuse_unknown(found, keys, "key", where)
     values = {keys[name].field: keys[name].kind.typed(v, f"{name} in {where}") for name, v in found.items()}
@@ -215,6 +241,17 @@ def _file_layer(path: Path, environ: Mapping[str, str]) -> tuple[_Layer, AuthCon
     origins = {name: where for name in found} | {route.prefix: where for route in routes}
     auth = auth_from_table(data["auth"], where) if "auth" in data else None
     return _Layer(values, routes, origins), auth
+
+
+def _flattened(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """``[cache.s3] bucket = …`` as ``{"cache.s3.bucket": …}``: a sub-table is part of its keys' names."""
+    found: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            found.update(_flattened(f"{section}.{name}", value))
+        else:
+            found[f"{section}.{name}"] = value
+    return found
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Layer:
@@ -289,4 +326,6 @@ def load_config(cli: CliOverrides | None = None, environ: Mapping[str, str] | No
             f"coordination.redis_url (from {origins['coordination.redis_url']}) needs the redis package: "
             "pip install 'wheelmeld[coordination]'"
         )
+    if values.get("cache_backend") == "s3" and not values.get("s3_bucket"):
+        raise ConfigError('cache.backend = "s3" needs cache.s3.bucket (WHEELMELD_S3_BUCKET, --s3-bucket)')
     return Config(**values, routes=routes, auth=auth, notes=notes, origins=tuple(origins.items()))

@@ -22,6 +22,7 @@ from proxy.text import masked_url
 
 __all__ = [
     "BOOL",
+    "HTTP_URL",
     "PATH",
     "PORT",
     "POSITIVE_NUMBER",
@@ -143,6 +144,19 @@ def choice(*allowed: str) -> Kind:
         return str(value)
 
     return Kind(typed=check, text=check)
+
+
+def _http_url(value: Any, where: str) -> str:
+    """An http(s) URL with a host and no credentials in it (an S3 endpoint's are the AWS chain's)."""
+    parts = urlsplit(_text(value, where).strip())
+    if parts.username is not None or parts.password is not None:  # said before the URL is ever shown
+        raise ConfigError(f"{where} must not hold credentials (they come from the AWS credential chain)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where} must be an http(s) URL with a host, got {value!r}")
+    return str(value).strip().rstrip("/")
+
+
+HTTP_URL = Kind(typed=_http_url, text=_http_url)
 
 
 def _path(value: Any, where: str) -> Path:

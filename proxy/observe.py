@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.leases import LeaseOutcome
+from proxy.cache.shared import SharedCounts
 from proxy.meld import MeldReport
 from proxy.text import escape_controls
 
@@ -100,6 +101,7 @@ class Metrics:
     pages_loaded_ahead: int = 0
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
     leases: Counter[LeaseOutcome] = field(default_factory=Counter)  # fleet leases ([coordination])
+    shared: SharedCounts = field(default_factory=SharedCounts)  # the bucket tier (backend s3)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count

@@ -7,6 +7,8 @@ function-scoped because tests flip their options, inject faults and read their r
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
+from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3, MotoUnavailable
 from tests.support.stack import MakeStack, Stack, start_stack
 from tests.support.upstream import PYPI_TORCH_OPTIONS, PYTORCH_OPTIONS, UpstreamOptions, UpstreamServer
 
@@ -80,3 +83,40 @@ def make_stack(tmp_path: Path) -> Iterator[MakeStack]:
             return start_stack(stack, cache_dir or tmp_path / f"cache{count}", index, opts, route, config)
 
         yield make
+
+
+# -- an S3-compatible server (moto's, a real HTTP S3 API) for the s3 backend's tests ---------------
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoS3]:
+    """One moto S3 server per session; the tests that need it skip, saying why, where it cannot run."""
+    try:
+        with MotoS3() as server:
+            yield server
+    except MotoUnavailable as exc:
+        pytest.skip(f"no S3 server for the s3 backend's tests: {exc}")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only moto's test credentials, from the environment: no profile, file or role of the machine."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def bucket(moto: MotoS3) -> str:
+    """A new, empty bucket on the session's moto server."""
+    name = f"wheelmeld-test-{next(_buckets)}"
+    moto.client.create_bucket(Bucket=name)
+    return name

@@ -60,6 +60,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="URL",
         help="Redis or Valkey for fleet-wide leases (a password is better given as WHEELMELD_REDIS_URL)",
     )
+    serve.add_argument(
+        "--cache-backend", choices=("local", "s3"), help="where immutable objects live (default local)"
+    )
+    serve.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS itself)")
+    serve.add_argument("--s3-bucket", help="the fleet's shared bucket (backend s3)")
+    serve.add_argument("--s3-prefix", help="key prefix inside the bucket (default none)")
+    serve.add_argument("--s3-region", help="the bucket's region")
     serve.set_defaults(run=run)
 
 
@@ -180,6 +187,11 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_format=args.log_format,
             redis_url=args.redis_url,
+            cache_backend=args.cache_backend,
+            s3_endpoint_url=args.s3_endpoint_url,
+            s3_bucket=args.s3_bucket,
+            s3_prefix=args.s3_prefix,
+            s3_region=args.s3_region,
         )
     )
     _check_routes(config)

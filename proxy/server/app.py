@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.cache.backend import opened_shared
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_journal import PageJournal
 from proxy.config import Config
@@ -97,6 +98,28 @@ class WheelmeldApp:
         await self._app(scope, receive, send)
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: Starlette, state: AppState) -> AsyncIterator[None]:
+    """The worker's state in ``app.state`` while it serves, with its pages followed ahead."""
+    try:
+        state.store.prepare()
+    except CacheWriteError as exc:
+        # Warm entries are still served and misses streamed uncached (the services degrade).
+        log.warning("%s: serving what the cache holds, storing nothing", exc)
+    app.state.wheelmeld = state
+    following = asyncio.create_task(state.pages.follow(state.idle, functools.partial(render_ahead, state)))
+    try:
+        yield
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        for upstream in state.upstreams.values():
+            await upstream.client.aclose()
+        if state.leases is not None:
+            await state.leases.aclose()
+
+
 def create_app(config: Config, *, page_journal: Path | None = None) -> WheelmeldApp:
     """The wheelmeld ASGI app; nothing is opened until its lifespan starts.
 
@@ -109,26 +132,11 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Wheelmeld
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = AppState(config, metrics, PageJournal(page_journal) if page_journal else None)
-        try:
-            state.store.prepare()
-        except CacheWriteError as exc:
-            # Warm entries are still served and misses streamed uncached (the services degrade).
-            log.warning("%s: serving what the cache holds, storing nothing", exc)
-        app.state.wheelmeld = state
-        following = asyncio.create_task(
-            state.pages.follow(state.idle, functools.partial(render_ahead, state))
-        )
-        try:
-            yield
-        finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
-            for upstream in state.upstreams.values():
-                await upstream.client.aclose()
-            if state.leases is not None:
-                await state.leases.aclose()
+        # The bucket (backend s3) is opened first and closed last: every service may reach it.
+        async with opened_shared(config, metrics.shared) as shared:
+            state = AppState(config, metrics, PageJournal(page_journal) if page_journal else None, shared)
+            async with _serving(app, state):
+                yield
 
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     starlette = Starlette(

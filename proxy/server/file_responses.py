@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from proxy.errors import UpstreamError
-from proxy.service.files import CachedFile, FileAnswer
+from proxy.service.files import CachedFile, FileAnswer, RedirectedFile
 from proxy.service.project_lists import ListBody
 from proxy.text import escape_controls
 
@@ -24,6 +24,9 @@ log = logging.getLogger("wheelmeld")
 
 
 def file_response(answer: FileAnswer) -> Response:
+    if isinstance(answer, RedirectedFile):
+        # no-store: the URL is a bearer token that expires; no cache in between may keep it.
+        return RedirectResponse(answer.url, status_code=307, headers={"Cache-Control": "no-store"})
     if isinstance(answer, CachedFile):
         # FileResponse answers Range, If-Range and HEAD itself; its own ETag is replaced by the hash.
         return _TrackedFileResponse(

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.cache.leases import LeaseOutcome
+from proxy.cache.shared import SharedCounts, SharedKind
 from proxy.observe import CacheOutcome, Metrics, RequestFacts, end_request, start_request
 from proxy.text import escape_controls
 
@@ -88,7 +89,25 @@ def render_metrics(metrics: Metrics) -> bytes:
     ]
     for (kind, fault), n in sorted(metrics.not_cached.items()):
         lines.append(f'wheelmeld_not_cached_total{{kind="{kind}",reason="{fault}"}} {n}')
+    lines += _shared_lines(metrics.shared)
     return ("\n".join(lines) + "\n").encode()
+
+
+def _shared_lines(counts: SharedCounts) -> list[str]:
+    """The shared bucket tier's counters (backend s3; all zero on the local backend)."""
+    lines = []
+    for name, help_text, counter in (
+        ("hits", "Objects found in the shared bucket after a local miss, by kind.", counts.hits),
+        ("misses", "Local misses the shared bucket did not hold either, by kind.", counts.misses),
+        ("uploads", "Objects this replica uploaded to the shared bucket, by kind.", counts.uploads),
+        ("duplicate", "Objects this replica fetched upstream that another replica had already put "
+         "in the bucket, by kind.", counts.duplicates),
+        ("errors", "Shared bucket requests that failed (served as a miss), by kind.", counts.errors),
+    ):  # fmt: skip
+        metric = f"wheelmeld_shared_{name}_total"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+        lines += [f'{metric}{{kind="{kind.value}"}} {counter[kind]}' for kind in SharedKind]
+    return lines
 
 
 def request_note(scope: Scope, **values: Any) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from proxy.cache.leases import Leases
 from proxy.cache.page_journal import PageJournal
+from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore, PageKey
 from proxy.config import Config
 from proxy.meld import MeldLimits
@@ -22,13 +24,27 @@ from proxy.service.served_metadata import MetadataService
 __all__ = ["AppState"]
 
 
+def _redirect(config: Config) -> timedelta | None:
+    """How long a file download's presigned URL lives, if files are answered with one.
+
+    Never while ``[auth]`` is on: a presigned URL is a bearer token for its lifetime, so a client
+    (or a log, or a cache in between) could hand the file on to anyone, past the route's credentials.
+    """
+    if config.cache_backend != "s3" or not config.s3_redirect_files or config.auth.enabled:
+        return None
+    return timedelta(seconds=config.s3_presign_expiry)
+
+
 class AppState:
     """Everything the handlers share; built in the lifespan, gone after it."""
 
-    def __init__(self, config: Config, metrics: Metrics, journal: PageJournal | None) -> None:
+    def __init__(
+        self, config: Config, metrics: Metrics, journal: PageJournal | None, shared: SharedTier | None = None
+    ) -> None:
         self.config = config
         self.leases = _leases(config, metrics)
         self.store = CacheStore(config.cache_dir, leases=self.leases)
+        self.shared = shared  # the fleet's bucket in front of upstream (backend s3), else None
         self.metrics = metrics
         # Index requests under way in this worker; pages siblings fetched load here while it is idle.
         self.in_flight = 0
@@ -54,10 +70,17 @@ class AppState:
             offline=config.offline,
             limits=MeldLimits(config.meld_max_metadata_size, config.meld_max_requirements),
             incomplete_retry=config.meld_incomplete_retry,
+            shared=shared,
         )
         pace = Pace(config.upstream_file_idle_timeout, config.upstream_file_min_rate)
         self.files = FileService(
-            self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
+            self.store,
+            self.metrics,
+            offline=config.offline,
+            max_size=config.cache_max_size,
+            pace=pace,
+            shared=shared,
+            redirect=_redirect(config),
         )
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)

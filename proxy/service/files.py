@@ -24,11 +24,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.evict import evict
+from proxy.cache.object_store import BodyMismatch, ObjectStoreError
+from proxy.cache.shared import SharedFile, SharedTier
 from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import OfflineMiss, UpstreamError, WheelmeldError
 from proxy.index.model import DistFile
@@ -37,7 +40,15 @@ from proxy.network.upstream import Upstream
 from proxy.observe import Metrics, not_cached
 from proxy.service.downloads import CHUNK, Download, follow, streaming_headers
 
-__all__ = ["IMMUTABLE", "CachedFile", "FileAnswer", "FileService", "StreamedFile", "stated_lengths"]
+__all__ = [
+    "IMMUTABLE",
+    "CachedFile",
+    "FileAnswer",
+    "FileService",
+    "RedirectedFile",
+    "StreamedFile",
+    "stated_lengths",
+]
 
 log = logging.getLogger("wheelmeld")
 
@@ -71,7 +82,15 @@ class StreamedFile:
     media_type: str = _OCTETS
 
 
-FileAnswer = CachedFile | StreamedFile
+@dataclass(frozen=True, slots=True)
+class RedirectedFile:
+    """The file is committed in the fleet's bucket: the client fetches it there (a 307 to ``url``,
+    presigned: a bearer token until it expires, so never kept by a cache in between)."""
+
+    url: str
+
+
+FileAnswer = CachedFile | StreamedFile | RedirectedFile
 
 
 def stated_lengths(size: int | None, headers: Mapping[str, str]) -> tuple[int, ...]:
@@ -84,6 +103,16 @@ def stated_lengths(size: int | None, headers: Mapping[str, str]) -> tuple[int, .
     if whole.isdigit():
         stated.append(int(whole))
     return tuple(stated)
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """Where a download's bytes come from: upstream's response, or the fleet's bucket."""
+
+    total: int | None  # sent on to clients as Content-Length
+    lengths: tuple[int, ...]  # every length stated for the file: the body must be each of them
+    chunks: AsyncIterator[bytes]
+    upstream: bool  # counted as upstream traffic
 
 
 def _write_and_hash(store: CacheStore, fh: IO[bytes], digest: hashlib._Hash, chunk: bytes) -> None:
@@ -100,8 +129,12 @@ class FileService:
         offline: bool,
         max_size: int = 0,
         pace: Pace | None = None,
+        shared: SharedTier | None = None,
+        redirect: timedelta | None = None,
     ) -> None:
         self._store = store
+        self._shared = shared
+        self._redirect = redirect  # presigned URLs' lifetime; None: files stream through this replica
         self._pace = pace or Pace()
         self._metrics = metrics
         self._offline = offline
@@ -121,6 +154,10 @@ class FileService:
 
     async def answer(self, key: PageKey, dist: DistFile, upstream: Upstream, method: str) -> FileAnswer:
         final = self._store.file_path(key, dist.filename)
+        if self._shared is not None and self._redirect is not None:
+            url = await self._shared.presigned_file_url(final, self._redirect)
+            if url is not None:
+                return RedirectedFile(url)
         cached = self._cached_response(final, dist)
         if cached is not None:
             return cached
@@ -200,13 +237,21 @@ class FileService:
     async def _run(self, download: Download, dist: DistFile, upstream: Upstream) -> None:
         try:
             if download.memory_from == 0:
-                await self._fetch(download, dist, upstream)  # nothing to commit: no lock to hold
+                # Nothing to commit: no lock to hold.
+                await self._fetch(download, dist, self._from_upstream(download, dist, upstream))
             else:
                 async with self._store.lock("file:" + str(download.final)):
-                    if download.final.exists():  # another worker committed it while we waited
+                    # Local, then the fleet's bucket, then upstream: a replica that waited for this
+                    # lock serves what the holder committed (here, or in the bucket).
+                    if download.final.exists():
                         await download.advance(done=True, answered=True, reading_path=download.final)
                         return
-                    await self._fetch(download, dist, upstream)
+                    found = None if self._shared is None else await self._shared.open_file(download.final)
+                    if found is not None and await self._pull(download, dist, found):
+                        return
+                    await self._fetch(download, dist, self._from_upstream(download, dist, upstream))
+                    if self._shared is not None:  # before the lock goes: the fleet must see it
+                        await self._shared.publish_file(download.final, self._store.hash_path(download.final))
         except WheelmeldError as exc:
             await download.advance(error=exc.reason, done=True)
         except Stalled as exc:
@@ -219,8 +264,52 @@ class FileService:
             if self._downloads.get(download.final) is download:
                 del self._downloads[download.final]
 
-    async def _fetch(self, download: Download, dist: DistFile, upstream: Upstream) -> None:
-        expected = dist.hashes.get("sha256")
+    @contextlib.asynccontextmanager
+    async def _from_upstream(
+        self, download: Download, dist: DistFile, upstream: Upstream
+    ) -> AsyncIterator[_Body]:
+        # Identity: we store and hash the file's own bytes, never a transfer encoding of them.
+        identity = {"Accept-Encoding": "identity"}
+        async with upstream.stream(dist.url, headers=identity, read_timeout=self._pace.idle) as response:
+            length = response.headers.get("content-length")
+            yield _Body(
+                total=int(length) if length and length.isdigit() else None,
+                lengths=stated_lengths(dist.size, response.headers),
+                chunks=paced(response.aiter_raw(), self._pace, download.unread, CHUNK),
+                upstream=True,
+            )
+        self._metrics.upstream_request("file")
+
+    async def _pull(self, download: Download, dist: DistFile, found: SharedFile) -> bool:
+        """The file from the fleet's bucket, through the same download its readers follow;
+        ``False`` (nothing done) when the bucket's copy is not the file the page lists."""
+        assert self._shared is not None
+        listed = dist.hashes.get("sha256")
+        if listed and listed.lower() != found.sha256.lower():
+            await self._shared.discard(download.final, f"the page lists sha256 {listed}")
+            return False
+        lengths = (found.size, *stated_lengths(dist.size, {}))
+        body = _Body(total=found.size, lengths=lengths, chunks=found.chunks, upstream=False)
+        try:
+            await self._fetch(download, dist, contextlib.nullcontext(body), expected=found.sha256)
+        except ObjectStoreError as exc:
+            if isinstance(exc, BodyMismatch):
+                await self._shared.discard(download.final, str(exc))
+            raise UpstreamError(f"the shared copy of {dist.filename} failed: {exc}") from exc
+        self._shared.pulled(download.final)
+        return True
+
+    async def _fetch(
+        self,
+        download: Download,
+        dist: DistFile,
+        source: contextlib.AbstractAsyncContextManager[_Body],
+        *,
+        expected: str | None = None,
+    ) -> None:
+        """The file from ``source`` into a temp file its readers follow, committed once verified
+        against every length stated and the page's sha256 (and ``expected``, the bucket's)."""
+        hashes = [h.lower() for h in (dist.hashes.get("sha256"), expected) if h]
         digest = hashlib.sha256()
         with contextlib.ExitStack() as temp:
             tmp_path, fh = None, None
@@ -229,28 +318,23 @@ class FileService:
                     tmp_path, fh = temp.enter_context(self._store.open_temp())
                 except CacheWriteError as exc:
                     self._not_kept(download, exc)
-            # Identity: we store and hash the file's own bytes, never a transfer encoding of them.
-            identity = {"Accept-Encoding": "identity"}
-            async with upstream.stream(dist.url, headers=identity, read_timeout=self._pace.idle) as response:
-                lengths = stated_lengths(dist.size, response.headers)
-                length = response.headers.get("content-length")
-                total = int(length) if length and length.isdigit() else None
-                await download.advance(total=total, reading_path=tmp_path, answered=True)
+            async with source as body:
+                lengths = body.lengths
+                await download.advance(total=body.total, reading_path=tmp_path, answered=True)
                 download.started.set()
-                async for chunk in paced(response.aiter_raw(), self._pace, download.unread, CHUNK):
-                    await self._take(download, fh, digest, chunk)
-            self._metrics.upstream_request("file")
+                async for chunk in body.chunks:
+                    await self._take(download, fh, digest, chunk, upstream=body.upstream)
             wrong = [n for n in lengths if n != download.written]
             if wrong:
                 raise UpstreamError(
                     f"upstream sent {download.written} bytes of {dist.filename}, not the {wrong[0]} it stated"
                 )
             actual = digest.hexdigest()
-            if expected and actual != expected.lower():
+            if any(actual != h for h in hashes):
                 raise UpstreamError(f"{dist.filename} does not match upstream's sha256; not cached")
             if fh is not None and tmp_path is not None and download.memory_from is None:
                 # Our own hash is vouched for only when a length upstream stated checked out.
-                vouched = bool(expected or lengths)
+                vouched = bool(hashes or lengths)
                 try:
                     await asyncio.to_thread(self._commit, download.final, tmp_path, fh, actual, vouched)
                 except CacheWriteError as exc:
@@ -263,7 +347,7 @@ class FileService:
             await download.advance(done=True)  # served, not kept: readers opened the temp file
 
     async def _take(
-        self, download: Download, fh: IO[bytes] | None, digest: hashlib._Hash, chunk: bytes
+        self, download: Download, fh: IO[bytes] | None, digest: hashlib._Hash, chunk: bytes, *, upstream: bool
     ) -> None:
         """One piece from upstream: to disk while the cache takes it, to the readers in any case."""
         if fh is not None and download.memory_from is None:
@@ -274,7 +358,8 @@ class FileService:
         if download.memory_from is not None:
             await download.make_room(len(chunk))
             await asyncio.to_thread(digest.update, chunk)
-        self._metrics.upstream_bytes += len(chunk)
+        if upstream:
+            self._metrics.upstream_bytes += len(chunk)
         download.keep(download.written, chunk)
         await download.advance(written=download.written + len(chunk))
 

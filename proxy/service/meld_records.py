@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from proxy.cache.store import CacheStore, PageKey
 from proxy.meld import MeldReport, MeldResult, WheelInput
 
-__all__ = ["MeldRecord", "load_meld", "save_meld", "stored_melds"]
+__all__ = ["MeldRecord", "load_meld", "meld_bytes", "save_meld", "stored_melds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +33,19 @@ class MeldRecord:
         return cls(hashes=hashes, changed=changed, report=result.report)
 
 
-def save_meld(store: CacheStore, key: PageKey, release_key: str, record: MeldRecord) -> None:
-    """Blocking: run it in a thread."""
+def meld_bytes(record: MeldRecord) -> bytes:
+    """The record as the cache (and the fleet's bucket) keeps it; ``load_meld`` reads it back."""
     doc = {
         "hashes": record.hashes,
         "changed": {n: base64.b64encode(b).decode() for n, b in record.changed.items()},
         "report": record.report.to_dict(),
     }
-    store.write_atomic(store.meld_path(key, release_key), json.dumps(doc).encode())
+    return json.dumps(doc).encode()
+
+
+def save_meld(store: CacheStore, key: PageKey, release_key: str, record: MeldRecord) -> None:
+    """Blocking: run it in a thread."""
+    store.write_atomic(store.meld_path(key, release_key), meld_bytes(record))
 
 
 def load_meld(raw: bytes) -> MeldRecord | None:

@@ -21,8 +21,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from proxy.cache.errors import CacheWriteError
+from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore, PageKey
 from proxy.errors import NotFound, OfflineMiss, WheelmeldError
 from proxy.index.filenames import FileKind, parse_file_name
@@ -34,7 +36,7 @@ from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
 from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
-from proxy.service.meld_records import MeldRecord, load_meld, save_meld, stored_melds
+from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
 
@@ -62,8 +64,10 @@ class MetadataService:
         limits: MeldLimits | None = None,
         incomplete_retry: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedTier | None = None,
     ) -> None:
         self._store = store
+        self._shared = shared  # the fleet's bucket: looked in before upstream, written after a commit
         self._metrics = metrics
         self._meld_log = meld_log
         self._offline = offline
@@ -109,7 +113,14 @@ class MetadataService:
                 return self._remember(key, dist.filename, cached)
             data = (await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)).data
             await self._keep(dist.filename, self._store.write_atomic, path, data)
+            await self._publish({path: data})
             return self._remember(key, dist.filename, data)
+
+    async def _publish(self, objects: Mapping[Path, bytes]) -> None:
+        """Into the fleet's bucket, under the caller's lock (so waiters on it find them there)."""
+        if self._shared is not None:
+            for path, data in objects.items():
+                await self._shared.publish(path, data)
 
     async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
         """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
@@ -127,6 +138,12 @@ class MetadataService:
             data = await asyncio.to_thread(read_local_metadata, local, dist.filename)
             if data is not None:
                 return Fetched(data)
+        if self._shared is not None:
+            shared = _as_advertised(
+                dist, await self._shared.pull(self._store.metadata_path(key, dist.filename))
+            )
+            if shared is not None:
+                return Fetched(shared)
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
         return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
@@ -241,9 +258,7 @@ class MetadataService:
             read = await self._read_siblings(key, siblings, asked, upstream, one)
         except BaseException:
             # Kept when another sibling failed: what was read is immutable, and a retry needs it.
-            await self._keep(
-                f"metadata of {asked.filename}'s siblings", self._keep_siblings, key, fetched, None
-            )
+            await self._keep_siblings(asked, key, fetched, None)
             raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
@@ -251,18 +266,13 @@ class MetadataService:
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
         report = result.report
-        await self._keep(
-            f"metadata of {asked.filename}'s siblings",
-            self._keep_siblings,
-            key,
-            fetched,
-            result.report.problems,
-        )
+        await self._keep_siblings(asked, key, fetched, report.problems)
         record = MeldRecord.of(result, inputs)
         if report.complete:
             await self._keep(
                 f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
             )
+            await self._publish({self._store.meld_path(key, release_key): meld_bytes(record)})
             self._melds[(key, release_key)] = record
             self._revisions[key] += 1
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
@@ -285,24 +295,33 @@ class MetadataService:
             result = await asyncio.to_thread(meld, sdist)
         return result
 
-    def _keep_siblings(
-        self, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+    async def _keep_siblings(
+        self, asked: DistFile, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
     ) -> None:
-        """Write the siblings' fetched original metadata to the cache (blocking: run it in a thread),
+        """The siblings' fetched original metadata into the cache and the fleet's bucket."""
+        if not fetched:
+            return
+        kept = await asyncio.to_thread(self._keepable, key, fetched, left_out)
+        if kept:
+            await self._keep(f"metadata of {asked.filename}'s siblings", self._store.write_many, kept.items())
+            await self._publish(kept)
+
+    def _keepable(
+        self, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
+    ) -> dict[Path, bytes]:
+        """Of the siblings' fetched original metadata, what the cache may keep (blocking: CPU),
         never what could not take part in the meld: a corrupt file cached would be served and melded
         as it is for good. ``left_out``: the meld's problems; None when no meld ran (each is read)."""
         limits = self._limits
-        paths = [
-            (self._store.metadata_path(key, name), data)
+        return {
+            self._store.metadata_path(key, name): data
             for name, data in fetched.items()
             if (
                 name not in left_out
                 if left_out is not None
                 else isinstance(read_metadata(data, limits.max_metadata_bytes, limits.max_requirements), Read)
             )
-        ]
-        if paths:
-            self._store.write_many(paths)
+        }
 
     def _read_cached(self, key: PageKey, wheels: Sequence[DistFile]) -> dict[str, bytes]:
         """The original metadata the cache holds for ``wheels`` (blocking: run it in a thread)."""
@@ -376,7 +395,12 @@ class MetadataService:
         }
 
     async def _load_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
-        raw = await asyncio.to_thread(self._store.read, self._store.meld_path(key, release_key))
+        path = self._store.meld_path(key, release_key)
+        raw = await asyncio.to_thread(self._store.read, path)
+        if raw is None and self._shared is not None:
+            raw = await self._shared.pull(path)
+            if raw is not None and load_meld(raw) is not None:
+                await self._keep("a meld from the shared cache", self._store.write_atomic, path, raw)
         record = None if raw is None else load_meld(raw)
         if record is not None:
             self._melds[(key, release_key)] = record

@@ -10,14 +10,13 @@ import asyncio
 import hashlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3, MotoUnavailable
+from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3
 
 pytest.importorskip("aiobotocore", reason="the [s3] extra is not installed (pip install -e '.[test]')")
 
@@ -27,36 +26,9 @@ from proxy.cache.s3 import S3ObjectStore
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's smallest part: a 12 MiB body is three parts
 WHEEL = "files/torch/torch-2.7.0+cu126-cp311-cp311-linux_x86_64.whl"
-_names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoS3]:
-    try:
-        with MotoS3() as server:
-            yield server
-    except MotoUnavailable as exc:
-        pytest.skip(f"no S3 server for the object store tests: {exc}")
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Only these credentials, from the environment: no profile, file or instance role of the machine."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def bucket(moto: MotoS3) -> str:
-    name = f"wheelmeld-test-{next(_names)}"
-    moto.client.create_bucket(Bucket=name)
-    return name
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 def _store(moto: MotoS3, bucket: str, prefix: str = "") -> S3ObjectStore:

@@ -5,6 +5,7 @@ Pure: every test passes its own ``environ`` and writes its TOML under ``tmp_path
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,17 @@ _LAYERS: list[tuple[str, str, tuple[str, str], dict[str, Any], tuple[Any, Any, A
      (Path("/c/toml"), Path("/c/env"), Path("/c/cli"))),
     ("redis_url", '[coordination]\nredis_url = "redis://r1:6379"', ("WHEELMELD_REDIS_URL", "rediss://r2"),
      {"redis_url": "unix:///run/valkey.sock"}, ("redis://r1:6379", "rediss://r2", "unix:///run/valkey.sock")),
+    ("cache_backend", '[cache]\nbackend = "s3"\n[cache.s3]\nbucket = "b"',
+     ("WHEELMELD_CACHE_BACKEND", "local"), {"cache_backend": "s3"}, ("s3", "local", "s3")),
+    ("s3_endpoint_url", '[cache.s3]\nendpoint_url = "http://127.0.0.1:9000"',
+     ("WHEELMELD_S3_ENDPOINT_URL", "https://s3.example/"), {"s3_endpoint_url": "http://127.0.0.1:9002"},
+     ("http://127.0.0.1:9000", "https://s3.example", "http://127.0.0.1:9002")),
+    ("s3_bucket", '[cache.s3]\nbucket = "toml"', ("WHEELMELD_S3_BUCKET", "env"), {"s3_bucket": "cli"},
+     ("toml", "env", "cli")),
+    ("s3_prefix", '[cache.s3]\nprefix = "toml"', ("WHEELMELD_S3_PREFIX", "env"), {"s3_prefix": "cli"},
+     ("toml", "env", "cli")),
+    ("s3_region", '[cache.s3]\nregion = "eu-1"', ("WHEELMELD_S3_REGION", "eu-2"), {"s3_region": "eu-3"},
+     ("eu-1", "eu-2", "eu-3")),
 ]  # fmt: skip
 
 
@@ -99,8 +111,23 @@ def test_every_key_has_a_variable_and_a_line_in_the_example() -> None:
     example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text(encoding="utf-8")
     for key in KEYS:
         assert key.env.startswith("WHEELMELD_"), key
-        section, _, name = key.toml.partition(".")
+        section, _, name = key.toml.rpartition(".")
         assert f"[{section}]" in example and f"{name} = " in example and key.env in example, key
+
+
+@pytest.mark.parametrize(
+    ("environ", "refused"),
+    [
+        ({"WHEELMELD_CACHE_BACKEND": "s3"}, "needs cache.s3.bucket"),
+        ({"WHEELMELD_CACHE_BACKEND": "disk"}, "must be one of 'local', 's3'"),
+        ({"WHEELMELD_S3_ENDPOINT_URL": "ftp://127.0.0.1"}, "must be an http(s) URL"),
+        ({"WHEELMELD_S3_ENDPOINT_URL": "http://key:hunter2@127.0.0.1"}, "must not hold credentials"),
+    ],
+)
+def test_s3_settings_are_checked(environ: dict[str, str], refused: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(refused)) as caught:
+        load_config(CliOverrides(routes=[ROUTE]), environ=environ)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:
