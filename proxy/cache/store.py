@@ -311,13 +311,14 @@ class CacheStore:
 
     # -- locks --------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
+    async def lock(self, name: str, *, fleet: bool = True) -> AsyncIterator[None]:
         """Exclusive across the tasks of this process, the worker processes sharing the root and,
-        with ``leases``, the replicas of a fleet (``proxy.cache.leases``).
+        with ``leases`` and ``fleet``, the replicas of a fleet (``proxy.cache.leases``).
 
-        flock is released by the kernel when its holder dies, and a lease expires when its holder
-        stops renewing it, so a ``kill -9`` never wedges a key. The local halves come first: at
-        most one task per machine waits on the fleet's lease for a key.
+        ``fleet=False`` for what each replica keeps for itself (pages): a fleet lease on it would
+        only make the replicas take turns. flock is released by the kernel when its holder dies,
+        and a lease expires when its holder stops renewing it, so a ``kill -9`` never wedges a key.
+        The local halves come first: at most one task per machine waits on the fleet for a key.
         """
         entry = self._task_locks.setdefault(name, _TaskLock())
         entry.users += 1  # so the entry is dropped only when nobody waits on it
@@ -327,7 +328,7 @@ class CacheStore:
                 try:
                     if fd is not None:  # none: the cache cannot be written, so no sibling writes it
                         await _flock_polling(fd)
-                    async with self._fleet_lease(name):
+                    async with self._fleet_lease(name) if fleet else contextlib.nullcontext():
                         yield
                 finally:
                     if fd is not None:

@@ -258,10 +258,12 @@ def test_a_proxy_takes_leases_counts_them_and_never_shows_the_password(
 ) -> None:
     index = FakeIndex.from_files({"demo": [wheel(WHEEL)]})
     s = make_stack(index, config={"redis_url": redis_server.url})
-    assert s.client.get(f"/simple/demo/{WHEEL}").status_code == 200
+    assert s.client.get("/simple/demo/").status_code == 200
     counts = _lease_metrics(s.client.get("/metrics").text)
-    assert counts["acquired"] >= 1, "the page and the file were fetched under leases"
     assert set(counts) == {o.value for o in LeaseOutcome}
+    assert sum(counts.values()) == 0, "a page is each replica's own: no lease"
+    assert s.client.get(f"/simple/demo/{WHEEL}").status_code == 200
+    assert _lease_metrics(s.client.get("/metrics").text)["acquired"] == 1, "the file, under a lease"
     status = s.client.get("/").text
     assert PASSWORD not in status and f"redis://:***@127.0.0.1:{redis_server.port}/0" in status
 
