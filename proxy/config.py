@@ -46,6 +46,7 @@ from proxy.config_values import (
     SIZE,
     TEXT,
     Kind,
+    at_least,
     choice,
     parse_size,
     refuse_unknown,
@@ -178,7 +179,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("meld_incomplete_retry", "meld.incomplete_retry", NUMBER_OR_ZERO, "WHEELMELD_MELD_INCOMPLETE_RETRY"),
     Key("redis_url", "coordination.redis_url", REDIS_URL, "WHEELMELD_REDIS_URL", "--redis-url"),
-    Key("lease_ttl", "coordination.lease_ttl", POSITIVE_NUMBER, "WHEELMELD_LEASE_TTL"),
+    Key("lease_ttl", "coordination.lease_ttl", at_least(1.0), "WHEELMELD_LEASE_TTL"),
 )
 _SECTIONS = ("routes", "auth", *dict.fromkeys(k.toml.partition(".")[0] for k in KEYS))
 

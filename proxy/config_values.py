@@ -30,6 +30,7 @@ __all__ = [
     "SIZE",
     "TEXT",
     "Kind",
+    "at_least",
     "choice",
     "parse_size",
     "refuse_unknown",
@@ -96,6 +97,18 @@ def _positive(value: Any, where: str) -> float:
 
 
 POSITIVE_NUMBER = Kind(typed=_positive, text=_parsed(float, _positive))
+
+
+def at_least(minimum: float) -> Kind:
+    """A number of at least ``minimum`` (a lease's ttl: below a second, a renewal would race it)."""
+
+    def typed(value: Any, where: str) -> float:
+        number = _positive(value, where)
+        if number < minimum:
+            raise ConfigError(f"{where} must be a number >= {minimum:g}, got {value!r}")
+        return number
+
+    return Kind(typed=typed, text=_parsed(float, typed))
 
 
 def _not_negative(value: Any, where: str) -> float:

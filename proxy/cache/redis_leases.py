@@ -141,9 +141,6 @@ class RedisLeases:
         self._tasks: set[asyncio.Task[None]] = set()
         self.renewals = 0  # renewals that found the lease still ours (tests wait on it)
 
-    def describe(self) -> str:
-        return f"{self._where} (lease ttl {self._ttl_ms / 1000:g} s)"
-
     @contextlib.asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
         held = await self._acquire(KEY_PREFIX + name)
@@ -252,9 +249,14 @@ class RedisLeases:
         if self._listener is None or self._listener.done():
             self._listening.clear()
             self._listener = asyncio.create_task(self._hear(self._redis.pubsub()))
-        with contextlib.suppress(TimeoutError):
-            # Without it, waiters still poll: only their wake-up on a release would be slower.
-            await asyncio.wait_for(self._listening.wait(), _CONNECT_TIMEOUT)
+        if self._listening.is_set():
+            return
+        # Until it is subscribed, or has failed: without it waiters still poll, only slower to wake.
+        subscribed = asyncio.create_task(self._listening.wait())
+        await asyncio.wait(
+            (subscribed, self._listener), timeout=_CONNECT_TIMEOUT, return_when="FIRST_COMPLETED"
+        )
+        subscribed.cancel()
 
     async def _hear(self, pubsub: PubSub) -> None:
         try:

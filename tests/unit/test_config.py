@@ -483,6 +483,12 @@ def test_coordination_from_the_file_and_the_environment(tmp_path: Path) -> None:
     assert (from_env.redis_url, from_env.lease_ttl) == (None, 2.5), "an empty variable turns leases off"
 
 
+@pytest.mark.parametrize("value", ["0.5", "0", "-1", "soon"])
+def test_a_lease_ttl_under_a_second_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="WHEELMELD_LEASE_TTL"):
+        load_config(CliOverrides(routes=[ROUTE]), environ={"WHEELMELD_LEASE_TTL": value})
+
+
 SECRET = "s3cr3t-never-shown"
 
 
