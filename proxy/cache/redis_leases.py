@@ -254,7 +254,7 @@ class RedisLeases:
         # Until it is subscribed, or has failed: without it waiters still poll, only slower to wake.
         subscribed = asyncio.create_task(self._listening.wait())
         await asyncio.wait(
-            (subscribed, self._listener), timeout=_CONNECT_TIMEOUT, return_when="FIRST_COMPLETED"
+            (subscribed, self._listener), timeout=_CONNECT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
         subscribed.cancel()
 

@@ -21,6 +21,7 @@ from proxy.config import Config
 from tests.cache.cachekit import metric, serve_process
 from tests.e2e.e2ekit import Clients, seed_pyproject, write_project
 from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.fleet import fleet_toml
 from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import MotoS3
@@ -130,26 +131,6 @@ def test_twenty_cold_requests_over_two_replicas_fetch_the_file_upstream_once(
 # -- (c) kill -9 of the replica holding the lease, mid-download ------------------------------------
 
 
-def _fleet_toml(path: Path, moto: MotoS3, bucket: str, redis: RedisServer, lease_ttl: float) -> Path:
-    path.write_text(
-        f"""
-[cache]
-backend = "s3"
-
-[cache.s3]
-endpoint_url = "{moto.endpoint_url}"
-bucket = "{bucket}"
-region = "us-east-1"
-
-[coordination]
-redis_url = "{redis.url}"
-lease_ttl = {lease_ttl}
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def _fetch_verified(urls: list[str], expected: str, started: threading.Event | None = None) -> str:
     """A client that retries on the next replica when one breaks off (as uv and pip retry)."""
     for url in urls:
@@ -188,7 +169,7 @@ def test_kill_9_of_the_lease_holder_mid_download_is_taken_over_and_nothing_parti
     big = _big(8 * 1024 * 1024)
     expected = _sha256(big.content or b"")
     options = UpstreamOptions(prefix="/simple", hashes=True, pep658=True)
-    config = _fleet_toml(tmp_path / "fleet.toml", moto, bucket, redis_server, lease_ttl=1.0)
+    config = fleet_toml(tmp_path / "fleet.toml", moto, bucket, redis_server, lease_ttl=1.0)
     with UpstreamServer(FakeIndex.from_files({"big": [big]}), options) as up:
         routes = {"/simple": up.url + "/simple"}
         # The first download drips (8 MiB in ~3 s); the one that takes over runs at full speed.

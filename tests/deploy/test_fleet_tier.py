@@ -15,6 +15,7 @@ from tests.cache.cachekit import serve_process
 from tests.deploy.tier import Nginx
 from tests.e2e.e2ekit import Clients, seed_pyproject, write_project
 from tests.support.fake_index import FakeIndex
+from tests.support.fleet import fleet_toml
 from tests.support.proxy import ProxyServer, proxy_config
 from tests.support.redis_server import RedisServer
 from tests.support.s3_server import MotoS3
@@ -35,26 +36,6 @@ def _lock(tmp_path: Path, name: str, index_url: str) -> str:
     return (project / "uv.lock").read_text(encoding="utf-8").replace(index_url, "<index>")
 
 
-def _fleet_toml(path: Path, moto: MotoS3, bucket: str, redis: RedisServer) -> Path:
-    path.write_text(
-        f"""
-[cache]
-backend = "s3"
-
-[cache.s3]
-endpoint_url = "{moto.endpoint_url}"
-bucket = "{bucket}"
-region = "us-east-1"
-
-[coordination]
-redis_url = "{redis.url}"
-lease_ttl = 2.0
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def _metadata_reads(upstream: UpstreamServer) -> int:
     """Upstream requests that are not pages: the ranges of wheels a meld reads."""
     return sum(not r.path.endswith("/") for r in upstream.log.records())
@@ -70,7 +51,7 @@ def test_the_seed_locks_through_the_fleet_with_a_replica_killed_mid_lock(
 ) -> None:
     # A little latency per upstream answer, so the lock is still under way when the replica dies.
     options = replace(PYTORCH_OPTIONS, latency_ms=20)
-    config = _fleet_toml(tmp_path / "fleet.toml", moto, bucket, redis_server)
+    config = fleet_toml(tmp_path / "fleet.toml", moto, bucket, redis_server, lease_ttl=2.0)
     with UpstreamServer(pytorch_index, options) as up:
         routes = {"/whl": up.url + "/whl"}
         with ProxyServer(proxy_config(tmp_path / "single", routes)) as single:
