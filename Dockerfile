@@ -22,8 +22,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     WHEELMELD_CACHE_DIR=/cache \
     WHEELMELD_LOG_FORMAT=json
 
+# Optional extras, comma-separated: the fleet profile of docker-compose.yml builds with
+# EXTRAS=s3,coordination (the S3 client and the Redis/Valkey client); the default image has neither.
+ARG EXTRAS=""
 COPY --from=build /wheels /tmp/wheels
-RUN python -m pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels \
+RUN python -m pip install "$(echo /tmp/wheels/*.whl)${EXTRAS:+[$EXTRAS]}" && rm -rf /tmp/wheels \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin wheelmeld \
     && mkdir -p /cache /etc/wheelmeld && chown wheelmeld /cache
 

@@ -14,6 +14,7 @@ environment as arguments, so tests and the CLI build configurations the same way
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tomllib
@@ -41,9 +42,11 @@ from proxy.config_values import (
     PORT,
     POSITIVE_NUMBER,
     POSITIVE_SIZE,
+    REDIS_URL,
     SIZE,
     TEXT,
     Kind,
+    at_least,
     choice,
     parse_size,
     refuse_unknown,
@@ -97,6 +100,9 @@ class Config:
     meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
     meld_incomplete_retry: float = 60.0  # seconds an incomplete meld is reused (in memory) before a retry
+    # [coordination]: fleet-wide leases on Redis/Valkey (proxy.cache.leases); None = this machine only.
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password: never shown whole
+    lease_ttl: float = 30.0  # seconds a lease outlives a holder that stopped renewing it
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -172,6 +178,8 @@ KEYS: tuple[Key, ...] = (
         "meld_max_metadata_size", "meld.max_metadata_size", POSITIVE_SIZE, "WHEELMELD_MELD_MAX_METADATA_SIZE"
     ),
     Key("meld_incomplete_retry", "meld.incomplete_retry", NUMBER_OR_ZERO, "WHEELMELD_MELD_INCOMPLETE_RETRY"),
+    Key("redis_url", "coordination.redis_url", REDIS_URL, "WHEELMELD_REDIS_URL", "--redis-url"),
+    Key("lease_ttl", "coordination.lease_ttl", at_least(1.0), "WHEELMELD_LEASE_TTL"),
 )
 _SECTIONS = ("routes", "auth", *dict.fromkeys(k.toml.partition(".")[0] for k in KEYS))
 
@@ -188,6 +196,7 @@ class CliOverrides:
     offline: bool | None = None
     workers: int | None = None
     log_format: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
     cache_backend: str | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
@@ -318,6 +327,11 @@ def load_config(
         # Built-in defaults only when nobody named a route: a user who names routes gets just those.
         routes, notes = _default_routes(environ)
     check_auth_routes(auth, routes)
+    if values.get("redis_url") and importlib.util.find_spec("redis") is None:
+        raise ConfigError(
+            f"coordination.redis_url (from {origins['coordination.redis_url']}) needs the redis package: "
+            "pip install 'wheelmeld[coordination]'"
+        )
     if values.get("cache_backend") == "s3" and not values.get("s3_bucket"):
         raise ConfigError('cache.backend = "s3" needs cache.s3.bucket (WHEELMELD_S3_BUCKET, --s3-bucket)')
     return Config(**values, routes=routes, auth=auth, notes=notes, origins=tuple(origins.items()))

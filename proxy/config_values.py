@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.text import masked_url
 
 __all__ = [
     "BOOL",
@@ -25,9 +26,11 @@ __all__ = [
     "PATH",
     "PORT",
     "POSITIVE_NUMBER",
+    "REDIS_URL",
     "SIZE",
     "TEXT",
     "Kind",
+    "at_least",
     "choice",
     "parse_size",
     "refuse_unknown",
@@ -46,6 +49,7 @@ class Kind:
 
     typed: Callable[[Any, str], Any]
     text: Callable[[str, str], Any]
+    shown: Callable[[Any], str] = str  # what start-up lines print of a value (no secret in it)
 
 
 def _parsed(convert: Callable[[str], Any], typed: Callable[[Any, str], Any]) -> Callable[[str, str], Any]:
@@ -93,6 +97,18 @@ def _positive(value: Any, where: str) -> float:
 
 
 POSITIVE_NUMBER = Kind(typed=_positive, text=_parsed(float, _positive))
+
+
+def at_least(minimum: float) -> Kind:
+    """A number of at least ``minimum`` (a lease's ttl: below a second, a renewal would race it)."""
+
+    def typed(value: Any, where: str) -> float:
+        number = _positive(value, where)
+        if number < minimum:
+            raise ConfigError(f"{where} must be a number >= {minimum:g}, got {value!r}")
+        return number
+
+    return Kind(typed=typed, text=_parsed(float, typed))
 
 
 def _not_negative(value: Any, where: str) -> float:
@@ -163,6 +179,32 @@ def _path(value: Any, where: str) -> Path:
 
 
 PATH = Kind(typed=_path, text=_path)
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any, where: str) -> str | None:
+    """A Redis or Valkey URL, or ``None`` for an empty one (no coordination); never echoed whole,
+    since it may carry a password."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a redis://, rediss:// or unix:// URL")
+    if not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"{where} is not a URL: {masked_url(value)!r}") from None
+    if parts.scheme not in _REDIS_SCHEMES or not (parts.hostname or (parts.scheme == "unix" and parts.path)):
+        raise ConfigError(f"{where} must be a redis://, rediss:// or unix:// URL, got {masked_url(value)!r}")
+    return value.strip()
+
+
+def _shown_url(value: str | None) -> str:
+    return masked_url(value) if value else "(none)"
+
+
+REDIS_URL = Kind(typed=_redis_url, text=_redis_url, shown=_shown_url)
 
 
 def parse_size(value: str | int, where: str = "size") -> int:

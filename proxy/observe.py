@@ -17,6 +17,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from proxy.cache.errors import CacheWriteError
+from proxy.cache.leases import LeaseOutcome
 from proxy.cache.shared import SharedCounts
 from proxy.meld import MeldReport
 from proxy.text import escape_controls
@@ -99,6 +100,7 @@ class Metrics:
     blocked_fetches: int = 0
     pages_loaded_ahead: int = 0
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
+    leases: Counter[LeaseOutcome] = field(default_factory=Counter)  # fleet leases ([coordination])
     shared: SharedCounts = field(default_factory=SharedCounts)  # the bucket tier (backend s3)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
@@ -112,6 +114,9 @@ class Metrics:
 
     def meld_unavailable(self) -> None:
         self.melds_unavailable += 1
+
+    def lease(self, outcome: LeaseOutcome) -> None:
+        self.leases[outcome] += 1
 
 
 @dataclass(slots=True)

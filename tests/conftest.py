@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_index import FIXTURES_DIR, FakeIndex
+from tests.support.redis_server import TEST_PASSWORD, RedisServer, RedisUnavailable
 from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3, MotoUnavailable
 from tests.support.stack import MakeStack, Stack, start_stack
 from tests.support.upstream import PYPI_TORCH_OPTIONS, PYTORCH_OPTIONS, UpstreamOptions, UpstreamServer
@@ -120,3 +121,16 @@ def bucket(moto: MotoS3) -> str:
     name = f"wheelmeld-test-{next(_buckets)}"
     moto.client.create_bucket(Bucket=name)
     return name
+
+
+# -- Redis (Debian's redis-server) for the fleet's leases -------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on 127.0.0.1 (with ``TEST_PASSWORD``); skipped where none is installed."""
+    try:
+        with RedisServer(password=TEST_PASSWORD) as server:
+            yield server
+    except RedisUnavailable as exc:
+        pytest.skip(f"no Redis for the fleet lease tests: {exc}")

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from proxy.cache.errors import CacheWriteError
+from proxy.cache.leases import Leases
 from proxy.errors import BadRequest
 
 __all__ = ["CacheStore", "PageKey", "is_safe_component"]
@@ -95,8 +96,9 @@ class _TaskLock:
 class CacheStore:
     """Owns the cache root; every read and write of the cache goes through it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, leases: Leases | None = None) -> None:
         self.root = root
+        self.leases = leases
         self._data = root / "v1"
         self._tmp = root / "tmp"
         self._locks_dir = root / "locks"
@@ -309,28 +311,39 @@ class CacheStore:
 
     # -- locks --------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
-        """Exclusive across the tasks of this process and across worker processes sharing the root.
+    async def lock(self, name: str, *, fleet: bool = True) -> AsyncIterator[None]:
+        """Exclusive across the tasks of this process, the worker processes sharing the root and,
+        with ``leases`` and ``fleet``, the replicas of a fleet (``proxy.cache.leases``).
 
-        flock is released by the kernel when its holder dies, so a ``kill -9`` never wedges a key.
+        ``fleet=False`` for what each replica keeps for itself (pages): a fleet lease on it would
+        only make the replicas take turns. flock is released by the kernel when its holder dies,
+        and a lease expires when its holder stops renewing it, so a ``kill -9`` never wedges a key.
+        The local halves come first: at most one task per machine waits on the fleet for a key.
         """
         entry = self._task_locks.setdefault(name, _TaskLock())
         entry.users += 1  # so the entry is dropped only when nobody waits on it
         try:
             async with entry.lock:
                 fd = self._open_lock_file(name)
-                if fd is None:
-                    yield  # no lock file: the cache cannot be written, so no other worker writes it
-                    return
                 try:
-                    await _flock_polling(fd)
-                    yield
+                    if fd is not None:  # none: the cache cannot be written, so no sibling writes it
+                        await _flock_polling(fd)
+                    async with self._fleet_lease(name) if fleet else contextlib.nullcontext():
+                        yield
                 finally:
-                    os.close(fd)  # closing the descriptor releases the flock
+                    if fd is not None:
+                        os.close(fd)  # closing the descriptor releases the flock
         finally:
             entry.users -= 1
             if entry.users == 0:
                 self._task_locks.pop(name, None)
+
+    def _fleet_lease(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        if self.leases is None:
+            return contextlib.nullcontext()
+        # A name may hold a path in this cache; replicas have roots of their own, so the fleet
+        # knows the entry by its path below the root.
+        return self.leases.hold(name.replace(str(self._data) + os.sep, ""))
 
     @contextlib.contextmanager
     def try_lock(self, name: str) -> Iterator[bool]:

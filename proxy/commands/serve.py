@@ -57,6 +57,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--workers", type=int, help="worker processes sharing the cache (default 1)")
     serve.add_argument("--log-format", choices=("text", "json"), help="access log format (default text)")
     serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="Redis or Valkey for fleet-wide leases (a password is better given as WHEELMELD_REDIS_URL)",
+    )
+    serve.add_argument(
         "--cache-backend", choices=("local", "s3"), help="where immutable objects live (default local)"
     )
     serve.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS itself)")
@@ -178,7 +183,7 @@ def _startup_lines(config: Config) -> list[str]:
     lines.append(f"cache in {config.cache_dir}{source('cache.dir')}")
     for key in KEYS:
         if key.toml not in ("server.offline", "cache.dir") and config.origin(key.toml):
-            lines.append(f"{key.toml} = {getattr(config, key.field)}{source(key.toml)}")
+            lines.append(f"{key.toml} = {key.kind.shown(getattr(config, key.field))}{source(key.toml)}")
     return lines
 
 
@@ -195,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             offline=args.offline,
             workers=args.workers,
             log_format=args.log_format,
+            redis_url=args.redis_url,
             cache_backend=args.cache_backend,
             s3_endpoint_url=args.s3_endpoint_url,
             s3_bucket=args.s3_bucket,

@@ -114,6 +114,8 @@ async def _serving(app: Starlette, state: AppState) -> AsyncIterator[None]:
             await following
         for upstream in state.upstreams.values():
             await upstream.client.aclose()
+        if state.leases is not None:
+            await state.leases.aclose()
 
 
 def create_app(config: Config, *, page_journal: Path | None = None) -> WheelmeldApp:

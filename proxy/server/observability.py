@@ -7,13 +7,16 @@ responses; what the line says of the cache and of upstream comes from the reques
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.cache.leases import LeaseOutcome
 from proxy.cache.shared import SharedCounts, SharedKind
 from proxy.observe import CacheOutcome, Metrics, RequestFacts, end_request, start_request
 from proxy.text import escape_controls
@@ -21,6 +24,12 @@ from proxy.text import escape_controls
 __all__ = ["AccessLog", "render_metrics", "request_note"]
 
 log = logging.getLogger("wheelmeld.access")
+
+
+def _by_outcome(name: str, help_text: str, counts: Counter[Any], outcomes: type[enum.Enum]) -> list[str]:
+    """One counter per outcome, those never seen included (at 0)."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    return lines + [f'{name}{{outcome="{o.value}"}} {counts[o]}' for o in outcomes]
 
 
 def render_metrics(metrics: Metrics) -> bytes:
@@ -31,12 +40,13 @@ def render_metrics(metrics: Metrics) -> bytes:
     ]
     for (route, status), n in sorted(metrics.requests.items()):
         lines.append(f'wheelmeld_requests_total{{route="{route}",status="{status}"}} {n}')
-    lines += [
-        "# HELP wheelmeld_cache_total Cache lookups by outcome.",
-        "# TYPE wheelmeld_cache_total counter",
-    ]
-    for outcome in CacheOutcome:
-        lines.append(f'wheelmeld_cache_total{{outcome="{outcome.value}"}} {metrics.cache[outcome]}')
+    lines += _by_outcome("wheelmeld_cache_total", "Cache lookups by outcome.", metrics.cache, CacheOutcome)
+    lines += _by_outcome(
+        "wheelmeld_lease_total",
+        "Fleet leases ([coordination] redis_url) by outcome.",
+        metrics.leases,
+        LeaseOutcome,
+    )
     lines += [
         "# HELP wheelmeld_upstream_requests_total Requests sent upstream, by kind (page, metadata, "
         "range, file).",

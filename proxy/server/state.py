@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from proxy.cache.leases import Leases
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
@@ -43,7 +44,8 @@ class AppState:
         self, config: Config, metrics: Metrics, journal: PageJournal | None, shared: SharedTier | None = None
     ) -> None:
         self.config = config
-        self.store = CacheStore(config.cache_dir)
+        self.leases = _leases(config, metrics)
+        self.store = CacheStore(config.cache_dir, leases=self.leases)
         self.shared = shared  # the fleet's bucket in front of upstream (backend s3), else None
         self.metrics = metrics
         # Index requests under way in this worker; pages siblings fetched load here while it is idle.
@@ -91,3 +93,11 @@ class AppState:
         upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
         if upstream is not None:
             await self.views.body(self.views.view_of(entry), upstream.route.meld, JSON_V1)
+
+
+def _leases(config: Config, metrics: Metrics) -> Leases | None:
+    if not config.redis_url:
+        return None
+    from proxy.cache.redis_leases import RedisLeases  # the optional [coordination] extra
+
+    return RedisLeases(config.redis_url, ttl=config.lease_ttl, on_outcome=metrics.lease)

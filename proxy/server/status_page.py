@@ -19,6 +19,7 @@ from proxy.observe import CacheOutcome, MeldEntry, MeldLog, Metrics
 from proxy.server.auth import Principal
 from proxy.server.html_page import html_page
 from proxy.server.status import SHOWN_FIELDS, release_href, report_extras, wheel_version
+from proxy.text import masked_url
 
 __all__ = ["human_bytes", "render_status"]
 
@@ -115,9 +116,12 @@ def render_status(config: Config, metrics: Metrics, meld_log: MeldLog, principal
     recent = [e for e in meld_log.recent() if e.page.partition("/")[0] in names]
     mode = "offline: no upstream is contacted" if config.offline else "online"
     signed_in = f" · signed in as <code>{escape(principal.name)}</code>" if config.auth.enabled else ""
+    leases = (
+        f" · fleet leases on <code>{escape(masked_url(config.redis_url))}</code>" if config.redis_url else ""
+    )
     body = (
         "<h1>wheelmeld</h1>"
-        f"<p class='muted'>{mode} · cache <code>{escape(str(config.cache_dir))}</code>{signed_in}</p>"
+        f"<p class='muted'>{mode} · cache <code>{escape(str(config.cache_dir))}</code>{leases}{signed_in}</p>"
         + _numbers(metrics)
         + "<p><small>Counted by this worker since it started · <a href='/metrics'>/metrics</a></small></p>"
         "<h2>Recent releases whose wheels disagreed</h2>"

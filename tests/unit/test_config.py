@@ -65,6 +65,8 @@ _LAYERS: list[tuple[str, str, tuple[str, str], dict[str, Any], tuple[Any, Any, A
     ("cache_dir", '[cache]\ndir = "/c/toml"', ("WHEELMELD_CACHE_DIR", "/c/env"),
      {"cache_dir": Path("/c/cli")},
      (Path("/c/toml"), Path("/c/env"), Path("/c/cli"))),
+    ("redis_url", '[coordination]\nredis_url = "redis://r1:6379"', ("WHEELMELD_REDIS_URL", "rediss://r2"),
+     {"redis_url": "unix:///run/valkey.sock"}, ("redis://r1:6379", "rediss://r2", "unix:///run/valkey.sock")),
     ("cache_backend", '[cache]\nbackend = "s3"\n[cache.s3]\nbucket = "b"',
      ("WHEELMELD_CACHE_BACKEND", "local"), {"cache_backend": "s3"}, ("s3", "local", "s3")),
     ("s3_endpoint_url", '[cache.s3]\nendpoint_url = "http://127.0.0.1:9000"',
@@ -465,3 +467,50 @@ file_min_rate = "1KiB"
     assert (overridden.upstream_max_page_bytes, overridden.upstream_file_idle_timeout) == (10**6, 0.5)
     with pytest.raises(ConfigError, match="WHEELMELD_UPSTREAM_MAX_PAGE_BYTES"):
         load_config(CliOverrides(config_file=path), environ={"WHEELMELD_UPSTREAM_MAX_PAGE_BYTES": "0"})
+
+
+# -- [coordination] ----------------------------------------------------------------------------------
+
+
+def test_coordination_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    default = load_config(CliOverrides(routes=[ROUTE]), environ={})
+    assert (default.redis_url, default.lease_ttl) == (None, 30.0)
+    path = _toml(tmp_path, '[coordination]\nredis_url = "redis://valkey:6379/0"\nlease_ttl = 10')
+    from_file = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ={})
+    assert (from_file.redis_url, from_file.lease_ttl) == ("redis://valkey:6379/0", 10.0)
+    environ = {"WHEELMELD_REDIS_URL": "", "WHEELMELD_LEASE_TTL": "2.5"}
+    from_env = load_config(CliOverrides(config_file=path, routes=[ROUTE]), environ=environ)
+    assert (from_env.redis_url, from_env.lease_ttl) == (None, 2.5), "an empty variable turns leases off"
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "-1", "soon"])
+def test_a_lease_ttl_under_a_second_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="WHEELMELD_LEASE_TTL"):
+        load_config(CliOverrides(routes=[ROUTE]), environ={"WHEELMELD_LEASE_TTL": value})
+
+
+SECRET = "s3cr3t-never-shown"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://:{SECRET}@valkey:6379",
+        f"redis://:{SECRET}@valkey:port",
+        f"redis://:{SECRET}@",
+        f"valkey://user:{SECRET}@valkey",
+        f"rediss://user:{SECRET}@[::1",
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(CliOverrides(routes=[ROUTE]), environ={"WHEELMELD_REDIS_URL": url})
+    message = str(info.value)
+    assert "WHEELMELD_REDIS_URL" in message and "\n" not in message
+    assert SECRET not in message
+
+
+def test_the_redis_url_is_in_no_repr() -> None:
+    config = load_config(CliOverrides(routes=[ROUTE], redis_url=f"redis://:{SECRET}@valkey"), environ={})
+    assert SECRET not in repr(config)
+    assert SECRET not in repr(CliOverrides(redis_url=f"redis://:{SECRET}@valkey"))

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -312,3 +314,75 @@ def test_a_flag_given_to_the_image_beats_its_environment(stage: list[Instruction
     for _ in _serve([*argv, "--port", str(flag_port)], env, port=flag_port):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{env['WHEELMELD_PORT']}/healthz", timeout=2)
+
+
+# -- the fleet profile -------------------------------------------------------------------------------
+
+FLEET = {"wheelmeld-1", "wheelmeld-2", "minio", "bucket", "valkey", "nginx"}
+# Variables the proxy reads besides the KEYS table's: the config file and the routes.
+_OTHER_VARIABLES = {"WHEELMELD_CONFIG", "WHEELMELD_ROUTES"}
+
+
+def _profiled(compose: dict[str, Any], profile: str | None) -> set[str]:
+    """The services a ``--profile`` starts besides the unprofiled ones (``None``: the unprofiled)."""
+    services = compose["services"].items()
+    return {
+        name
+        for name, service in services
+        if list(service.get("profiles", [])) == ([profile] if profile else [])
+    }
+
+
+def test_a_plain_compose_up_is_the_single_node_and_the_fleet_profile_the_fleet(
+    compose: dict[str, Any],
+) -> None:
+    assert _profiled(compose, None) == {"wheelmeld"}
+    assert _profiled(compose, "fleet") == FLEET
+    for name in FLEET:
+        for needed in compose["services"][name].get("depends_on", {}):
+            assert needed in FLEET, f"{name} depends on {needed}, outside the profile"
+
+
+def test_every_wheelmeld_variable_compose_sets_is_a_real_setting(compose: dict[str, Any]) -> None:
+    from proxy.config import KEYS
+
+    known = {key.env for key in KEYS} | _OTHER_VARIABLES
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            assert not variable.startswith("WHEELMELD_") or variable in known, (name, variable)
+
+
+def test_the_replicas_share_a_bucket_and_valkey_and_keep_their_own_caches(
+    compose: dict[str, Any], stage: list[Instruction]
+) -> None:
+    from proxy.config import CliOverrides, load_config
+
+    one, two = compose["services"]["wheelmeld-1"], compose["services"]["wheelmeld-2"]
+    assert one["environment"] == two["environment"]
+    caches = [_mounts(s)[_env(stage)["WHEELMELD_CACHE_DIR"]]["source"] for s in (one, two)]
+    assert len(set(caches)) == 2 and set(caches) <= set(compose["volumes"])
+    # Their environment, as the image's entrypoint reads it, is a configuration that loads.
+    environ = {k: v for k, v in one["environment"].items() if k != "WHEELMELD_CONFIG"}
+    config = load_config(CliOverrides(routes=["/simple=https://upstream.example/simple"]), environ=environ)
+    assert config.redis_url == "redis://valkey:6379/0"
+    assert config.redis_url.split("//")[1].split(":")[0] in compose["services"]
+    # The image they run is built with the extras that backend needs, and those extras exist.
+    extras = set(one["build"]["args"]["EXTRAS"].split(","))
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert extras == {"s3", "coordination"} <= set(optional["optional-dependencies"])
+    assert any(ins.keyword == "ARG" and ins.arguments.startswith("EXTRAS=") for ins in stage)
+
+
+def test_the_tier_is_the_shipped_nginx_conf_in_front_of_both_replicas(
+    compose: dict[str, Any], stage: list[Instruction]
+) -> None:
+    nginx = compose["services"]["nginx"]
+    conf_mount = _mounts(nginx)["/etc/nginx/nginx.conf"]
+    assert conf_mount["source"] == "./deploy/nginx.conf" and conf_mount["read_only"] is True
+    conf = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    upstream = conf[conf.index("upstream wheelmeld {") :].split("}", 1)[0]
+    servers = re.findall(r"^\s*server ([\w.-]+):(\d+)", upstream, flags=re.MULTILINE)
+    assert {host for host, _ in servers} == {"wheelmeld-1", "wheelmeld-2"} == set(nginx["depends_on"])
+    assert {port for _, port in servers} == {_env(stage)["WHEELMELD_PORT"]}
+    listen = re.search(r"^\s*listen (\d+);", conf, flags=re.MULTILINE)
+    assert listen is not None and nginx["ports"][0].rsplit(":", 1)[1] == listen.group(1)

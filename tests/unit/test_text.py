@@ -6,7 +6,7 @@ import pytest
 
 from proxy.errors import UpstreamError
 from proxy.server.answers import header_value
-from proxy.text import escape_controls
+from proxy.text import escape_controls, masked_url
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,19 @@ def test_header_values_are_one_bounded_line_of_printable_ascii(text: str, value:
 
 def test_reasons_are_one_printable_line() -> None:
     assert UpstreamError("a\nb\x00c\u202e").reason == "a b\\x00c\\u202e"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://valkey:6379/0", "redis://valkey:6379/0"),
+        ("redis://:pw@valkey:6379/0", "redis://:***@valkey:6379/0"),
+        ("rediss://user:p%40ss@valkey", "rediss://user:***@valkey"),
+        ("redis://user@valkey", "redis://user@valkey"),
+        ("redis://:pw@[::1]:6379", "redis://:***@[::1]:6379"),
+        ("unix:///run/valkey.sock?password=pw&db=1", "unix:///run/valkey.sock?password=***&db=1"),
+        ("redis://:pw@[::1", "redis://***"),  # not a URL: nothing after the scheme
+    ],
+)
+def test_masked_url(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
