@@ -87,6 +87,11 @@ class Config:
     meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
     meld_incomplete_retry: float = 60.0  # seconds an incomplete meld is reused (in memory) before a retry
+    # Running ahead of the resolver (proxy.service.ahead); a route's ``run_ahead = false`` turns it off there.
+    meld_run_ahead_depth: int = 2  # levels of requirements below a release a client asked for; 0: off
+    meld_run_ahead_releases: int = 48  # releases warmed per release a client asked for
+    meld_run_ahead_concurrency: int = 4  # jobs, and upstream requests, run ahead at once per worker
+    meld_run_ahead_window: float = 30.0  # seconds running ahead goes on with no client asking any of it
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -151,6 +156,15 @@ KEYS: tuple[Key, ...] = (
         "meld_max_metadata_size", "meld.max_metadata_size", POSITIVE_SIZE, "WHEELMELD_MELD_MAX_METADATA_SIZE"
     ),
     Key("meld_incomplete_retry", "meld.incomplete_retry", NUMBER_OR_ZERO, "WHEELMELD_MELD_INCOMPLETE_RETRY"),
+    Key("meld_run_ahead_depth", "meld.run_ahead_depth", whole(0), "WHEELMELD_MELD_RUN_AHEAD_DEPTH"),
+    Key("meld_run_ahead_releases", "meld.run_ahead_releases", whole(1), "WHEELMELD_MELD_RUN_AHEAD_RELEASES"),
+    Key(
+        "meld_run_ahead_concurrency",
+        "meld.run_ahead_concurrency",
+        whole(1),
+        "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY",
+    ),
+    Key("meld_run_ahead_window", "meld.run_ahead_window", POSITIVE_NUMBER, "WHEELMELD_MELD_RUN_AHEAD_WINDOW"),
 )
 _SECTIONS = ("routes", "auth", *dict.fromkeys(k.toml.partition(".")[0] for k in KEYS))
 

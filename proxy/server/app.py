@@ -125,6 +125,7 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Wheelmeld
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
+            await state.ahead.close()
             for upstream in state.upstreams.values():
                 await upstream.client.aclose()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.observe import CacheOutcome, Metrics, RequestFacts, end_request, start_request
+from proxy.observe import AheadOutcome, CacheOutcome, Metrics, RequestFacts, end_request, start_request
 from proxy.text import escape_controls
 
 __all__ = ["AccessLog", "render_metrics", "request_note"]
@@ -70,6 +70,7 @@ def render_metrics(metrics: Metrics) -> bytes:
             metrics.pages_loaded_ahead,
         ),
     }
+    lines += _ahead_lines(metrics)
     for name, (help_text, value) in singles.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
     lines += [
@@ -79,6 +80,31 @@ def render_metrics(metrics: Metrics) -> bytes:
     for (kind, fault), n in sorted(metrics.not_cached.items()):
         lines.append(f'wheelmeld_not_cached_total{{kind="{kind}",reason="{fault}"}} {n}')
     return ("\n".join(lines) + "\n").encode()
+
+
+def _ahead_lines(metrics: Metrics) -> list[str]:
+    """What running ahead of the resolver did (``proxy.service.ahead``)."""
+    lines = [
+        "# HELP wheelmeld_ahead_total Work run ahead of the resolver, by outcome.",
+        "# TYPE wheelmeld_ahead_total counter",
+    ]
+    for ahead in AheadOutcome:
+        lines.append(f'wheelmeld_ahead_total{{outcome="{ahead.value}"}} {metrics.ahead[ahead]}')
+    lines += [
+        "# HELP wheelmeld_ahead_upstream_requests_total Upstream requests spent running ahead, by "
+        "whether a client used what they warmed.",
+        "# TYPE wheelmeld_ahead_upstream_requests_total counter",
+    ]
+    for ahead in (AheadOutcome.USED, AheadOutcome.WASTED):
+        n = metrics.ahead_requests[ahead]
+        lines.append(f'wheelmeld_ahead_upstream_requests_total{{outcome="{ahead.value}"}} {n}')
+    lines += [
+        "# HELP wheelmeld_ahead_unused_upstream_requests Upstream requests spent on warmed work no "
+        "client has asked for yet.",
+        "# TYPE wheelmeld_ahead_unused_upstream_requests gauge",
+        f"wheelmeld_ahead_unused_upstream_requests {metrics.ahead_unused_requests}",
+    ]
+    return lines
 
 
 def request_note(scope: Scope, **values: Any) -> None:

@@ -12,6 +12,7 @@ from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.server.ready import ReadyAnswers
+from proxy.service.ahead import AheadLimits, AheadService
 from proxy.service.files import FileService
 from proxy.service.pages import PageService
 from proxy.service.project_lists import ProjectListService
@@ -57,6 +58,14 @@ class AppState:
         self.files = FileService(
             self.store, self.metrics, offline=config.offline, max_size=config.cache_max_size, pace=pace
         )
+        limits = AheadLimits(
+            depth=0 if config.offline else config.meld_run_ahead_depth,
+            releases=config.meld_run_ahead_releases,
+            concurrency=config.meld_run_ahead_concurrency,
+            window=config.meld_run_ahead_window,
+        )
+        self.ahead = AheadService(self.pages, self.metadata, metrics, limits)
+        self.metadata.on_first_metadata = self.ahead.first_metadata
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)
 

@@ -34,6 +34,7 @@ from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
 from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
+from proxy.service.background import background_slot
 from proxy.service.meld_records import MeldRecord, load_meld, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
@@ -83,6 +84,8 @@ class MetadataService:
         # no other does (a process-wide counter made every meld re-render every 5 MB page).
         self._revisions: Counter[PageKey] = Counter()
         self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
+        # Told the first sibling metadata a meld fetched (``proxy.service.ahead``); it must not raise.
+        self.on_first_metadata: Callable[[PageKey, Release, bytes, Upstream], None] | None = None
 
     def revision(self, key: PageKey) -> int:
         return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
@@ -129,7 +132,8 @@ class MetadataService:
                 return Fetched(data)
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
-        return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
+        async with background_slot():  # work run ahead waits for its own few slots; a client never
+            return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
 
     # -- what we serve ----------------------------------------------------------------------------
     def advertised_hash(self, key: PageKey, release: Release, dist: DistFile, meld: bool) -> str | None:
@@ -195,6 +199,13 @@ class MetadataService:
             body, record.hashes[dist.filename], meld, report.conflicts, varies_by_client=changed is not None
         )
 
+    def knows(self, key: PageKey, release: Release) -> bool:
+        """Whether serving ``release`` needs no upstream request this process knows of: its meld is
+        in memory, or (nothing to meld) its first wheel's metadata has been read."""
+        if release.needs_meld:
+            return self._known_meld(key, release.key) is not None
+        return (key, release.wheels[0].filename) in self._original_hashes
+
     def _known_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
         """The meld this process holds for the release: complete, or incomplete and recent."""
         record = self._melds.get((key, release_key))
@@ -233,6 +244,10 @@ class MetadataService:
             got = await self._fetch_original(
                 key, dist, upstream, may_probe=may_probe, sibling=dist is not asked
             )
+            if not fetched and self.on_first_metadata is not None:
+                # The meld reads its other siblings for a while yet: what one wheel requires is
+                # most of what the release requires, and running ahead may start from it now.
+                self.on_first_metadata(key, group, got.data, upstream)
             fetched[dist.filename] = got.data
             self._remember(key, dist.filename, got.data)
             return got
