@@ -113,6 +113,7 @@ class Metrics:
     # Upstream requests spent on work run ahead, by what became of it (USED or WASTED).
     ahead_requests: Counter[AheadOutcome] = field(default_factory=Counter)
     ahead_unused_requests: int = 0  # spent on warmed work no client has asked for yet (a gauge)
+    ahead_running: int = 0  # jobs run ahead that are under way or waiting for a slot (a gauge)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count

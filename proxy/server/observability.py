@@ -103,6 +103,9 @@ def _ahead_lines(metrics: Metrics) -> list[str]:
         "client has asked for yet.",
         "# TYPE wheelmeld_ahead_unused_upstream_requests gauge",
         f"wheelmeld_ahead_unused_upstream_requests {metrics.ahead_unused_requests}",
+        "# HELP wheelmeld_ahead_running Jobs run ahead under way or waiting for a slot.",
+        "# TYPE wheelmeld_ahead_running gauge",
+        f"wheelmeld_ahead_running {metrics.ahead_running}",
     ]
     return lines
 

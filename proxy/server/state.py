@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.store import CacheStore, PageKey
@@ -25,7 +27,14 @@ __all__ = ["AppState"]
 class AppState:
     """Everything the handlers share; built in the lifespan, gone after it."""
 
-    def __init__(self, config: Config, metrics: Metrics, journal: PageJournal | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        journal: PageJournal | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,  # running ahead's (tests set it)
+    ) -> None:
         self.config = config
         self.store = CacheStore(config.cache_dir)
         self.metrics = metrics
@@ -64,7 +73,7 @@ class AppState:
             concurrency=config.meld_run_ahead_concurrency,
             window=config.meld_run_ahead_window,
         )
-        self.ahead = AheadService(self.pages, self.metadata, metrics, limits)
+        self.ahead = AheadService(self.pages, self.metadata, metrics, limits, clock=clock)
         self.metadata.on_first_metadata = self.ahead.first_metadata
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.ready = ReadyAnswers(self.pages, self.revisions)

@@ -29,7 +29,7 @@ from proxy.cache.store import PageKey
 from proxy.errors import WheelmeldError
 from proxy.index.releases import Release
 from proxy.network.upstream import Upstream
-from proxy.observe import AheadOutcome, Metrics, start_request
+from proxy.observe import AheadOutcome, Metrics, RequestFacts, start_request
 from proxy.service.ahead_choice import (
     Wanted,
     covered_pythons,
@@ -37,8 +37,8 @@ from proxy.service.ahead_choice import (
     metadata_requirements,
     wanted_requirements,
 )
-from proxy.service.background import Budget, running_ahead, spend
-from proxy.service.pages import PageService
+from proxy.service.background import Budget, background_slot, running_ahead, spend
+from proxy.service.pages import PageEntry, PageService
 from proxy.service.served_metadata import MetadataService
 
 __all__ = ["AheadLimits", "AheadService"]
@@ -98,7 +98,8 @@ class AheadService:
         self._clock = clock
         self._jobs = asyncio.Semaphore(max(1, limits.concurrency))
         self._gate = asyncio.Semaphore(max(1, limits.concurrency))
-        self._trees: set[_Tree] = set()
+        self._trees: set[_Tree] = set()  # those with work to do; a cancelled one is out
+        self._tasks: set[asyncio.Task[None]] = set()
         self._by_page: dict[PageKey, _Tree] = {}
         self._warm: OrderedDict[_WarmKey, _Warm] = OrderedDict()
         self._seen: set[_WarmKey] = set()  # scheduled once per worker (a set bounded like _warm)
@@ -193,37 +194,54 @@ class AheadService:
             budget = Budget(self._gate)
             spend(budget)
             self._metrics.ahead[AheadOutcome.STARTED] += 1
-            entry = await self._pages.lookup(key, upstream)
-            self._by_page[entry.key] = tree
-            tree.pages.add(entry.key)
-            if facts.upstream_requests:
-                self._charge(self._warmed(("page", entry.key), tree), facts.upstream_requests)
+            entry = await self._page(tree, key, upstream, facts)
             if entry.page is None:
                 return
             groups = await asyncio.to_thread(entry.release_groups)
             release = await asyncio.to_thread(likely_release, entry.page.files, groups, wanted, pythons)
-            meld_key = ("meld", entry.key, release.key) if release is not None else None
-            if release is None or meld_key is None or self._metadata.knows(entry.key, release):
+            if release is None or not self._alive(tree):
                 return
-            if not self._alive(tree) or not self._remember(meld_key):
-                return
+            # Known already (a client's, or another tree's): read back without upstream requests,
+            # only to go on below it.
+            known = self._metadata.knows(entry.key, release)
+            warm = None if known else self._warmed(("meld", entry.key, release.key), tree, budget)
             before = facts.upstream_requests
-            warm = self._warmed(meld_key, tree, budget)
             try:
                 served = await self._metadata.serve(entry.key, release, release.wheels[0], upstream)
             finally:
-                warm.budget = None
-                self._charge(warm, facts.upstream_requests - before)
+                if warm is not None:
+                    warm.budget = None
+                    self._charge(warm, facts.upstream_requests - before)
         if depth < self._limits.depth and self._alive(tree):
             self._expand(tree, entry.key, release, served.body, wanted.extras, pythons, upstream, depth + 1)
+
+    async def _page(self, tree: _Tree, key: PageKey, upstream: Upstream, facts: RequestFacts) -> PageEntry:
+        """``key``'s page, as a client's request would find it; what fetching it cost is charged to
+        it, or counted as wasted when there is none to have (a client would fetch it again)."""
+        try:
+            async with background_slot():
+                entry = await self._pages.lookup(key, upstream)
+        except WheelmeldError:
+            self._metrics.ahead[AheadOutcome.WASTED] += 1
+            self._metrics.ahead_requests[AheadOutcome.WASTED] += facts.upstream_requests
+            raise
+        self._by_page[entry.key] = tree
+        tree.pages.add(entry.key)
+        if facts.upstream_requests:
+            self._charge(self._warmed(("page", entry.key), tree), facts.upstream_requests)
+        return entry
 
     def _schedule(self, tree: _Tree, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         tree.tasks.add(task)
+        self._tasks.add(task)
         self._settled.clear()
+        self._metrics.ahead_running += 1
 
         def done(finished: asyncio.Task[None]) -> None:
+            self._metrics.ahead_running -= 1
             tree.tasks.discard(finished)
+            self._tasks.discard(finished)
             if not finished.cancelled():
                 exc = finished.exception()
                 if isinstance(exc, WheelmeldError):
@@ -232,7 +250,7 @@ class AheadService:
                     log.error("running ahead failed", exc_info=exc)
             if not tree.tasks:
                 self._trees.discard(tree)
-            if not any(t.tasks for t in self._trees):
+            if not self._tasks:
                 self._settled.set()
 
         task.add_done_callback(done)
@@ -259,8 +277,6 @@ class AheadService:
                 del self._by_page[page]
         for warm_key in [k for k, w in self._warm.items() if w.tree is tree]:
             self._settle(warm_key, AheadOutcome.WASTED)
-        if not any(t.tasks for t in self._trees):
-            self._settled.set()
 
     def _remember(self, key: _WarmKey) -> bool:
         """Whether ``key`` is new (then remembered): each job and trigger runs once per worker."""
@@ -272,6 +288,9 @@ class AheadService:
         return True
 
     def _warmed(self, key: _WarmKey, tree: _Tree, budget: Budget | None = None) -> _Warm:
+        warm = self._warm.get(key)
+        if warm is not None:  # two requirements of one project led to one release
+            return warm
         warm = self._warm[key] = _Warm(tree, 0, budget)
         while len(self._warm) > _REMEMBERED:
             self._settle(next(iter(self._warm)), AheadOutcome.WASTED)
@@ -302,10 +321,9 @@ class AheadService:
 
     async def close(self) -> None:
         """The worker stops: cancel everything, and what was never asked for is wasted."""
-        for tree in list(self._trees):
-            for task in list(tree.tasks):
-                task.cancel()
-        tasks = [t for tree in self._trees for t in tree.tasks]
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for warm_key in list(self._warm):
             self._settle(warm_key, AheadOutcome.WASTED)

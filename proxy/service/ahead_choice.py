@@ -112,7 +112,8 @@ def likely_release(
         parsed = parse_file_name(dist.filename)
         if parsed.kind in (FileKind.WHEEL, FileKind.SDIST) and parsed.version is not None:
             versions.setdefault(parsed.version, []).append(dist)
-    finals = [v for v in versions if v in wanted.specifier]
+    asks_pre = bool(wanted.specifier.prereleases)  # a specifier naming a pre-release, as ">=3.0rc1"
+    finals = [v for v in versions if wanted.specifier.contains(v, prereleases=asks_pre)]
     # No final release satisfies it: resolvers then take pre-releases (uv and pip alike).
     fitting = finals or [v for v in versions if wanted.specifier.contains(v, prereleases=True)]
     fitting = [v for v in fitting if any(_admits_any(d.requires_python, pythons) for d in versions[v])]

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from proxy.cache.errors import CacheWriteError
@@ -34,7 +35,7 @@ from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
 from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
-from proxy.service.background import background_slot
+from proxy.service.background import background_slot, running_ahead
 from proxy.service.meld_records import MeldRecord, load_meld, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
@@ -83,6 +84,9 @@ class MetadataService:
         # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
         # no other does (a process-wide counter made every meld re-render every 5 MB page).
         self._revisions: Counter[PageKey] = Counter()
+        # (page, file name or release key) that only running ahead has learned: kept and used, but
+        # not advertised until a client asks for it, so a page is the same bytes either way.
+        self._unasked: set[tuple[PageKey, str]] = set()
         self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
         # Told the first sibling metadata a meld fetched (``proxy.service.ahead``); it must not raise.
         self.on_first_metadata: Callable[[PageKey, Release, bytes, Upstream], None] | None = None
@@ -93,8 +97,28 @@ class MetadataService:
     def _remember(self, key: PageKey, filename: str, data: bytes) -> bytes:
         if (key, filename) not in self._original_hashes:
             self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
-            self._revisions[key] += 1
+            self._learned(key, filename)
+        elif self._unasked:
+            self._publish(key, (filename,))
         return data
+
+    def _learned(self, key: PageKey, name: str) -> None:
+        """``name`` (a file's original metadata, a release key's meld) became known on ``key``'s page:
+        it re-renders, unless only running ahead knows it yet (``_publish``)."""
+        if running_ahead():
+            self._unasked.add((key, name))
+        else:
+            self._revisions[key] += 1
+
+    def _publish(self, key: PageKey, names: Iterable[str]) -> None:
+        """A client asks for ``names``: what running ahead learned of them is advertised from now on,
+        as it would be had the client's own request learned it (pages never differ by it)."""
+        if running_ahead() or not self._unasked:
+            return
+        found = [(key, name) for name in names if (key, name) in self._unasked]
+        if found:
+            self._unasked.difference_update(found)
+            self._revisions[key] += 1
 
     # -- original metadata of one file ------------------------------------------------------------
     async def original(self, key: PageKey, dist: DistFile, upstream: Upstream) -> bytes:
@@ -132,7 +156,10 @@ class MetadataService:
                 return Fetched(data)
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
-        async with background_slot():  # work run ahead waits for its own few slots; a client never
+        # Work run ahead waits for its own few slots, and fetches like a sibling: nobody waits on it
+        # yet, so it sends no range read beside an unadvertised probe (a client's own wheel does).
+        sibling = sibling or running_ahead()
+        async with background_slot():
             return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
 
     # -- what we serve ----------------------------------------------------------------------------
@@ -142,8 +169,12 @@ class MetadataService:
             advertised = dist.core_metadata
             if not isinstance(advertised, bool) and advertised.get("sha256"):
                 return advertised["sha256"]
+            if self._unasked and (key, dist.filename) in self._unasked:
+                return None
             return self._original_hashes.get((key, dist.filename))
         record = self._melds.get((key, release.key))
+        if self._unasked and (key, release.key) in self._unasked:
+            record = None
         if record is None or dist.filename in record.changed:
             # A rewritten file is served as the meld to most clients but as the wheel's own to
             # those that check it against the wheel (``serve``'s ``own``), so no one hash is true of
@@ -184,6 +215,7 @@ class MetadataService:
                         body = await self.original(key, dist, upstream)
                         unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
                         return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
+        self._publish(key, itertools.chain((release_key,), (d.filename for d in release.wheels)))
         changed = record.changed.get(dist.filename)
         if changed is not None and own:
             body = await self.original(key, dist, upstream)
@@ -279,7 +311,7 @@ class MetadataService:
                 f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
             )
             self._melds[(key, release_key)] = record
-            self._revisions[key] += 1
+            self._learned(key, release_key)
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
             self._hold_incomplete(key, release_key, record)
         self._metrics.meld_done(disagreed=report.disagreed, conflicts=len(report.conflicts))
@@ -296,7 +328,8 @@ class MetadataService:
         meld = functools.partial(meld_release, inputs, limits=self._limits)
         result: MeldResult = await asyncio.to_thread(meld, first)
         if isinstance(group.sdist, DistFile) and result.report.disagreed:
-            sdist = await self._sdists.input(key, group.sdist, upstream)
+            async with background_slot():
+                sdist = await self._sdists.input(key, group.sdist, upstream)
             result = await asyncio.to_thread(meld, sdist)
         return result
 
@@ -395,7 +428,7 @@ class MetadataService:
         record = None if raw is None else load_meld(raw)
         if record is not None:
             self._melds[(key, release_key)] = record
-            self._revisions[key] += 1
+            self._learned(key, release_key)
         return record
 
     def stored_melds(self, key: PageKey) -> list[tuple[tuple[str, ...], MeldReport]]:
