@@ -261,7 +261,6 @@ class MetadataService:
         # names packaging reads as wheels of the asked one's release.
         release = release_of(asked.filename)
         siblings = [d for d in group.wheels if d is asked or release_of(d.filename) == release]
-        release_key = group.key
         # The caller holds this release's meld lock, so no other task or worker reads these files
         # for it meanwhile: the cache is read and written once per meld rather than with three
         # thread hops and a file lock per sibling (~1.6 ms of CPU each, ~600 in a cold lock).
@@ -297,26 +296,24 @@ class MetadataService:
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
-        report = result.report
-        await self._keep(
-            f"metadata of {asked.filename}'s siblings",
-            self._keep_siblings,
-            key,
-            fetched,
-            result.report.problems,
-        )
-        record = MeldRecord.of(result, inputs)
+        what = f"metadata of {asked.filename}'s siblings"
+        await self._keep(what, self._keep_siblings, key, fetched, result.report.problems)
+        return await self._record(key, group, siblings[0].filename, result, inputs)
+
+    async def _record(
+        self, key: PageKey, group: Release, first: str, result: MeldResult, inputs: list[WheelInput]
+    ) -> MeldRecord:
+        """``result``'s record: cached when complete, else held in memory a while; counted, logged."""
+        report, record = result.report, MeldRecord.of(result, inputs)
         if report.complete:
-            await self._keep(
-                f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
-            )
-            self._melds[(key, release_key)] = record
-            self._learned(key, release_key)
+            await self._keep(f"the meld of {first}'s release", save_meld, self._store, key, group.key, record)
+            self._melds[(key, group.key)] = record
+            self._learned(key, group.key)
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
-            self._hold_incomplete(key, release_key, record)
+            self._hold_incomplete(key, group.key, record)
         self._metrics.meld_done(disagreed=report.disagreed, conflicts=len(report.conflicts))
         if report.disagreed:
-            self._meld_log.add(key.label, siblings[0].filename, report)
+            self._meld_log.add(key.label, first, report)
         return record
 
     async def meld_inputs(
