@@ -152,7 +152,7 @@ class AheadService:
         tree.pages.add(key)
         self._expand(tree, key, release, body, frozenset(), None, upstream, 1)
         if not tree.tasks:
-            self._trees.discard(tree)
+            self._retire(tree)
 
     # -- the work --------------------------------------------------------------------------------
     def _expand(
@@ -249,7 +249,7 @@ class AheadService:
                 elif exc is not None:
                     log.error("running ahead failed", exc_info=exc)
             if not tree.tasks:
-                self._trees.discard(tree)
+                self._retire(tree)
             if not self._tasks:
                 self._settled.set()
 
@@ -268,15 +268,19 @@ class AheadService:
             self._cancel(tree)
 
     def _cancel(self, tree: _Tree) -> None:
-        self._trees.discard(tree)
         for task in list(tree.tasks):
             self._metrics.ahead[AheadOutcome.CANCELLED] += 1
             task.cancel()
+        self._retire(tree)
+        for warm_key in [k for k, w in self._warm.items() if w.tree is tree]:
+            self._settle(warm_key, AheadOutcome.WASTED)
+
+    def _retire(self, tree: _Tree) -> None:
+        """``tree`` has no more work (done, or cancelled): client requests no longer keep it going."""
+        self._trees.discard(tree)
         for page in tree.pages:
             if self._by_page.get(page) is tree:
                 del self._by_page[page]
-        for warm_key in [k for k, w in self._warm.items() if w.tree is tree]:
-            self._settle(warm_key, AheadOutcome.WASTED)
 
     def _remember(self, key: _WarmKey) -> bool:
         """Whether ``key`` is new (then remembered): each job and trigger runs once per worker."""
