@@ -168,7 +168,8 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
 _System = Callable[[Path], contextlib.AbstractContextManager[_Running]]
 # Running ahead of the resolver (issue 17) on and off, whatever the default.
 _AHEAD = {
-    "ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2"},
+    "ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2", "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY": "4"},
+    "ahead c16": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2", "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY": "16"},
     "no ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "0"},
 }
 

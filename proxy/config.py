@@ -88,7 +88,8 @@ class Config:
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
     meld_incomplete_retry: float = 60.0  # seconds an incomplete meld is reused (in memory) before a retry
     # Running ahead of the resolver (proxy.service.ahead); a route's ``run_ahead = false`` turns it off there.
-    meld_run_ahead_depth: int = 2  # levels of requirements below a release a client asked for; 0: off
+    # Off by default: it paid on the seed workload but not on the live one (benchmarks/README.md).
+    meld_run_ahead_depth: int = 0  # levels of requirements below a release a client asked for; 0: off
     meld_run_ahead_releases: int = 48  # releases warmed per release a client asked for
     meld_run_ahead_concurrency: int = 4  # jobs, and upstream requests, run ahead at once per worker
     meld_run_ahead_window: float = 30.0  # seconds running ahead goes on with no client asking any of it
