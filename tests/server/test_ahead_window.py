@@ -49,6 +49,14 @@ async def _ask_root(state: AppState) -> None:
     state.ahead.served_metadata(key, release, served.body, upstream)
 
 
+async def _stop(state: AppState) -> Metrics:
+    """Once running ahead has nothing under way: the worker stops (the lifespan's end)."""
+    await state.ahead.settled()
+    await state.ahead.close()
+    await state.upstreams["/simple"].client.aclose()
+    return state.metrics
+
+
 def _state(up: UpstreamServer, cache: Path, clock: _Clock, **config: object) -> AppState:
     settings = {"meld_run_ahead_depth": 2, "meld_run_ahead_window": WINDOW, **config}
     state = AppState(
@@ -70,10 +78,7 @@ def test_a_tree_nobody_asks_of_is_cancelled(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             clock.now += WINDOW + 1
             state.ahead.asked_page(PageKey("simple", ("elsewhere",)))  # any request looks at the clock
-            await state.ahead.settled()
-            await state.ahead.close()
-            await state.upstreams["/simple"].client.aclose()
-            return state.metrics
+            return await _stop(state)
 
         metrics = asyncio.run(run())
         # One job cut off on its page, five that never started; no page after the first was asked.
@@ -94,10 +99,7 @@ def test_a_tree_a_client_keeps_asking_of_runs_on(tmp_path: Path) -> None:
             state.ahead.asked_page(PageKey("simple", ("root",)))  # the client is still at it
             clock.now += WINDOW - 1
             state.ahead.asked_page(PageKey("simple", ("elsewhere",)))
-            await state.ahead.settled()
-            await state.ahead.close()
-            await state.upstreams["/simple"].client.aclose()
-            return state.metrics
+            return await _stop(state)
 
         metrics = asyncio.run(run())
         assert metrics.ahead[AheadOutcome.CANCELLED] == 0
