@@ -10,12 +10,15 @@ pip's configured index; no host name is written here).  Opt-in because it costs 
 traffic; bounded by ``--rounds`` and a per-lock timeout.
 
 Systems, interleaved in a rotating order every round: the index directly; wheelmeld
-``--workers 1`` and ``2`` (``python -m proxy serve``, a fresh cache per round); with ``--baseline
+``--workers 1`` running ahead of the resolver (issue 17) off, on, and on with 16 jobs at once
+("no ahead", "ahead", "ahead c16"), and ``--workers 2`` as configured by default (``python -m proxy
+serve``, a fresh cache per round); with ``--baseline
 DIR`` the same from another source tree (say, the parent commit); proxpi (its own venv, gunicorn,
 fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
 proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
 ``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
-how many requests each lock cost it.
+how many requests each lock cost it; elsewhere wheelmeld's ``/metrics`` does, with the requests
+running ahead spent on what the lock never asked for.
 
 Run: ``.venv/bin/python benchmarks/bench_uv_lock.py`` (``--live`` for a; ``--help``).
 """
@@ -36,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from uv import find_uv_bin
 
 from benchmarks._harness import (
@@ -72,7 +76,35 @@ class LockFailed(RuntimeError):
 class _Cell:
     seconds: list[float] = field(default_factory=list)
     upstream_requests: list[int] = field(default_factory=list)
+    # Of those, spent running ahead on what the lock never asked for (wheelmeld's /metrics).
+    wasted_requests: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A system under test: the index URL for uv, and wheelmeld's /metrics (None for the others)."""
+
+    url: str
+    metrics_url: str | None = None
+
+
+def proxy_counts(metrics_url: str | None) -> tuple[int, int] | None:
+    """(upstream requests, those spent running ahead on work no client asked for) from wheelmeld's
+    /metrics; None for a system without them."""
+    if metrics_url is None:
+        return None
+    requests = wasted = 0
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("wheelmeld_upstream_requests_total{"):
+            requests += int(float(value))
+        elif name in (
+            'wheelmeld_ahead_upstream_requests_total{outcome="wasted"}',
+            "wheelmeld_ahead_unused_upstream_requests",
+        ):
+            wasted += int(float(value))
+    return requests, wasted
 
 
 def live_pyproject(index_url: str) -> str:
@@ -135,8 +167,14 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     return elapsed
 
 
-# A system: name → factory(workdir) giving a context manager that yields the index URL for uv.
-_System = Callable[[Path], contextlib.AbstractContextManager[str]]
+# A system: name → factory(workdir) giving a context manager that yields what runs.
+_System = Callable[[Path], contextlib.AbstractContextManager[_Running]]
+# Running ahead of the resolver (issue 17) on and off, whatever the default.
+_AHEAD = {
+    "ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2", "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY": "4"},
+    "ahead c16": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2", "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY": "16"},
+    "no ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "0"},
+}
 
 
 def _systems(
@@ -145,23 +183,26 @@ def _systems(
     """``route``: (prefix, upstream) for wheelmeld; ``suffix``: the index path below the proxy."""
 
     @contextlib.contextmanager
-    def direct(workdir: Path) -> Iterator[str]:
-        yield index_url
+    def direct(workdir: Path) -> Iterator[_Running]:
+        yield _Running(index_url)
 
-    def wm(workers: int, source: Path | None = None) -> _System:
+    def wm(workers: int, source: Path | None = None, env: dict[str, str] | None = None) -> _System:
         @contextlib.contextmanager
-        def start(workdir: Path) -> Iterator[str]:
-            with wheelmeld(workdir, {route[0]: route[1]}, workers=workers, source=source) as server:
-                yield server.url + suffix
+        def start(workdir: Path) -> Iterator[_Running]:
+            routes = {route[0]: route[1]}
+            with wheelmeld(workdir, routes, workers=workers, source=source, env=env) as server:
+                yield _Running(server.url + suffix, server.url + "/metrics")
 
         return start
 
     @contextlib.contextmanager
-    def px(workdir: Path) -> Iterator[str]:
+    def px(workdir: Path) -> Iterator[_Running]:
         with proxpi(workdir, index_url.rstrip("/") + "/") as server:
-            yield server.url + "/index/"
+            yield _Running(server.url + "/index/")
 
-    systems: dict[str, _System] = {"direct": direct, "wheelmeld w1": wm(1), "wheelmeld w2": wm(2)}
+    systems: dict[str, _System] = {"direct": direct}
+    systems |= {f"wheelmeld w1 {name}": wm(1, env=env) for name, env in _AHEAD.items()}
+    systems["wheelmeld w2"] = wm(2)
     if args.baseline:
         systems["wheelmeld w1 baseline"] = wm(1, args.baseline)
         systems["wheelmeld w2 baseline"] = wm(2, args.baseline)
@@ -190,19 +231,16 @@ def _measure(
         for name in order:
             phases = ("cold",) if name == "direct" else ("cold", "warm")
             try:
-                with systems[name](workdir) as url:
+                with systems[name](workdir) as running:
                     for phase in phases:
-                        before = upstream_stats(up)["requests"] if up else 0
                         cell = cells[name][phase]
                         try:
-                            seconds = uv_lock(workdir, pyproject(url), args.timeout)
+                            _lock_once(args, workdir, pyproject, running, up, cell)
                         except LockFailed as exc:
                             cell.failures.append(str(exc))
                             print(f"round {round_ + 1} {name} {phase}: FAILED {exc}", file=sys.stderr)
                             continue
-                        cell.seconds.append(seconds)
-                        if up:
-                            cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
+                        seconds = cell.seconds[-1]
                         print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
             except BenchError as exc:
                 cells[name]["cold"].failures.append(str(exc).splitlines()[0])
@@ -212,18 +250,46 @@ def _measure(
     return cells
 
 
-def _print(
-    title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namespace, with_upstream: bool
+def _lock_once(
+    args: argparse.Namespace,
+    workdir: Path,
+    pyproject: Callable[[str], str],
+    running: _Running,
+    up: Server | None,
+    cell: _Cell,
 ) -> None:
+    """One lock, its seconds and upstream requests added to ``cell``: the fake upstream's count when
+    there is one, else wheelmeld's own; the requests wasted running ahead are read once the lock is
+    done and the proxy has had a moment to finish what it started."""
+    before = upstream_stats(up)["requests"] if up else 0
+    counted = proxy_counts(running.metrics_url)
+    seconds = uv_lock(workdir, pyproject(running.url), args.timeout)
+    cell.seconds.append(seconds)
+    if running.metrics_url is not None:
+        time.sleep(args.settle)  # run-ahead work still in flight after the lock counts too
+    after = proxy_counts(running.metrics_url)
+    if up:
+        cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
+    elif counted and after:
+        cell.upstream_requests.append(after[0] - counted[0])
+    if counted and after:
+        cell.wasted_requests.append(after[1] - counted[1])
+
+
+def _counts(values: list[int]) -> str:
+    """Request counts of the rounds; "n/a" where nothing counts them (uv straight to the live index)."""
+    return spread([float(x) for x in values], "{:.0f}") if values else "n/a"
+
+
+def _print(title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namespace) -> None:
     print(f"\n### {title}: uv lock seconds, {args.rounds} rounds, median (min–max)\n")
     print(f"Machine: {machine()}\n")
     direct = cells.get("direct", {}).get("cold")
     base = sorted(direct.seconds)[len(direct.seconds) // 2] if direct and direct.seconds else None
     head = "| system | proxy cold | proxy warm | cold / direct | warm / direct |"
     rule = "|---|---:|---:|---:|---:|"
-    if with_upstream:
-        head += " upstream requests cold / warm |"
-        rule += "---:|"
+    head += " upstream requests cold / warm | wasted running ahead, cold |"
+    rule += "---:|---:|"
     print(head)
     print(rule)
     for name, phases in cells.items():
@@ -231,11 +297,8 @@ def _print(
         for phase in ("cold", "warm"):
             secs = sorted(phases[phase].seconds)
             row += f" {secs[len(secs) // 2] / base:.2f}× |" if base and secs else " – |"
-        if with_upstream:
-            reqs = [
-                spread([float(x) for x in phases[p].upstream_requests], "{:.0f}") for p in ("cold", "warm")
-            ]
-            row += f" {reqs[0]} / {reqs[1]} |"
+        cold, warm = (_counts(phases[p].upstream_requests) for p in ("cold", "warm"))
+        row += f" {cold} / {warm} | {_counts(phases['cold'].wasted_requests)} |"
         print(row)
     failures = [(n, p, f) for n, ph in cells.items() for p, c in ph.items() for f in c.failures]
     for name, phase, failure in dict.fromkeys(failures):
@@ -254,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated system names to run (e.g. 'direct,wheelmeld w1')")
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds after a proxied lock before its counts are read"
+    )
     add_baseline_option(parser)
     args = parser.parse_args(argv)
     exit_on_sigterm()
@@ -264,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             systems = _systems(args, index + "/", ("/simple", index), "/simple/")
             cells = _measure(args, workdir, systems, live_pyproject, None)
             title = f"(a) live index, {' '.join(LIVE_REQUIREMENTS)}"
-            _print(title, cells, args, with_upstream=False)
+            _print(title, cells, args)
         else:
             latency = ["--latency-ms", str(args.latency_ms)]
             with upstream(workdir, "--fixture", "pytorch", *latency) as up:
@@ -272,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 systems = _systems(args, index, ("/whl", up.url + "/whl"), _SEED_PREFIX)
                 cells = _measure(args, workdir, systems, seed_pyproject, up)
             title = f"(b) seed PyTorch-shaped upstream, {args.latency_ms:g} ms per upstream request"
-            _print(title, cells, args, with_upstream=True)
+            _print(title, cells, args)
         dump_json(args.json, {n: {p: c.__dict__ for p, c in ph.items()} for n, ph in cells.items()})
     return 0
 

@@ -103,6 +103,12 @@ class Config:
     # [coordination]: fleet-wide leases on Redis/Valkey (proxy.cache.leases); None = this machine only.
     redis_url: str | None = field(default=None, repr=False)  # may carry a password: never shown whole
     lease_ttl: float = 30.0  # seconds a lease outlives a holder that stopped renewing it
+    # Running ahead of the resolver (proxy.service.ahead); a route's ``run_ahead = false`` turns it off there.
+    # Off by default: it paid on the seed workload but not on the live one (benchmarks/README.md).
+    meld_run_ahead_depth: int = 0  # levels of requirements below a release a client asked for; 0: off
+    meld_run_ahead_releases: int = 48  # releases warmed per release a client asked for
+    meld_run_ahead_concurrency: int = 4  # jobs, and upstream requests, run ahead at once per worker
+    meld_run_ahead_window: float = 30.0  # seconds running ahead goes on with no client asking any of it
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Where the /simple default came from, shown at start ("env UV_DEFAULT_INDEX", ...).
@@ -180,6 +186,15 @@ KEYS: tuple[Key, ...] = (
     Key("meld_incomplete_retry", "meld.incomplete_retry", NUMBER_OR_ZERO, "WHEELMELD_MELD_INCOMPLETE_RETRY"),
     Key("redis_url", "coordination.redis_url", REDIS_URL, "WHEELMELD_REDIS_URL", "--redis-url"),
     Key("lease_ttl", "coordination.lease_ttl", at_least(1.0), "WHEELMELD_LEASE_TTL"),
+    Key("meld_run_ahead_depth", "meld.run_ahead_depth", whole(0), "WHEELMELD_MELD_RUN_AHEAD_DEPTH"),
+    Key("meld_run_ahead_releases", "meld.run_ahead_releases", whole(1), "WHEELMELD_MELD_RUN_AHEAD_RELEASES"),
+    Key(
+        "meld_run_ahead_concurrency",
+        "meld.run_ahead_concurrency",
+        whole(1),
+        "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY",
+    ),
+    Key("meld_run_ahead_window", "meld.run_ahead_window", POSITIVE_NUMBER, "WHEELMELD_MELD_RUN_AHEAD_WINDOW"),
 )
 _SECTIONS = ("routes", "auth", *dict.fromkeys(k.toml.partition(".")[0] for k in KEYS))
 

@@ -50,6 +50,7 @@ class RouteConfig:
     extra_file_hosts: tuple[str, ...] = ()  # origins file links may point at besides the upstream's
     allow_public_hosts: bool = True  # follow file links to any host that resolves only to public IPs
     keep_pruned: bool = False  # keep listing cached files that upstream no longer lists
+    run_ahead: bool = True  # meld what clients will likely ask for next (``meld.run_ahead_depth``)
     credentials_env: str | None = None  # name of an environment variable holding "user:password"
     # Resolved at load time from ``credentials_env`` or from userinfo in the upstream URL; never logged.
     credentials: tuple[str, str] | None = field(default=None, repr=False)
@@ -138,6 +139,7 @@ _ROUTE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "extra_file_hosts": ((list,), "an array of strings"),
     "allow_public_hosts": ((bool,), "true or false"),
     "keep_pruned": ((bool,), "true or false"),
+    "run_ahead": ((bool,), "true or false"),
     "credentials_env": ((str,), "a string"),
 }
 

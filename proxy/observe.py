@@ -23,6 +23,7 @@ from proxy.meld import MeldReport
 from proxy.text import escape_controls
 
 __all__ = [
+    "AheadOutcome",
     "CacheOutcome",
     "MeldEntry",
     "MeldLog",
@@ -46,6 +47,15 @@ class CacheOutcome(enum.Enum):
     STALE = "stale"  # upstream failed: the last good copy, marked stale
 
 
+class AheadOutcome(enum.Enum):
+    """What became of one piece of work run ahead of the resolver (``proxy.service.ahead``)."""
+
+    STARTED = "started"  # a job began: a requirement's page, then its likely release's meld
+    USED = "used"  # a client later asked for a page or meld it warmed
+    WASTED = "wasted"  # never asked for before it was cancelled, evicted or the worker stopped
+    CANCELLED = "cancelled"  # a job cut off: nobody asked anything of its tree within the window
+
+
 @dataclass(slots=True)
 class RequestFacts:
     """What one request cost, filled in by whatever code runs for it (tasks it starts included)."""
@@ -53,6 +63,7 @@ class RequestFacts:
     cache: CacheOutcome | None = None
     upstream_ms: float = 0.0
     upstream_calls: int = 0
+    upstream_requests: int = 0  # as ``Metrics.upstream_request`` counts them (a range read's each)
 
 
 # The facts of the request being answered: the access log sets a fresh one per request, and tasks
@@ -102,10 +113,18 @@ class Metrics:
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
     leases: Counter[LeaseOutcome] = field(default_factory=Counter)  # fleet leases ([coordination])
     shared: SharedCounts = field(default_factory=SharedCounts)  # the bucket tier (backend s3)
+    ahead: Counter[AheadOutcome] = field(default_factory=Counter)
+    # Upstream requests spent on work run ahead, by what became of it (USED or WASTED).
+    ahead_requests: Counter[AheadOutcome] = field(default_factory=Counter)
+    ahead_unused_requests: int = 0  # spent on warmed work no client has asked for yet (a gauge)
+    ahead_running: int = 0  # jobs run ahead that are under way or waiting for a slot (a gauge)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count
         self.upstream_bytes += nbytes
+        facts = _FACTS.get()
+        if facts is not None:
+            facts.upstream_requests += count
 
     def meld_done(self, *, disagreed: bool, conflicts: int) -> None:
         self.melds += 1

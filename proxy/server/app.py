@@ -112,6 +112,7 @@ async def _serving(app: Starlette, state: AppState) -> AsyncIterator[None]:
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
+        await state.ahead.close()
         for upstream in state.upstreams.values():
             await upstream.client.aclose()
         if state.leases is not None:

@@ -28,7 +28,6 @@ from proxy.errors import (
     MethodNotAllowed,
     NotAcceptableError,
     NotFound,
-    OfflineMiss,
     WheelmeldError,
 )
 from proxy.index.errors import NoAcceptableFormat
@@ -128,34 +127,8 @@ def _split(route: RouteConfig, path: str) -> tuple[tuple[str, ...], bool]:
     return segments, len(path) > len(route.prefix) and path.endswith("/")
 
 
-def _upstream_spellings(canonical: str) -> list[str]:
-    """Directory names an upstream may keep a project under besides the PEP 503 one.
-
-    The PyTorch index lower-cases project directories without normalizing them
-    (``typing_extensions/``), so the normalized URL installers ask for can 404 there.
-    """
-    return [
-        s for s in dict.fromkeys((canonical.replace("-", "_"), canonical.replace("-", "."))) if s != canonical
-    ]
-
-
 async def _get_page(state: AppState, upstream: Upstream, segments: tuple[str, ...]) -> PageEntry:
-    """The page at ``segments``; a normalized project name missing upstream is tried as spelled there."""
-    try:
-        return await state.pages.get(PageKey(upstream.route.name, segments), upstream)
-    except (NotFound, OfflineMiss) as missing:
-        if not segments or canonicalize_name(segments[-1]) != segments[-1]:
-            raise
-        for spelled in _upstream_spellings(segments[-1]):
-            try:
-                entry = await state.pages.get(
-                    PageKey(upstream.route.name, (*segments[:-1], spelled)), upstream
-                )
-            except (NotFound, OfflineMiss):
-                continue
-            if entry.kind == "project":
-                return entry
-        raise missing
+    return await state.pages.lookup(PageKey(upstream.route.name, segments), upstream)
 
 
 def _content_type(ask: _Ask) -> str:
@@ -185,6 +158,7 @@ async def _page(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         raise
     if entry.kind == "project" and canonical is not None and canonical != segments[-1]:
         return _redirect_to(ask, upstream.route.prefix, (*segments[:-1], canonical))
+    state.ahead.asked_page(entry.key)
     if entry.stale_reason:
         note_cache(CacheOutcome.STALE)
     else:
@@ -216,9 +190,10 @@ async def _file(ask: _Ask, state: AppState, upstream: Upstream, segments: tuple[
         assert entry.page is not None
         view = state.views.view_of(entry)  # before serving: a meld it makes moves the revisions
         calls = upstream_calls()
-        served = await state.metadata.serve(
-            key, entry.release_groups().get(dist.filename), dist, upstream, own=ask.checks_sidecar
-        )
+        release = entry.release_groups().get(dist.filename)
+        state.ahead.asking_metadata(key, release)
+        served = await state.metadata.serve(key, release, dist, upstream, own=ask.checks_sidecar)
+        state.ahead.served_metadata(key, release, served.body, upstream)
         note_cache(CacheOutcome.MISS if upstream_calls() > calls else CacheOutcome.HIT)
         # An incomplete or unavailable meld is tried again on the next request, so it is not kept.
         if served.meld.settled:

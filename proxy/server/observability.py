@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.cache.leases import LeaseOutcome
 from proxy.cache.shared import SharedCounts, SharedKind
-from proxy.observe import CacheOutcome, Metrics, RequestFacts, end_request, start_request
+from proxy.observe import AheadOutcome, CacheOutcome, Metrics, RequestFacts, end_request, start_request
 from proxy.text import escape_controls
 
 __all__ = ["AccessLog", "render_metrics", "request_note"]
@@ -81,6 +81,7 @@ def render_metrics(metrics: Metrics) -> bytes:
             metrics.pages_loaded_ahead,
         ),
     }
+    lines += _ahead_lines(metrics)
     for name, (help_text, value) in singles.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
     lines += [
@@ -107,6 +108,34 @@ def _shared_lines(counts: SharedCounts) -> list[str]:
         metric = f"wheelmeld_shared_{name}_total"
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         lines += [f'{metric}{{kind="{kind.value}"}} {counter[kind]}' for kind in SharedKind]
+    return lines
+
+
+def _ahead_lines(metrics: Metrics) -> list[str]:
+    """What running ahead of the resolver did (``proxy.service.ahead``)."""
+    lines = [
+        "# HELP wheelmeld_ahead_total Work run ahead of the resolver, by outcome.",
+        "# TYPE wheelmeld_ahead_total counter",
+    ]
+    for ahead in AheadOutcome:
+        lines.append(f'wheelmeld_ahead_total{{outcome="{ahead.value}"}} {metrics.ahead[ahead]}')
+    lines += [
+        "# HELP wheelmeld_ahead_upstream_requests_total Upstream requests spent running ahead, by "
+        "whether a client used what they warmed.",
+        "# TYPE wheelmeld_ahead_upstream_requests_total counter",
+    ]
+    for ahead in (AheadOutcome.USED, AheadOutcome.WASTED):
+        n = metrics.ahead_requests[ahead]
+        lines.append(f'wheelmeld_ahead_upstream_requests_total{{outcome="{ahead.value}"}} {n}')
+    lines += [
+        "# HELP wheelmeld_ahead_unused_upstream_requests Upstream requests spent on warmed work no "
+        "client has asked for yet.",
+        "# TYPE wheelmeld_ahead_unused_upstream_requests gauge",
+        f"wheelmeld_ahead_unused_upstream_requests {metrics.ahead_unused_requests}",
+        "# HELP wheelmeld_ahead_running Jobs run ahead under way or waiting for a slot.",
+        "# TYPE wheelmeld_ahead_running gauge",
+        f"wheelmeld_ahead_running {metrics.ahead_running}",
+    ]
     return lines
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from proxy.cache.leases import Leases
@@ -16,6 +18,7 @@ from proxy.network.pacing import Pace
 from proxy.network.upstream import Upstream
 from proxy.observe import MeldLog, Metrics
 from proxy.server.ready import ReadyAnswers
+from proxy.service.ahead import AheadLimits, AheadService
 from proxy.service.files import FileService
 from proxy.service.page_views import PageViews
 from proxy.service.pages import PageEntry, PageService
@@ -41,7 +44,13 @@ class AppState:
     """Everything the handlers share; built in the lifespan, gone after it."""
 
     def __init__(
-        self, config: Config, metrics: Metrics, journal: PageJournal | None, shared: SharedTier | None = None
+        self,
+        config: Config,
+        metrics: Metrics,
+        journal: PageJournal | None,
+        shared: SharedTier | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,  # running ahead's (tests set it)
     ) -> None:
         self.config = config
         self.leases = _leases(config, metrics)
@@ -84,6 +93,14 @@ class AppState:
             shared=shared,
             redirect=_redirect(config),
         )
+        limits = AheadLimits(
+            depth=0 if config.offline else config.meld_run_ahead_depth,
+            releases=config.meld_run_ahead_releases,
+            concurrency=config.meld_run_ahead_concurrency,
+            window=config.meld_run_ahead_window,
+        )
+        self.ahead = AheadService(self.pages, self.metadata, metrics, limits, clock=clock)
+        self.metadata.on_first_metadata = self.ahead.first_metadata
         self.revalidated = RevalidatedFiles(self.store, self.metrics, offline=config.offline)
         self.views = PageViews(self.pages, self.store, self.metadata, self.files)
         self.ready = ReadyAnswers(self.views)

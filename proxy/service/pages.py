@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from packaging.utils import canonicalize_name
+
 from proxy.cache.errors import CacheWriteError
 from proxy.cache.page_file import StoredPage, dump_page, load_page
 from proxy.cache.page_journal import PageJournal
@@ -218,6 +220,22 @@ class PageService:
         # Shielded: a requester that hangs up must not cancel the look-up the others wait on.
         return await asyncio.shield(flight)
 
+    async def lookup(self, key: PageKey, upstream: Upstream) -> PageEntry:
+        """``get``, but a normalized project name missing upstream is tried as spelled there."""
+        try:
+            return await self.get(key, upstream)
+        except (NotFound, OfflineMiss) as missing:
+            if not key.path or canonicalize_name(key.path[-1]) != key.path[-1]:
+                raise
+            for spelled in _upstream_spellings(key.path[-1]):
+                try:
+                    entry = await self.get(PageKey(key.route, (*key.path[:-1], spelled)), upstream)
+                except (NotFound, OfflineMiss):
+                    continue
+                if entry.kind == "project":
+                    return entry
+            raise missing
+
     def _landed(self, key: PageKey, flight: asyncio.Task[PageEntry]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
@@ -382,6 +400,17 @@ class PageService:
             and entry.stale_reason is None
             and self._clock() - entry.fetched_at < ttl
         )
+
+
+def _upstream_spellings(canonical: str) -> list[str]:
+    """Directory names an upstream may keep a project under besides the PEP 503 one.
+
+    The PyTorch index lower-cases project directories without normalizing them
+    (``typing_extensions/``), so the normalized URL installers ask for can 404 there.
+    """
+    return [
+        s for s in dict.fromkeys((canonical.replace("-", "_"), canonical.replace("-", "."))) if s != canonical
+    ]
 
 
 def _is_utf8(body: bytes) -> bool:

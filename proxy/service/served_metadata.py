@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
 from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
+from proxy.service.background import background_slot, running_ahead
 from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
@@ -86,7 +88,12 @@ class MetadataService:
         # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
         # no other does (a process-wide counter made every meld re-render every 5 MB page).
         self._revisions: Counter[PageKey] = Counter()
+        # (page, file name or release key) that only running ahead has learned: kept and used, but
+        # not advertised until a client asks for it, so a page is the same bytes either way.
+        self._unasked: set[tuple[PageKey, str]] = set()
         self._sdists = SdistMetadata(store, metrics, offline=offline, limits=self._limits)
+        # Told the first sibling metadata a meld fetched (``proxy.service.ahead``); it must not raise.
+        self.on_first_metadata: Callable[[PageKey, Release, bytes, Upstream], None] | None = None
 
     def revision(self, key: PageKey) -> int:
         return self._revisions.get(key, 0)  # .get: no Counter.__missing__ call per warm request
@@ -94,8 +101,28 @@ class MetadataService:
     def _remember(self, key: PageKey, filename: str, data: bytes) -> bytes:
         if (key, filename) not in self._original_hashes:
             self._original_hashes[(key, filename)] = hashlib.sha256(data).hexdigest()
-            self._revisions[key] += 1
+            self._learned(key, filename)
+        elif self._unasked:
+            self._advertise(key, (filename,))
         return data
+
+    def _learned(self, key: PageKey, name: str) -> None:
+        """``name`` (a file's original metadata, a release key's meld) became known on ``key``'s page:
+        it re-renders, unless only running ahead knows it yet (``_advertise``)."""
+        if running_ahead():
+            self._unasked.add((key, name))
+        else:
+            self._revisions[key] += 1
+
+    def _advertise(self, key: PageKey, names: Iterable[str]) -> None:
+        """A client asks for ``names``: what running ahead learned of them is advertised from now on,
+        as it would be had the client's own request learned it (pages never differ by it)."""
+        if running_ahead() or not self._unasked:
+            return
+        found = [(key, name) for name in names if (key, name) in self._unasked]
+        if found:
+            self._unasked.difference_update(found)
+            self._revisions[key] += 1
 
     # -- original metadata of one file ------------------------------------------------------------
     async def original(self, key: PageKey, dist: DistFile, upstream: Upstream) -> bytes:
@@ -145,7 +172,11 @@ class MetadataService:
                 return Fetched(shared)
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
-        return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
+        # Work run ahead waits for its own few slots, and fetches like a sibling: nobody waits on it
+        # yet, so it sends no range read beside an unadvertised probe (a client's own wheel does).
+        sibling = sibling or running_ahead()
+        async with background_slot():
+            return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
 
     # -- what we serve ----------------------------------------------------------------------------
     def advertised_hash(self, key: PageKey, release: Release, dist: DistFile, meld: bool) -> str | None:
@@ -154,8 +185,12 @@ class MetadataService:
             advertised = dist.core_metadata
             if not isinstance(advertised, bool) and advertised.get("sha256"):
                 return advertised["sha256"]
+            if self._unasked and (key, dist.filename) in self._unasked:
+                return None
             return self._original_hashes.get((key, dist.filename))
         record = self._melds.get((key, release.key))
+        if self._unasked and (key, release.key) in self._unasked:
+            record = None
         if record is None or dist.filename in record.changed:
             # A rewritten file is served as the meld to most clients but as the wheel's own to
             # those that check it against the wheel (``serve``'s ``own``), so no one hash is true of
@@ -199,6 +234,7 @@ class MetadataService:
                         body = await self.original(key, dist, upstream)
                         unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
                         return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
+        self._advertise(key, itertools.chain((release_key,), (d.filename for d in release.wheels)))
         changed = record.changed.get(dist.filename)
         if changed is not None and own:
             body = await self.original(key, dist, upstream)
@@ -213,6 +249,13 @@ class MetadataService:
         return ServedMetadata(
             body, record.hashes[dist.filename], meld, report.conflicts, varies_by_client=changed is not None
         )
+
+    def knows(self, key: PageKey, release: Release) -> bool:
+        """Whether serving ``release`` needs no upstream request this process knows of: its meld is
+        in memory, or (nothing to meld) its first wheel's metadata has been read."""
+        if release.needs_meld:
+            return self._known_meld(key, release.key) is not None
+        return (key, release.wheels[0].filename) in self._original_hashes
 
     def _known_meld(self, key: PageKey, release_key: str) -> MeldRecord | None:
         """The meld this process holds for the release: complete, or incomplete and recent."""
@@ -237,7 +280,6 @@ class MetadataService:
         # names packaging reads as wheels of the asked one's release.
         release = release_of(asked.filename)
         siblings = [d for d in group.wheels if d is asked or release_of(d.filename) == release]
-        release_key = group.key
         # The caller holds this release's meld lock, so no other task or worker reads these files
         # for it meanwhile: the cache is read and written once per meld rather than with three
         # thread hops and a file lock per sibling (~1.6 ms of CPU each, ~600 in a cold lock).
@@ -252,6 +294,10 @@ class MetadataService:
             got = await self._fetch_original(
                 key, dist, upstream, may_probe=may_probe, sibling=dist is not asked
             )
+            if not fetched and self.on_first_metadata is not None:
+                # The meld reads its other siblings for a while yet: what one wheel requires is
+                # most of what the release requires, and running ahead may start from it now.
+                self.on_first_metadata(key, group, got.data, upstream)
             fetched[dist.filename] = got.data
             self._remember(key, dist.filename, got.data)
             return got
@@ -267,21 +313,24 @@ class MetadataService:
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
-        report = result.report
-        await self._keep_siblings(asked, key, fetched, report.problems)
-        record = MeldRecord.of(result, inputs)
+        await self._keep_siblings(asked, key, fetched, result.report.problems)
+        return await self._record(key, group, siblings[0].filename, result, inputs)
+
+    async def _record(
+        self, key: PageKey, group: Release, first: str, result: MeldResult, inputs: list[WheelInput]
+    ) -> MeldRecord:
+        """``result``'s record: cached when complete, else held in memory a while; counted, logged."""
+        report, record = result.report, MeldRecord.of(result, inputs)
         if report.complete:
-            await self._keep(
-                f"the meld of {asked.filename}'s release", save_meld, self._store, key, release_key, record
-            )
-            await self._publish({self._store.meld_path(key, release_key): meld_bytes(record)})
-            self._melds[(key, release_key)] = record
-            self._revisions[key] += 1
+            await self._keep(f"the meld of {first}'s release", save_meld, self._store, key, group.key, record)
+            await self._publish({self._store.meld_path(key, group.key): meld_bytes(record)})
+            self._melds[(key, group.key)] = record
+            self._learned(key, group.key)
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
-            self._hold_incomplete(key, release_key, record)
+            self._hold_incomplete(key, group.key, record)
         self._metrics.meld_done(disagreed=report.disagreed, conflicts=len(report.conflicts))
         if report.disagreed:
-            self._meld_log.add(key.label, siblings[0].filename, report)
+            self._meld_log.add(key.label, first, report)
         return record
 
     async def meld_inputs(
@@ -293,7 +342,8 @@ class MetadataService:
         meld = functools.partial(meld_release, inputs, limits=self._limits)
         result: MeldResult = await asyncio.to_thread(meld, first)
         if isinstance(group.sdist, DistFile) and result.report.disagreed:
-            sdist = await self._sdists.input(key, group.sdist, upstream)
+            async with background_slot():
+                sdist = await self._sdists.input(key, group.sdist, upstream)
             result = await asyncio.to_thread(meld, sdist)
         return result
 
@@ -406,7 +456,7 @@ class MetadataService:
         record = None if raw is None else load_meld(raw)
         if record is not None:
             self._melds[(key, release_key)] = record
-            self._revisions[key] += 1
+            self._learned(key, release_key)
         return record
 
     def stored_melds(self, key: PageKey) -> list[tuple[tuple[str, ...], MeldReport]]:

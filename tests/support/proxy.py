@@ -19,8 +19,13 @@ __all__ = ["ProxyServer", "proxy_config"]
 
 
 def proxy_config(cache_dir: Path, routes: dict[str, str], **changes: object) -> Config:
-    """A config with the given ``{prefix: upstream}`` routes and no default discovery."""
+    """A config with the given ``{prefix: upstream}`` routes and no default discovery.
+
+    Running ahead is off, whatever the default, unless a test turns it on (``meld_run_ahead_depth``):
+    tests read the upstream's request log for what one client request cost, and running ahead adds
+    to it on its own time (tests/server/test_ahead*.py are where it is tested)."""
     built = tuple(RouteConfig(prefix=p, upstream=u.rstrip("/")) for p, u in routes.items())
+    changes = {"meld_run_ahead_depth": 0, **changes}
     return replace(Config(cache_dir=cache_dir, routes=built), **changes)  # type: ignore[arg-type]
 
 

@@ -59,13 +59,27 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[_Entry] = []
+        self._in_flight = 0
+        self._most_in_flight = 0
 
     def open(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> _Entry:
         """Start recording a request (server side)."""
         entry = _Entry(method, path, query, MappingProxyType(dict(headers)))
         with self._lock:
             self._entries.append(entry)
+            self._in_flight += 1
+            self._most_in_flight = max(self._most_in_flight, self._in_flight)
         return entry
+
+    def close(self, entry: _Entry) -> None:
+        """The answer to ``entry`` is sent, or given up (server side)."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def most_in_flight(self) -> int:
+        """The most requests under way at once since the start (or the last ``reset``)."""
+        with self._lock:
+            return self._most_in_flight
 
     def set_status(self, entry: _Entry, status: int) -> None:
         """Record the status line just before it is sent (server side)."""
@@ -94,6 +108,7 @@ class RequestLog:
         """Forget everything recorded so far."""
         with self._lock:
             self._entries.clear()
+            self._most_in_flight = self._in_flight
 
     def __len__(self) -> int:
         with self._lock:

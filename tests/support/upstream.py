@@ -211,6 +211,12 @@ class _Reply:
         self._headers, self._head, self._fault = dict(headers), head, fault or Fault()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._answer(send)
+        finally:
+            self._log.close(self._entry)
+
+    async def _answer(self, send: Send) -> None:
         fault, body = self._fault, self._body
         if fault.truncate_to is not None and fault.truncate_to < body.length:
             body = dataclasses.replace(body, data=body.data and body.data[: fault.truncate_to])
@@ -376,6 +382,22 @@ class UpstreamServer:
         entry = self.log.open(request.method, path, request.url.query, headers)
         with self._lock:
             options, index, fault = self._options, self._index, self._take_fault(path)
+        try:
+            return await self._reply(request, entry, headers, options, index, fault)
+        except BaseException:  # no _Reply will close it: a client gone during the latency, a bug
+            self.log.close(entry)
+            raise
+
+    async def _reply(
+        self,
+        request: Request,
+        entry: _Entry,
+        headers: Mapping[str, str],
+        options: UpstreamOptions,
+        index: FakeIndex,
+        fault: Fault | None,
+    ) -> _Reply:
+        path = request.url.path
         if options.latency_ms:
             await asyncio.sleep(options.latency_ms / 1000)
         head = request.method == "HEAD"

@@ -308,6 +308,7 @@ _BAD_TOML.update(
         "route-meld-text": _route('meld = "off"'),
         "route-keep-pruned-number": _route("keep_pruned = 1"),
         "route-public-hosts-text": _route('allow_public_hosts = "no"'),
+        "route-run-ahead-text": _route('run_ahead = "off"'),
         "route-not-table": "routes = [1]",
     }
 )
@@ -395,6 +396,7 @@ def test_inline_credentials_never_in_repr() -> None:
     [
         ("meld = false", "meld", False),
         ("keep_pruned = true", "keep_pruned", True),
+        ("run_ahead = false", "run_ahead", False),
         ("allow_public_hosts = false", "allow_public_hosts", False),
         ("page_ttl = 5", "page_ttl", 5.0),
         ("page_ttl = 0.5", "page_ttl", 0.5),

@@ -1,0 +1,333 @@
+"""Running ahead of the resolver: meld what a client will most likely ask for before it asks.
+
+A resolver discovers a lock level by level (page, metadata, the dependencies' pages, theirs …) and
+each meld starts only when it asks for that release, so upstream latency and resolver depth multiply.
+Once a client has a release's metadata, this service fetches, in the background, the pages of its
+requirements and warms the meld of the release each will most likely resolve to (``ahead_choice``),
+through the very ``PageService.lookup`` and ``MetadataService.serve`` a client request takes: what
+it leaves behind is exactly what that request would have put in the cache, so no answer changes.
+
+Bounded per trigger (the release a client asked for): ``depth`` levels below it, ``releases`` in
+all. Its jobs run ``concurrency`` at a time and fetch within as many upstream slots (``background``),
+below the route's own gates, so client traffic goes first; a job a client starts waiting for is
+promoted to a client's speed. A trigger's tree nobody asked anything of for ``window`` seconds is
+cancelled. Counted as ``wheelmeld_ahead_total{outcome}``: started, used (a client later asked for
+it), wasted (never asked before it was cancelled, evicted or the worker stopped), cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.cache.store import PageKey
+from proxy.errors import WheelmeldError
+from proxy.index.releases import Release
+from proxy.network.upstream import Upstream
+from proxy.observe import AheadOutcome, Metrics, RequestFacts, start_request
+from proxy.service.ahead_choice import (
+    Wanted,
+    covered_pythons,
+    likely_release,
+    metadata_requirements,
+    wanted_requirements,
+)
+from proxy.service.background import Budget, background_slot, running_ahead, spend
+from proxy.service.pages import PageEntry, PageService
+from proxy.service.served_metadata import MetadataService
+
+__all__ = ["AheadLimits", "AheadService"]
+
+log = logging.getLogger("wheelmeld")
+
+# Warmed work remembered until a client asks for it; the oldest beyond this counts as wasted.
+_REMEMBERED = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class AheadLimits:
+    depth: int = 2  # levels of requirements below the release a client asked for; 0: off
+    releases: int = 48  # releases warmed per trigger
+    concurrency: int = 4  # jobs under way at once, and upstream requests they may have in flight
+    window: float = 30.0  # seconds a trigger's tree runs on without a client asking any of it
+
+
+@dataclass(slots=True, eq=False)  # by identity: trees live in sets
+class _Tree:
+    """The work one client-asked release started; cancelled as a whole."""
+
+    asked_at: float
+    scheduled: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pages: set[PageKey] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Warm:
+    """Something running ahead fetched or melded that no client has asked for yet."""
+
+    tree: _Tree
+    requests: int = 0  # upstream requests it cost
+    budget: Budget | None = None  # while under way: promoted when a client starts waiting for it
+    outcome: AheadOutcome | None = None  # USED or WASTED once settled (work under way may be either)
+
+
+# What a warm entry is: a page ("page", key) or a release's meld ("meld", key, release key).
+_WarmKey = tuple[object, ...]
+
+
+class AheadService:
+    def __init__(
+        self,
+        pages: PageService,
+        metadata: MetadataService,
+        metrics: Metrics,
+        limits: AheadLimits,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pages = pages
+        self._metadata = metadata
+        self._metrics = metrics
+        self._limits = limits
+        self._clock = clock
+        self._jobs = asyncio.Semaphore(max(1, limits.concurrency))
+        self._gate = asyncio.Semaphore(max(1, limits.concurrency))
+        self._trees: set[_Tree] = set()  # those with work to do; a cancelled one is out
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._by_page: dict[PageKey, _Tree] = {}
+        self._warm: OrderedDict[_WarmKey, _Warm] = OrderedDict()
+        self._seen: set[_WarmKey] = set()  # scheduled once per worker (a set bounded like _warm)
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    def enabled(self, upstream: Upstream) -> bool:
+        return self._limits.depth > 0 and upstream.route.run_ahead and upstream.route.meld
+
+    # -- what clients ask ------------------------------------------------------------------------
+    def asked_page(self, key: PageKey) -> None:
+        """A client asked for ``key``'s page: its tree runs on, and a page fetched ahead was used."""
+        self._sweep()
+        tree = self._by_page.get(key)
+        if tree is not None:
+            tree.asked_at = self._clock()
+        self._use(("page", key))
+
+    def asking_metadata(self, key: PageKey, release: Release | None) -> None:
+        """Before a client's ``.metadata`` is served: work under way for it runs at a client's speed."""
+        if release is None:
+            return
+        self.asked_page(key)
+        warm = self._warm.get(("meld", key, release.key))
+        if warm is not None and warm.budget is not None:
+            warm.budget.promoted = True
+        self._use(("meld", key, release.key))
+
+    def served_metadata(self, key: PageKey, release: Release | None, body: bytes, upstream: Upstream) -> None:
+        """A client got ``release``'s metadata ``body``: run ahead of it, a new tree rooted there."""
+        self._trigger("served", key, release, body, upstream)
+
+    def first_metadata(self, key: PageKey, release: Release, body: bytes, upstream: Upstream) -> None:
+        """A client's meld of ``release`` read its first sibling, ``body``: run ahead from it while
+        the meld reads the rest (``MetadataService.on_first_metadata``). A meld run ahead goes on
+        from its own result instead, within its tree's depth."""
+        if not running_ahead():
+            self._trigger("first", key, release, body, upstream)
+
+    def _trigger(
+        self, what: str, key: PageKey, release: Release | None, body: bytes, upstream: Upstream
+    ) -> None:
+        if release is None or not self.enabled(upstream):
+            return
+        if not self._remember(("trigger", what, key, release.key)):
+            return
+        tree = _Tree(self._clock())
+        self._trees.add(tree)
+        self._by_page[key] = tree
+        tree.pages.add(key)
+        self._expand(tree, key, release, body, frozenset(), None, upstream, 1)
+        if not tree.tasks:
+            self._retire(tree)
+
+    # -- the work --------------------------------------------------------------------------------
+    def _expand(
+        self,
+        tree: _Tree,
+        key: PageKey,
+        release: Release,
+        body: bytes,
+        extras: frozenset[str],
+        within: frozenset[tuple[int, int]] | None,
+        upstream: Upstream,
+        depth: int,
+    ) -> None:
+        """Start a job for each requirement of ``release`` (its metadata ``body``), at ``depth``."""
+        requires_python, requirements = metadata_requirements(body)
+        pythons = covered_pythons(release, requires_python, within)
+        for item in wanted_requirements(requirements, extras, pythons):
+            if tree.scheduled >= self._limits.releases:
+                return
+            target = PageKey(key.route, (*key.path[:-1], item.name))
+            if self._remember(("job", target, str(item.specifier), item.extras, pythons)):
+                tree.scheduled += 1
+                self._schedule(tree, self._warm_one(tree, target, item, pythons, upstream, depth))
+
+    async def _warm_one(
+        self,
+        tree: _Tree,
+        key: PageKey,
+        wanted: Wanted,
+        pythons: frozenset[tuple[int, int]],
+        upstream: Upstream,
+        depth: int,
+    ) -> None:
+        """One job: ``wanted``'s page, then the meld of the release it most likely resolves to."""
+        async with self._jobs:
+            if not self._alive(tree):
+                return
+            facts, _token = start_request()  # this task's own: counts only what it makes upstream
+            budget = Budget(self._gate)
+            spend(budget)
+            self._metrics.ahead[AheadOutcome.STARTED] += 1
+            entry = await self._page(tree, key, upstream, facts)
+            if entry.page is None:
+                return
+            groups = await asyncio.to_thread(entry.release_groups)
+            release = await asyncio.to_thread(likely_release, entry.page.files, groups, wanted, pythons)
+            if release is None or not self._alive(tree):
+                return
+            # Known already (a client's, or another tree's): read back without upstream requests,
+            # only to go on below it.
+            known = self._metadata.knows(entry.key, release)
+            warm = None if known else self._warmed(("meld", entry.key, release.key), tree, budget)
+            before = facts.upstream_requests
+            try:
+                served = await self._metadata.serve(entry.key, release, release.wheels[0], upstream)
+            finally:
+                if warm is not None:
+                    warm.budget = None
+                    self._charge(warm, facts.upstream_requests - before)
+        if depth < self._limits.depth and self._alive(tree):
+            self._expand(tree, entry.key, release, served.body, wanted.extras, pythons, upstream, depth + 1)
+
+    async def _page(self, tree: _Tree, key: PageKey, upstream: Upstream, facts: RequestFacts) -> PageEntry:
+        """``key``'s page, as a client's request would find it; what fetching it cost is charged to
+        it, or counted as wasted when there is none to have (a client would fetch it again)."""
+        try:
+            async with background_slot():
+                entry = await self._pages.lookup(key, upstream)
+        except WheelmeldError:
+            self._metrics.ahead[AheadOutcome.WASTED] += 1
+            self._metrics.ahead_requests[AheadOutcome.WASTED] += facts.upstream_requests
+            raise
+        self._by_page[entry.key] = tree
+        tree.pages.add(entry.key)
+        if facts.upstream_requests:
+            self._charge(self._warmed(("page", entry.key), tree), facts.upstream_requests)
+        return entry
+
+    def _schedule(self, tree: _Tree, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        tree.tasks.add(task)
+        self._tasks.add(task)
+        self._settled.clear()
+        self._metrics.ahead_running += 1
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._metrics.ahead_running -= 1
+            tree.tasks.discard(finished)
+            self._tasks.discard(finished)
+            if not finished.cancelled():
+                exc = finished.exception()
+                if isinstance(exc, WheelmeldError):
+                    log.debug("running ahead: %s", exc.reason)
+                elif exc is not None:
+                    log.error("running ahead failed", exc_info=exc)
+            if not tree.tasks:
+                self._retire(tree)
+            if not self._tasks:
+                self._settled.set()
+
+        task.add_done_callback(done)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _alive(self, tree: _Tree) -> bool:
+        """Whether ``tree`` may run on; one nobody asked anything of within the window is cancelled."""
+        self._sweep()
+        return tree in self._trees
+
+    def _sweep(self) -> None:
+        """Cancel every tree nobody asked anything of within the window."""
+        now = self._clock()
+        for tree in [t for t in self._trees if now - t.asked_at > self._limits.window]:
+            self._cancel(tree)
+
+    def _cancel(self, tree: _Tree) -> None:
+        for task in list(tree.tasks):
+            self._metrics.ahead[AheadOutcome.CANCELLED] += 1
+            task.cancel()
+        self._retire(tree)
+        for warm_key in [k for k, w in self._warm.items() if w.tree is tree]:
+            self._settle(warm_key, AheadOutcome.WASTED)
+
+    def _retire(self, tree: _Tree) -> None:
+        """``tree`` has no more work (done, or cancelled): client requests no longer keep it going."""
+        self._trees.discard(tree)
+        for page in tree.pages:
+            if self._by_page.get(page) is tree:
+                del self._by_page[page]
+
+    def _remember(self, key: _WarmKey) -> bool:
+        """Whether ``key`` is new (then remembered): each job and trigger runs once per worker."""
+        if key in self._seen:
+            return False
+        if len(self._seen) >= 4 * _REMEMBERED:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+    def _warmed(self, key: _WarmKey, tree: _Tree, budget: Budget | None = None) -> _Warm:
+        warm = self._warm.get(key)
+        if warm is not None:  # two requirements of one project led to one release
+            return warm
+        warm = self._warm[key] = _Warm(tree, 0, budget)
+        while len(self._warm) > _REMEMBERED:
+            self._settle(next(iter(self._warm)), AheadOutcome.WASTED)
+        return warm
+
+    def _charge(self, warm: _Warm, requests: int) -> None:
+        warm.requests += requests
+        if warm.outcome is None:
+            self._metrics.ahead_unused_requests += requests
+        else:  # a client asked for it, or it was given up, while it was under way
+            self._metrics.ahead_requests[warm.outcome] += requests
+
+    def _use(self, key: _WarmKey) -> None:
+        if key in self._warm:
+            self._settle(key, AheadOutcome.USED)
+
+    def _settle(self, key: _WarmKey, outcome: AheadOutcome) -> None:
+        """``key``'s warmed work was used, or is given up as wasted, with the requests it cost."""
+        warm = self._warm.pop(key)
+        warm.outcome = outcome
+        self._metrics.ahead[outcome] += 1
+        self._metrics.ahead_requests[outcome] += warm.requests
+        self._metrics.ahead_unused_requests -= warm.requests
+
+    async def settled(self) -> None:
+        """Until no job is under way (tests, and a clean stop)."""
+        await self._settled.wait()
+
+    async def close(self) -> None:
+        """The worker stops: cancel everything, and what was never asked for is wasted."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for warm_key in list(self._warm):
+            self._settle(warm_key, AheadOutcome.WASTED)
