@@ -97,11 +97,15 @@ class Metrics:
     melds_unavailable: int = 0
     blocked_fetches: int = 0
     pages_loaded_ahead: int = 0
+    probes: Counter[bool] = field(default_factory=Counter)  # unadvertised PEP 658 probes, by found
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
 
     def upstream_request(self, kind: str, count: int = 1, nbytes: int = 0) -> None:
         self.upstream_requests[kind] += count
         self.upstream_bytes += nbytes
+
+    def probe(self, *, found: bool) -> None:
+        self.probes[found] += 1
 
     def meld_done(self, *, disagreed: bool, conflicts: int) -> None:
         self.melds += 1

@@ -75,7 +75,7 @@ class MetadataService:
         self._incomplete: dict[tuple[PageKey, str], tuple[MeldRecord, float]] = {}
         self._incomplete_retry = incomplete_retry
         self._clock = clock
-        self._fetcher = MetadataFetcher(metrics)
+        self._fetcher = MetadataFetcher(metrics, clock)
         self._melds: dict[tuple[PageKey, str], MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[PageKey, str], str] = {}
@@ -330,7 +330,7 @@ class MetadataService:
         fetcher = self._fetcher
         unadvertised = not any(d.core_metadata for d in siblings)
         if unadvertised and (
-            fetcher.probing(upstream) or (fetcher.costly(key) and not fetcher.knows_layout(key, asked))
+            fetcher.probing(key, upstream) or (fetcher.costly(key) and not fetcher.knows_layout(key, asked))
         ):
             # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
             # files (uploads before an index's backfill often have none), so the rest send no

@@ -1,0 +1,99 @@
+"""Whether to ask upstream for a PEP 658 file its page did not advertise: learned per project and route.
+
+Some indexes serve ``<file>.metadata`` without saying so on their pages, some have it for a part of
+their projects only (uploads before a backfill), some never (the PyTorch index). A probe that 404s
+is a wasted round trip; one that answers saves a range read. What is known, strongest first:
+
+1. the project's own last probe: found, its files are probed alone (no range read raced beside
+   them); missed, its files go straight to range reads until ``pause`` seconds have passed;
+2. the route, from the first probes of its projects: after ``give_up`` misses in a row with no
+   answer between them, projects not known yet are read with ranges only, for ``pause`` seconds;
+   then one probe is tried again, and one answer re-enables probing.
+
+State is bounded: one small record per route, at most ``max_projects`` projects (least recently
+used dropped, which only costs a dropped project one probe again).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.cache.store import PageKey
+
+__all__ = ["ProbeBook", "ProbePlan"]
+
+
+class ProbePlan(enum.Enum):
+    SKIP = "skip"  # range reads only: this project's (or, unknown project, the route's) probes miss
+    TRY = "try"  # nothing known: probe, and for a waiting client read ranges meanwhile
+    EXPECT = "expect"  # this project's last probe was answered: probe alone
+
+
+@dataclass(slots=True)
+class _Route:
+    misses_in_a_row: int = 0  # since the last probe anywhere on the route that was answered
+    paused_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Project:
+    found: bool
+    at: float  # when it was learned: a miss is believed for ``pause`` seconds only
+
+
+class ProbeBook:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        give_up: int = 8,
+        pause: float = 600.0,
+        max_projects: int = 8192,
+    ) -> None:
+        self._clock = clock
+        self._give_up = give_up
+        self._pause = pause
+        self._max_projects = max_projects
+        self._routes: dict[str, _Route] = {}
+        # By project page (a PageKey names its route too).
+        self._projects: OrderedDict[PageKey, _Project] = OrderedDict()
+
+    def plan(self, route: str, project: PageKey) -> ProbePlan:
+        """What to do about an unadvertised PEP 658 file of ``project`` on ``route``."""
+        now = self._clock()
+        known = self._projects.get(project)
+        if known is not None:
+            self._projects.move_to_end(project)
+            if known.found:
+                return ProbePlan.EXPECT
+            if now < known.at + self._pause:
+                return ProbePlan.SKIP
+        state = self._routes.get(route)
+        if state is not None and state.paused_until is not None and now < state.paused_until:
+            return ProbePlan.SKIP
+        return ProbePlan.TRY
+
+    def record(self, route: str, project: PageKey, *, found: bool) -> None:
+        """What an unadvertised probe of ``project``'s file on ``route`` got."""
+        now = self._clock()
+        previous = self._projects.get(project)
+        self._projects[project] = _Project(found, now)
+        self._projects.move_to_end(project)
+        while len(self._projects) > self._max_projects:
+            self._projects.popitem(last=False)
+        if previous is not None and previous.found:
+            # The route's counts are about projects not known yet: a project that answered before
+            # says nothing new of the others, whatever its next probe gets.
+            return
+        state = self._routes.setdefault(route, _Route())
+        if found:
+            state.misses_in_a_row = 0
+            state.paused_until = None
+            return
+        state.misses_in_a_row += 1
+        if state.misses_in_a_row >= self._give_up:
+            # Past a pause the count stays at the line: one more miss pauses the route again.
+            state.paused_until = now + self._pause

@@ -1,0 +1,83 @@
+"""Probes for PEP 658 files no page advertised: sent where they pay, learned per project and route.
+
+The upstream's request log is the evidence: which ``.metadata`` paths the proxy asked for, and
+whether it read the wheel as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.support.fake_index import FakeFile, FakeIndex
+from tests.support.stack import MakeStack, Stack, wheel
+
+
+def _without_pep658(files: list[FakeFile]) -> list[FakeFile]:
+    return [replace(f, metadata=None) for f in files]
+
+
+def _ask(stack: Stack, project: str, filename: str) -> None:
+    response = stack.client.get(stack.file(project, filename, ".metadata"))
+    assert response.status_code == 200, response.text
+
+
+def _probed(stack: Stack, project: str) -> list[str]:
+    return [p.rsplit("/", 1)[1] for _m, p, _r in stack.requests(".metadata") if f"/{project}/" in p]
+
+
+def _solo(project: str, version: str) -> str:
+    return f"{project}-{version}-py3-none-any.whl"
+
+
+def test_a_projects_first_miss_sends_its_other_files_to_range_reads(make_stack: MakeStack) -> None:
+    # The route answers probes (``good`` has its files), so the route keeps probing; ``bare`` has
+    # none, and after its first 404 its other releases are read with ranges without asking again.
+    bare = [wheel(_solo("bare", v), ["idna"]) for v in ("1.0", "2.0", "3.0", "4.0")]
+    index = FakeIndex.from_files({"good": [wheel(_solo("good", "1.0"))], "bare": _without_pep658(bare)})
+    stack = make_stack(index, pep658=True, advertise_pep658=False, ranges=True)
+    _ask(stack, "good", _solo("good", "1.0"))
+    for file in bare:
+        _ask(stack, "bare", file.filename)
+    assert _probed(stack, "bare") == [_solo("bare", "1.0") + ".metadata"]
+    for file in bare:
+        assert stack.upstream.requests_for("/" + file.filename), "read with ranges instead"
+
+
+def test_a_project_whose_files_exist_keeps_them_where_the_route_stopped_probing(
+    make_stack: MakeStack,
+) -> None:
+    # ``good`` answered its probe; then eight projects in a row missed, so the route stops probing
+    # projects it knows nothing of (``late``), but ``good``'s next release is still read from its
+    # PEP 658 file, and only from it: no range read raced beside a probe known to pay.
+    misses = {f"miss{i}": _without_pep658([wheel(_solo(f"miss{i}", "1.0"))]) for i in range(8)}
+    good = [wheel(_solo("good", "1.0")), wheel(_solo("good", "2.0"))]
+    index = FakeIndex.from_files({"good": good, **misses, "late": [wheel(_solo("late", "1.0"))]})
+    stack = make_stack(index, pep658=True, advertise_pep658=False, ranges=True, latency_ms=20)
+    _ask(stack, "good", _solo("good", "1.0"))
+    for project in misses:
+        _ask(stack, project, _solo(project, "1.0"))
+    _ask(stack, "good", _solo("good", "2.0"))
+    _ask(stack, "late", _solo("late", "1.0"))
+    assert _probed(stack, "good") == [_solo("good", v) + ".metadata" for v in ("1.0", "2.0")]
+    assert not stack.upstream.requests_for("/" + _solo("good", "2.0")), "no range read beside the probe"
+    assert _probed(stack, "late") == [], "the route stopped probing projects it knows nothing of"
+    assert stack.upstream.requests_for("/" + _solo("late", "1.0")), "read with ranges instead"
+
+
+def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_files(
+    make_stack: MakeStack,
+) -> None:
+    # Each sibling of a release is probed directly: the asked wheel no longer goes ahead of them
+    # when the project already answered a probe, and none is also read with ranges.
+    platforms = ("manylinux_2_17_x86_64", "win_amd64", "macosx_11_0_arm64")
+    names = [f"multi-2.0-cp311-cp311-{plat}.whl" for plat in platforms]
+    files = [wheel(_solo("multi", "1.0"))] + [
+        wheel(n, ["numpy", "nvidia-thing"] if "linux" in n else ["numpy"]) for n in names
+    ]
+    stack = make_stack(FakeIndex.from_files({"multi": files}), pep658=True, advertise_pep658=False)
+    _ask(stack, "multi", _solo("multi", "1.0"))
+    _ask(stack, "multi", names[1])
+    expected = [_solo("multi", "1.0"), *names]
+    assert sorted(_probed(stack, "multi")) == sorted(n + ".metadata" for n in expected)
+    for name in names:
+        assert not stack.upstream.requests_for("/" + name), name
