@@ -15,7 +15,9 @@ DIR`` the same from another source tree (say, the parent commit); proxpi (its ow
 fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
 proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
 ``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
-how many requests each lock cost it.
+how many requests each lock cost it; a one-worker proxy's own ``/metrics`` say how many it sent
+upstream and how many of them were PEP 658 probes answered 404 (the live index's count; with two
+workers each worker counts its own, so those rows show none).
 
 Run: ``.venv/bin/python benchmarks/bench_uv_lock.py`` (``--live`` for a; ``--help``).
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from uv import find_uv_bin
 
 from benchmarks._harness import (
@@ -72,11 +76,14 @@ class LockFailed(RuntimeError):
 class _Cell:
     seconds: list[float] = field(default_factory=list)
     upstream_requests: list[int] = field(default_factory=list)
+    # From a one-worker proxy's /metrics: every request it sent upstream, and its 404 probes.
+    proxy_requests: list[int] = field(default_factory=list)
+    probes_missed: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
-def live_pyproject(index_url: str) -> str:
-    deps = ", ".join(f'"{r}"' for r in LIVE_REQUIREMENTS)
+def live_pyproject(index_url: str, requirements: tuple[str, ...] = LIVE_REQUIREMENTS) -> str:
+    deps = ", ".join(f'"{r}"' for r in requirements)
     return f"""\
 [project]
 name = "bench-live"
@@ -135,8 +142,17 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     return elapsed
 
 
-# A system: name → factory(workdir) giving a context manager that yields the index URL for uv.
-_System = Callable[[Path], contextlib.AbstractContextManager[str]]
+# A system: name → factory(workdir) giving a context manager that yields the index URL for uv and
+# the proxy's /metrics URL (None: not a proxy, or one whose workers count apart).
+_System = Callable[[Path], contextlib.AbstractContextManager[tuple[str, str | None]]]
+
+
+def _proxy_counts(metrics_url: str) -> tuple[int, int]:
+    """(requests sent upstream, PEP 658 probes answered 404) so far, from a proxy's /metrics."""
+    text = httpx.get(metrics_url, timeout=10).text
+    sent = sum(int(n) for n in re.findall(r"^wheelmeld_upstream_requests_total\{[^}]*\} (\d+)$", text, re.M))
+    missed = re.search(r'^wheelmeld_metadata_probes_total\{outcome="missing"\} (\d+)$', text, re.M)
+    return sent, int(missed.group(1)) if missed else -1  # -1: a tree without the counter
 
 
 def _systems(
@@ -145,21 +161,21 @@ def _systems(
     """``route``: (prefix, upstream) for wheelmeld; ``suffix``: the index path below the proxy."""
 
     @contextlib.contextmanager
-    def direct(workdir: Path) -> Iterator[str]:
-        yield index_url
+    def direct(workdir: Path) -> Iterator[tuple[str, str | None]]:
+        yield index_url, None
 
     def wm(workers: int, source: Path | None = None) -> _System:
         @contextlib.contextmanager
-        def start(workdir: Path) -> Iterator[str]:
+        def start(workdir: Path) -> Iterator[tuple[str, str | None]]:
             with wheelmeld(workdir, {route[0]: route[1]}, workers=workers, source=source) as server:
-                yield server.url + suffix
+                yield server.url + suffix, server.url + "/metrics" if workers == 1 else None
 
         return start
 
     @contextlib.contextmanager
-    def px(workdir: Path) -> Iterator[str]:
+    def px(workdir: Path) -> Iterator[tuple[str, str | None]]:
         with proxpi(workdir, index_url.rstrip("/") + "/") as server:
-            yield server.url + "/index/"
+            yield server.url + "/index/", None
 
     systems: dict[str, _System] = {"direct": direct, "wheelmeld w1": wm(1), "wheelmeld w2": wm(2)}
     if args.baseline:
@@ -190,9 +206,10 @@ def _measure(
         for name in order:
             phases = ("cold",) if name == "direct" else ("cold", "warm")
             try:
-                with systems[name](workdir) as url:
+                with systems[name](workdir) as (url, metrics_url):
                     for phase in phases:
                         before = upstream_stats(up)["requests"] if up else 0
+                        counted = _proxy_counts(metrics_url) if metrics_url else (0, 0)
                         cell = cells[name][phase]
                         try:
                             seconds = uv_lock(workdir, pyproject(url), args.timeout)
@@ -203,6 +220,10 @@ def _measure(
                         cell.seconds.append(seconds)
                         if up:
                             cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
+                        if metrics_url:
+                            sent, missed = _proxy_counts(metrics_url)
+                            cell.proxy_requests.append(sent - counted[0])
+                            cell.probes_missed.append(missed - counted[1] if missed >= 0 else -1)
                         print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
             except BenchError as exc:
                 cells[name]["cold"].failures.append(str(exc).splitlines()[0])
@@ -224,6 +245,8 @@ def _print(
     if with_upstream:
         head += " upstream requests cold / warm |"
         rule += "---:|"
+    head += " proxy's upstream requests cold | of them 404 probes |"
+    rule += "---:|---:|"
     print(head)
     print(rule)
     for name, phases in cells.items():
@@ -236,6 +259,10 @@ def _print(
                 spread([float(x) for x in phases[p].upstream_requests], "{:.0f}") for p in ("cold", "warm")
             ]
             row += f" {reqs[0]} / {reqs[1]} |"
+        cold = phases["cold"]
+        row += f" {spread([float(x) for x in cold.proxy_requests], '{:.0f}')} |"
+        missed = [float(x) for x in cold.probes_missed if x >= 0]
+        row += f" {spread(missed, '{:.0f}')} |"
         print(row)
     failures = [(n, p, f) for n, ph in cells.items() for p, c in ph.items() for f in c.failures]
     for name, phase, failure in dict.fromkeys(failures):
@@ -247,6 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--live", action="store_true", help="workload (a): the real default index (opt-in)")
+    parser.add_argument(
+        "--requirements",
+        help=f"(a): comma-separated requirements to lock (default: {','.join(LIVE_REQUIREMENTS)})",
+    )
+    parser.add_argument(
+        "--unadvertised-pep658",
+        action="store_true",
+        help="(b): the fake upstream serves PEP 658 files without advertising them",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=50.0, help="(b): injected per upstream request")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per uv lock")
@@ -262,16 +298,19 @@ def main(argv: list[str] | None = None) -> int:
             index = discover_default_index().url.rstrip("/")
             print(f"live index: found via {discover_default_index().source}", file=sys.stderr)
             systems = _systems(args, index + "/", ("/simple", index), "/simple/")
-            cells = _measure(args, workdir, systems, live_pyproject, None)
-            title = f"(a) live index, {' '.join(LIVE_REQUIREMENTS)}"
+            wanted = tuple(args.requirements.split(",")) if args.requirements else LIVE_REQUIREMENTS
+            cells = _measure(args, workdir, systems, lambda url: live_pyproject(url, wanted), None)
+            title = f"(a) live index, {' '.join(wanted)}"
             _print(title, cells, args, with_upstream=False)
         else:
             latency = ["--latency-ms", str(args.latency_ms)]
+            latency += ["--unadvertised-pep658"] if args.unadvertised_pep658 else []
             with upstream(workdir, "--fixture", "pytorch", *latency) as up:
                 index = up.url + _SEED_PREFIX
                 systems = _systems(args, index, ("/whl", up.url + "/whl"), _SEED_PREFIX)
                 cells = _measure(args, workdir, systems, seed_pyproject, up)
             title = f"(b) seed PyTorch-shaped upstream, {args.latency_ms:g} ms per upstream request"
+            title += ", PEP 658 files served unadvertised" if args.unadvertised_pep658 else ""
             _print(title, cells, args, with_upstream=True)
         dump_json(args.json, {n: {p: c.__dict__ for p, c in ph.items()} for n, ph in cells.items()})
     return 0
