@@ -4,8 +4,10 @@ Some indexes serve ``<file>.metadata`` without saying so on their pages, some ha
 their projects only (uploads before a backfill), some never (the PyTorch index). A probe that 404s
 is a wasted round trip; one that answers saves a range read. What is known, strongest first:
 
-1. the project's own last probe: found, its files are probed alone (no range read raced beside
-   them); missed, its files go straight to range reads until ``pause`` seconds have passed;
+1. the project's own probes: all answered, its files are probed alone (no range read raced beside
+   them); all missed, its files go straight to range reads until ``pause`` seconds have passed;
+   some of each (a few files lack them: the live index has projects like this), each release is
+   tried as if nothing were known, its asked wheel's probe telling its siblings;
 2. the route, from the first probes of its projects: after ``give_up`` misses in a row with no
    answer between them, projects not known yet are read with ranges only, for ``pause`` seconds;
    then one probe is tried again, and one answer re-enables probing.
@@ -29,7 +31,18 @@ __all__ = ["ProbeBook", "ProbePlan"]
 class ProbePlan(enum.Enum):
     SKIP = "skip"  # range reads only: this project's (or, unknown project, the route's) probes miss
     TRY = "try"  # nothing known: probe, and for a waiting client read ranges meanwhile
-    EXPECT = "expect"  # this project's last probe was answered: probe alone
+    EXPECT = "expect"  # every probe of this project was answered: probe alone
+
+
+class _Seen(enum.Enum):
+    FOUND = "found"  # every probe of the project was answered
+    MISSING = "missing"  # every probe 404'd
+    MIXED = "mixed"  # some of each: a project-wide guess would be wrong for some of its files
+
+    def after(self, found: bool) -> _Seen:
+        if self is _Seen.MIXED or self is (_Seen.MISSING if found else _Seen.FOUND):
+            return _Seen.MIXED
+        return self
 
 
 @dataclass(slots=True)
@@ -40,8 +53,8 @@ class _Route:
 
 @dataclass(frozen=True, slots=True)
 class _Project:
-    found: bool
-    at: float  # when it was learned: a miss is believed for ``pause`` seconds only
+    seen: _Seen
+    at: float  # when it was last learned: MISSING is believed for ``pause`` seconds only
 
 
 class ProbeBook:
@@ -67,8 +80,10 @@ class ProbeBook:
         known = self._projects.get(project)
         if known is not None:
             self._projects.move_to_end(project)
-            if known.found:
+            if known.seen is _Seen.FOUND:
                 return ProbePlan.EXPECT
+            if known.seen is _Seen.MIXED:
+                return ProbePlan.TRY  # its answers win over a route that stopped probing
             if now < known.at + self._pause:
                 return ProbePlan.SKIP
         state = self._routes.get(route)
@@ -80,13 +95,14 @@ class ProbeBook:
         """What an unadvertised probe of ``project``'s file on ``route`` got."""
         now = self._clock()
         previous = self._projects.get(project)
-        self._projects[project] = _Project(found, now)
+        first = _Seen.FOUND if found else _Seen.MISSING
+        self._projects[project] = _Project(first if previous is None else previous.seen.after(found), now)
         self._projects.move_to_end(project)
         while len(self._projects) > self._max_projects:
             self._projects.popitem(last=False)
-        if previous is not None and previous.found:
-            # The route's counts are about projects not known yet: a project that answered before
-            # says nothing new of the others, whatever its next probe gets.
+        if previous is not None and previous.seen is not _Seen.MISSING:
+            # The route's counts are about projects not known yet (or whose misses ran out): one
+            # that answered before says nothing new of the others, whatever its next probe gets.
             return
         state = self._routes.setdefault(route, _Route())
         if found:

@@ -40,8 +40,11 @@ def _page(project: str) -> PageKey:
         ([], ("a", ProbePlan.TRY)),
         ([("a", False)], ("a", ProbePlan.SKIP)),
         ([("a", True)], ("a", ProbePlan.EXPECT)),
-        ([("a", True), ("a", False)], ("a", ProbePlan.SKIP)),
-        ([("a", False), ("a", True)], ("a", ProbePlan.EXPECT)),
+        # Some of its files have them, some not: each release is tried, whatever the route says.
+        ([("a", True), ("a", False)], ("a", ProbePlan.TRY)),
+        ([("a", False), ("a", True)], ("a", ProbePlan.TRY)),
+        ([("a", True), ("a", False), ("a", True)], ("a", ProbePlan.TRY)),
+        ([("a", True), ("a", False), *((f"p{i}", False) for i in range(8))], ("a", ProbePlan.TRY)),
         ([(f"p{i}", False) for i in range(7)], ("new", ProbePlan.TRY)),
         ([(f"p{i}", False) for i in range(8)], ("new", ProbePlan.SKIP)),
         ([("good", True), *((f"p{i}", False) for i in range(8))], ("good", ProbePlan.EXPECT)),

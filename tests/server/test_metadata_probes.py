@@ -81,3 +81,17 @@ def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_file
     assert sorted(_probed(stack, "multi")) == sorted(n + ".metadata" for n in expected)
     for name in names:
         assert not stack.upstream.requests_for("/" + name), name
+
+
+def test_a_project_lacking_a_few_files_keeps_probing_the_others(make_stack: MakeStack) -> None:
+    # The live index has projects whose files mostly have PEP 658 files and a few do not: one 404
+    # must not send the rest of such a project to range reads (two or three requests each, without
+    # a layout, against the probe's one).
+    files = [wheel(_solo("most", v)) for v in ("1.0", "2.0", "3.0", "4.0")]
+    files[1] = replace(files[1], metadata=None)
+    stack = make_stack(FakeIndex.from_files({"most": files}), pep658=True, advertise_pep658=False)
+    for file in files:
+        _ask(stack, "most", file.filename)
+    assert _probed(stack, "most") == [f.filename + ".metadata" for f in files]
+    for file in (files[2], files[3]):
+        assert len(stack.upstream.requests_for("/" + file.filename)) <= 1, "at most a read raced beside"
