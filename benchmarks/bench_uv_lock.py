@@ -29,10 +29,12 @@ import contextlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +78,8 @@ class LockFailed(RuntimeError):
 class _Cell:
     seconds: list[float] = field(default_factory=list)
     upstream_requests: list[int] = field(default_factory=list)
-    # From a one-worker proxy's /metrics: every request it sent upstream, and its 404 probes.
-    proxy_requests: list[int] = field(default_factory=list)
-    probes_missed: list[int] = field(default_factory=list)
+    # From a one-worker proxy's /metrics, per cold lock: requests it sent upstream by kind.
+    proxy_requests: list[Counter[str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -147,12 +148,16 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
 _System = Callable[[Path], contextlib.AbstractContextManager[tuple[str, str | None]]]
 
 
-def _proxy_counts(metrics_url: str) -> tuple[int, int]:
-    """(requests sent upstream, PEP 658 probes answered 404) so far, from a proxy's /metrics."""
+def _proxy_counts(metrics_url: str) -> Counter[str]:
+    """Requests sent upstream so far by kind (page, metadata, range, file), and PEP 658 probes
+    answered 404 as "404 probe" (absent from a tree without that counter), from a proxy's /metrics."""
     text = httpx.get(metrics_url, timeout=10).text
-    sent = sum(int(n) for n in re.findall(r"^wheelmeld_upstream_requests_total\{[^}]*\} (\d+)$", text, re.M))
-    missed = re.search(r'^wheelmeld_metadata_probes_total\{outcome="missing"\} (\d+)$', text, re.M)
-    return sent, int(missed.group(1)) if missed else -1  # -1: a tree without the counter
+    counts: Counter[str] = Counter()
+    for kind, n in re.findall(r'^wheelmeld_upstream_requests_total\{kind="([^"]+)"\} (\d+)$', text, re.M):
+        counts[kind] = int(n)
+    for n in re.findall(r'^wheelmeld_metadata_probes_total\{outcome="missing"\} (\d+)$', text, re.M):
+        counts["404 probe"] = int(n)
+    return counts
 
 
 def _systems(
@@ -209,7 +214,7 @@ def _measure(
                 with systems[name](workdir) as (url, metrics_url):
                     for phase in phases:
                         before = upstream_stats(up)["requests"] if up else 0
-                        counted = _proxy_counts(metrics_url) if metrics_url else (0, 0)
+                        counted = _proxy_counts(metrics_url) if metrics_url else Counter()
                         cell = cells[name][phase]
                         try:
                             seconds = uv_lock(workdir, pyproject(url), args.timeout)
@@ -221,9 +226,8 @@ def _measure(
                         if up:
                             cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
                         if metrics_url:
-                            sent, missed = _proxy_counts(metrics_url)
-                            cell.proxy_requests.append(sent - counted[0])
-                            cell.probes_missed.append(missed - counted[1] if missed >= 0 else -1)
+                            now = _proxy_counts(metrics_url)  # keeps kinds at 0 ("-" drops them)
+                            cell.proxy_requests.append(Counter({k: n - counted[k] for k, n in now.items()}))
                         print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
             except BenchError as exc:
                 cells[name]["cold"].failures.append(str(exc).splitlines()[0])
@@ -231,6 +235,23 @@ def _measure(
     if "direct" in cells:
         cells["direct"]["warm"] = cells["direct"]["cold"]  # no proxy cache: one number
     return cells
+
+
+def _kinds(locks: list[Counter[str]]) -> str:
+    """Medians over the locks: the total, then by kind; "–" for a count a tree does not keep."""
+    if not locks:
+        return "–"
+
+    def median(kind: str | None) -> str:
+        if kind is not None and not any(kind in lock for lock in locks):
+            return "–"
+        values = [
+            lock[kind] if kind else sum(v for k, v in lock.items() if k != "404 probe") for lock in locks
+        ]
+        return f"{statistics.median(values):.0f}"
+
+    parts = " / ".join(median(k) for k in ("page", "metadata", "range"))
+    return f"{median(None)} ({parts}; {median('404 probe')})"
 
 
 def _print(
@@ -245,8 +266,8 @@ def _print(
     if with_upstream:
         head += " upstream requests cold / warm |"
         rule += "---:|"
-    head += " proxy's upstream requests cold | of them 404 probes |"
-    rule += "---:|---:|"
+    head += " proxy's upstream requests cold: all (page / metadata / range; 404 probes) |"
+    rule += "---:|"
     print(head)
     print(rule)
     for name, phases in cells.items():
@@ -260,9 +281,7 @@ def _print(
             ]
             row += f" {reqs[0]} / {reqs[1]} |"
         cold = phases["cold"]
-        row += f" {spread([float(x) for x in cold.proxy_requests], '{:.0f}')} |"
-        missed = [float(x) for x in cold.probes_missed if x >= 0]
-        row += f" {spread(missed, '{:.0f}')} |"
+        row += f" {_kinds(cold.proxy_requests)} |"
         print(row)
     failures = [(n, p, f) for n, ph in cells.items() for p, c in ph.items() for f in c.failures]
     for name, phase, failure in dict.fromkeys(failures):
