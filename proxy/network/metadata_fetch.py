@@ -1,9 +1,10 @@
 """A wheel's core metadata from upstream: its PEP 658 file, else ``METADATA`` out of the remote zip.
 
 One fetcher per worker learns as it goes and keeps what it learned: per project and route, whether
-probing for PEP 658 files nobody advertised pays off (``ProbeBook``: a project's first miss sends its
-other files straight to range reads, a route where probes keep missing pauses them, as on the
-PyTorch index); per page and platform, where the last wheel read with ranges kept ``METADATA``
+probing for PEP 658 files nobody advertised pays off (``ProbeBook``: a project whose probes all
+missed sends its other files straight to range reads, one whose probes all answered is probed
+without a range read raced beside, a route where probes keep missing pauses them, as on the PyTorch
+index); per page and platform, where the last wheel read with ranges kept ``METADATA``
 (siblings are laid out alike, so each read is then one request, not two or three); and which pages
 took more than one request per read without a layout. Each fetch returns what it found out about
 its own file (``Fetched.probe``), so a meld knows whether the rest of a release has PEP 658 files.
