@@ -48,10 +48,9 @@ def _page(project: str) -> PageKey:
         ([(f"p{i}", False) for i in range(7)], ("new", ProbePlan.TRY)),
         ([(f"p{i}", False) for i in range(8)], ("new", ProbePlan.SKIP)),
         ([("good", True), *((f"p{i}", False) for i in range(8))], ("good", ProbePlan.EXPECT)),
-        ([("good", True), *((f"p{i}", False) for i in range(8))], ("new", ProbePlan.SKIP)),
-        # A known project's answers say nothing of the others: they do not lift the route's pause.
-        ([*((f"p{i}", False) for i in range(8)), ("good", True), ("good", True)], ("new", ProbePlan.TRY)),
-        ([("good", True), *((f"p{i}", False) for i in range(8)), ("good", True)], ("new", ProbePlan.SKIP)),
+        # A route that answered once keeps probing projects it does not know, however many miss.
+        ([("good", True), *((f"p{i}", False) for i in range(8))], ("new", ProbePlan.TRY)),
+        ([*((f"p{i}", False) for i in range(8)), ("good", True)], ("new", ProbePlan.TRY)),
         ([*((f"p{i}", False) for i in range(7)), ("q", True), ("r", False)], ("new", ProbePlan.TRY)),
     ],
 )
@@ -62,7 +61,7 @@ def test_plans_follow_what_was_learned(steps: list[tuple[str, bool]], last: tupl
     assert book.plan(ROUTE, _page(last[0])) is last[1]
 
 
-def test_a_pause_ends_one_miss_renews_it_and_one_answer_lifts_it() -> None:
+def test_a_pause_ends_one_miss_renews_it_and_one_answer_ends_it_for_good() -> None:
     clock = _Clock()
     book = ProbeBook(clock, give_up=2, pause=60.0)
     for project in ("a", "b"):
@@ -77,8 +76,9 @@ def test_a_pause_ends_one_miss_renews_it_and_one_answer_lifts_it() -> None:
     clock.now += 61
     book.record(ROUTE, _page("d"), found=True)
     assert book.plan(ROUTE, _page("e")) is ProbePlan.TRY
-    book.record(ROUTE, _page("e"), found=False)
-    assert book.plan(ROUTE, _page("f")) is ProbePlan.TRY, "an answer starts the count again"
+    for project in ("e", "f", "g"):
+        book.record(ROUTE, _page(project), found=False)
+    assert book.plan(ROUTE, _page("h")) is ProbePlan.TRY, "one answer enables probing for good"
 
 
 def test_projects_kept_are_bounded() -> None:
