@@ -38,7 +38,8 @@ def _page(project: str) -> PageKey:
     ("steps", "last"),
     [
         ([], ("a", ProbePlan.TRY)),
-        ([("a", False)], ("a", ProbePlan.SKIP)),
+        ([("a", False)], ("a", ProbePlan.TRY)),
+        ([("a", False), ("a", False)], ("a", ProbePlan.SKIP)),
         ([("a", True)], ("a", ProbePlan.EXPECT)),
         # Some of its files have them, some not: each release is tried, whatever the route says.
         ([("a", True), ("a", False)], ("a", ProbePlan.TRY)),

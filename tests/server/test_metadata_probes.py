@@ -29,16 +29,18 @@ def _solo(project: str, version: str) -> str:
     return f"{project}-{version}-py3-none-any.whl"
 
 
-def test_a_projects_first_miss_sends_its_other_files_to_range_reads(make_stack: MakeStack) -> None:
+def test_a_project_whose_probes_keep_missing_sends_its_other_files_to_range_reads(
+    make_stack: MakeStack,
+) -> None:
     # The route answers probes (``good`` has its files), so the route keeps probing; ``bare`` has
-    # none, and after its first 404 its other releases are read with ranges without asking again.
-    bare = [wheel(_solo("bare", v), ["idna"]) for v in ("1.0", "2.0", "3.0", "4.0")]
+    # none, and after two 404s its other releases are read with ranges without asking again.
+    bare = [wheel(_solo("bare", v), ["idna"]) for v in ("1.0", "2.0", "3.0", "4.0", "5.0")]
     index = FakeIndex.from_files({"good": [wheel(_solo("good", "1.0"))], "bare": _without_pep658(bare)})
     stack = make_stack(index, pep658=True, advertise_pep658=False, ranges=True)
     _ask(stack, "good", _solo("good", "1.0"))
     for file in bare:
         _ask(stack, "bare", file.filename)
-    assert _probed(stack, "bare") == [_solo("bare", "1.0") + ".metadata"]
+    assert _probed(stack, "bare") == [_solo("bare", v) + ".metadata" for v in ("1.0", "2.0")]
     for file in bare:
         assert stack.upstream.requests_for("/" + file.filename), "read with ranges instead"
 
@@ -73,7 +75,9 @@ def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_file
     files = [wheel(_solo("multi", "1.0"))] + [
         wheel(n, ["numpy", "nvidia-thing"] if "linux" in n else ["numpy"]) for n in names
     ]
-    stack = make_stack(FakeIndex.from_files({"multi": files}), pep658=True, advertise_pep658=False)
+    index = FakeIndex.from_files({"multi": files})
+    # 20 ms per request: a range read raced beside a probe surely reaches the upstream meanwhile.
+    stack = make_stack(index, pep658=True, advertise_pep658=False, latency_ms=20)
     _ask(stack, "multi", _solo("multi", "1.0"))
     _ask(stack, "multi", names[1])
     expected = [_solo("multi", "1.0"), *names]
@@ -82,15 +86,17 @@ def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_file
         assert not stack.upstream.requests_for("/" + name), name
 
 
-def test_a_project_lacking_a_few_files_keeps_probing_the_others(make_stack: MakeStack) -> None:
-    # The live index has projects whose files mostly have PEP 658 files and a few do not: one 404
-    # must not send the rest of such a project to range reads (two or three requests each, without
-    # a layout, against the probe's one).
+def test_a_project_whose_newest_release_lacks_the_files_keeps_probing_the_others(
+    make_stack: MakeStack,
+) -> None:
+    # The live index lacks the PEP 658 files of its newest uploads only: uv asks for the newest
+    # release first, and that one 404 must not send the older releases, which have the files, to
+    # range reads (one to three requests each, against the probe's one).
     files = [wheel(_solo("most", v)) for v in ("1.0", "2.0", "3.0", "4.0")]
-    files[1] = replace(files[1], metadata=None)
+    files[-1] = replace(files[-1], metadata=None)
     stack = make_stack(FakeIndex.from_files({"most": files}), pep658=True, advertise_pep658=False)
-    for file in files:
+    for file in reversed(files):
         _ask(stack, "most", file.filename)
-    assert _probed(stack, "most") == [f.filename + ".metadata" for f in files]
-    for file in (files[2], files[3]):
+    assert _probed(stack, "most") == [f.filename + ".metadata" for f in reversed(files)]
+    for file in files[:2]:
         assert len(stack.upstream.requests_for("/" + file.filename)) <= 1, "at most a read raced beside"
