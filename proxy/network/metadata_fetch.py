@@ -2,12 +2,12 @@
 
 One fetcher per worker learns as it goes and keeps what it learned: per project and route, whether
 probing for PEP 658 files nobody advertised pays off (``ProbeBook``: a project whose probes all
-missed sends its other files straight to range reads, one whose probes all answered is probed
-without a range read raced beside, a route where probes keep missing pauses them, as on the PyTorch
-index); per page and platform, where the last wheel read with ranges kept ``METADATA``
-(siblings are laid out alike, so each read is then one request, not two or three); and which pages
-took more than one request per read without a layout. Each fetch returns what it found out about
-its own file (``Fetched.probe``), so a meld knows whether the rest of a release has PEP 658 files.
+answered is probed without a range read raced beside; a route whose probes keep missing, as on the
+PyTorch index, pauses them and tries again later); per page and platform, where the last wheel
+read with ranges kept ``METADATA`` (siblings are laid out alike, so each read is then one request,
+not two or three); and which pages took more than one request per read without a layout. Each
+fetch returns what it found out about its own file (``Fetched.probe``), so a meld knows whether the
+rest of a release has PEP 658 files.
 """
 
 from __future__ import annotations
@@ -63,9 +63,8 @@ class MetadataFetcher:
         self._costly: set[PageKey] = set()
 
     def probing(self, key: PageKey, upstream: Upstream) -> bool:
-        """Whether nothing tells yet if unadvertised PEP 658 files of this project are worth asking
-        for: then one file's probe should go ahead of its siblings' and tell them."""
-        return self._probes.plan(upstream.route.prefix, key) is ProbePlan.TRY
+        """Whether unadvertised PEP 658 files of this project are worth asking for on this route."""
+        return self._probes.plan(upstream.route.prefix, key) is not ProbePlan.SKIP
 
     def costly(self, key: PageKey) -> bool:
         """Whether a read without a known layout took more than one request on this page."""

@@ -29,22 +29,6 @@ def _solo(project: str, version: str) -> str:
     return f"{project}-{version}-py3-none-any.whl"
 
 
-def test_a_project_whose_probes_keep_missing_sends_its_other_files_to_range_reads(
-    make_stack: MakeStack,
-) -> None:
-    # The route answers probes (``good`` has its files), so the route keeps probing; ``bare`` has
-    # none, and after two 404s its other releases are read with ranges without asking again.
-    bare = [wheel(_solo("bare", v), ["idna"]) for v in ("1.0", "2.0", "3.0", "4.0", "5.0")]
-    index = FakeIndex.from_files({"good": [wheel(_solo("good", "1.0"))], "bare": _without_pep658(bare)})
-    stack = make_stack(index, pep658=True, advertise_pep658=False, ranges=True)
-    _ask(stack, "good", _solo("good", "1.0"))
-    for file in bare:
-        _ask(stack, "bare", file.filename)
-    assert _probed(stack, "bare") == [_solo("bare", v) + ".metadata" for v in ("1.0", "2.0")]
-    for file in bare:
-        assert stack.upstream.requests_for("/" + file.filename), "read with ranges instead"
-
-
 def test_a_project_whose_files_exist_is_probed_alone_however_many_others_miss(
     make_stack: MakeStack,
 ) -> None:
@@ -65,11 +49,11 @@ def test_a_project_whose_files_exist_is_probed_alone_however_many_others_miss(
     assert _probed(stack, "late") == [_solo("late", "1.0") + ".metadata"]
 
 
-def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_files(
+def test_a_release_of_a_project_known_to_have_the_files_is_read_from_them_alone(
     make_stack: MakeStack,
 ) -> None:
-    # Each sibling of a release is probed directly: the asked wheel no longer goes ahead of them
-    # when the project already answered a probe, and none is also read with ranges.
+    # The asked wheel's probe goes first and alone (the project answered before), then its
+    # siblings' probes: not one wheel of the release is read with ranges.
     platforms = ("manylinux_2_17_x86_64", "win_amd64", "macosx_11_0_arm64")
     names = [f"multi-2.0-cp311-cp311-{plat}.whl" for plat in platforms]
     files = [wheel(_solo("multi", "1.0"))] + [
@@ -89,9 +73,9 @@ def test_a_release_probes_all_at_once_once_its_project_is_known_to_have_the_file
 def test_a_project_whose_newest_release_lacks_the_files_keeps_probing_the_others(
     make_stack: MakeStack,
 ) -> None:
-    # The live index lacks the PEP 658 files of its newest uploads only: uv asks for the newest
-    # release first, and that one 404 must not send the older releases, which have the files, to
-    # range reads (one to three requests each, against the probe's one).
+    # On the live index PEP 658 files go by release (grpcio's newest: none of 60 wheels; an older
+    # one: all): uv asks for the newest release first, and its 404 must not send the older
+    # releases, which have the files, to range reads (one to three requests each, not one).
     files = [wheel(_solo("most", v)) for v in ("1.0", "2.0", "3.0", "4.0")]
     files[-1] = replace(files[-1], metadata=None)
     stack = make_stack(FakeIndex.from_files({"most": files}), pep658=True, advertise_pep658=False)
