@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ import httpx
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+from proxy.network.range_client import AioRangeClient, RangeClient
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
 from proxy.observe import Metrics, upstream_time
@@ -67,9 +69,9 @@ class _CachingResolver:
         return answer
 
 
-def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -> httpx.AsyncClient:
-    resolver = _CachingResolver()
-
+def _make_client(
+    policy: FetchPolicy, auth: httpx.Auth | None, timeout: float, resolver: _CachingResolver
+) -> httpx.AsyncClient:
     async def check_hop(request: httpx.Request) -> None:
         await check_url(str(request.url), policy, resolver=resolver)
 
@@ -127,6 +129,7 @@ class Upstream:
         metadata_concurrency: int = 16,
         *,
         max_page_bytes: int = 64 * 1024 * 1024,
+        range_client: str = "aiohttp",
     ) -> None:
         self.route = route
         self._timeout = timeout  # bounds a whole page or metadata fetch, and a file's headers
@@ -139,13 +142,26 @@ class Upstream:
         self._auth: httpx.Auth | None = (
             _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None
         )
-        self.client = _make_client(self.policy, self._auth, timeout)
+        resolver = _CachingResolver()
+        self.client = _make_client(self.policy, self._auth, timeout, resolver)
+        # Wheels' range reads: aiohttp unless asked otherwise, or unless the environment names a
+        # proxy (then httpx, whose proxy rules users know: range_client.py says why).
+        self.ranges: RangeClient = self.client
+        if range_client == "aiohttp" and not _environment_proxies():
+            self.ranges = AioRangeClient(
+                self.policy, resolver, timeout=timeout, credentials=route.credentials, user_agent=_USER_AGENT
+            )
         # Route-wide gates for metadata fetches, whatever the number of melds under way: uv asks for
         # many releases at once, and 64 new connections at once to one file host lost connects to
         # timeouts (measured with the real index's host). Siblings fetched for melds have a gate of
         # their own, so the wheel a client asked for never queues behind someone else's big meld.
         self.sibling_gate = asyncio.Semaphore(metadata_concurrency)
         self.direct_gate = asyncio.Semaphore(metadata_concurrency)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if isinstance(self.ranges, AioRangeClient):
+            await self.ranges.aclose()
 
     def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
         path = "/".join(path_segments)
@@ -247,6 +263,11 @@ async def _read_capped(response: httpx.Response, limit: int, what: str, url: str
             raise too_big
         body += chunk
     return bytes(body)
+
+
+def _environment_proxies() -> bool:
+    """Whether httpx would send some request through a proxy the environment names."""
+    return any(scheme in urllib.request.getproxies() for scheme in ("http", "https", "all"))
 
 
 def _redact(url: str) -> str:

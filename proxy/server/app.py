@@ -126,7 +126,7 @@ def create_app(config: Config, *, page_journal: Path | None = None) -> Wheelmeld
             with contextlib.suppress(asyncio.CancelledError):
                 await following
             for upstream in state.upstreams.values():
-                await upstream.client.aclose()
+                await upstream.aclose()
 
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     starlette = Starlette(

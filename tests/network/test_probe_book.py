@@ -119,7 +119,7 @@ def test_a_route_that_starts_serving_the_files_is_noticed_again() -> None:
             await fetch(up, upstream, fetcher, projects[11])
             assert metrics.probes == {False: 8, True: 2}
         finally:
-            await upstream.client.aclose()
+            await upstream.aclose()
 
     with UpstreamServer(index, options) as up:
         asyncio.run(go(up))
