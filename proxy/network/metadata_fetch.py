@@ -123,7 +123,8 @@ class MetadataFetcher:
         layout_key = (key, layout_family(dist.filename))
         layout = self._layouts.get(layout_key)
         try:
-            with upstream_time():
+            # errors(): a hop the policy refuses is a BlockedFetch (counted), as for any other fetch.
+            with upstream.errors(dist.url), upstream_time():
                 async with upstream.deadline(dist.url):  # all the range reads together, not each
                     fetched = await fetch_wheel_metadata(
                         upstream.ranges, dist.url, dist.filename, layout=layout

@@ -129,7 +129,10 @@ class AioRangeClient:
                     response.release()
                 return
             response.release()
-            url = str(response.url.join(URL(location)))
+            try:
+                url = str(response.url.join(URL(location)))
+            except (ValueError, UnicodeError) as exc:
+                raise aiohttp.InvalidURL(location) from exc
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
@@ -137,11 +140,13 @@ class AioRangeClient:
         sent = dict(headers or {})
         if self._authorization is not None and origin_of(url) == self._policy.upstream_origin:
             sent["Authorization"] = self._authorization
+        try:
+            target = URL(url, encoded=True)  # links arrive percent-encoded: sent as they are
+        except (ValueError, UnicodeError) as exc:
+            raise aiohttp.InvalidURL(url) from exc
         for attempt in range(_CONNECT_RETRIES + 1):
             try:
-                return await self._session_now().request(
-                    method, URL(url, encoded=True), headers=sent, allow_redirects=False
-                )
+                return await self._session_now().request(method, target, headers=sent, allow_redirects=False)
             except aiohttp.ClientConnectorError:
                 if attempt == _CONNECT_RETRIES:
                     raise

@@ -168,7 +168,7 @@ class Upstream:
         return f"{self.base}/{path}/" if trailing_slash and path else f"{self.base}/{path}"
 
     @contextlib.contextmanager
-    def _errors(self, url: str) -> Generator[None, None, None]:
+    def errors(self, url: str) -> Generator[None, None, None]:
         """Turn what httpx and the policy raise into our one tree, with a one-line reason."""
         try:
             yield
@@ -191,7 +191,7 @@ class Upstream:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with self.deadline(url), self.client.stream("GET", url, headers=headers) as response:
                 # Counted once an answer came, its body bytes once read (an error's body is not read).
                 self._metrics.upstream_request("page")
@@ -214,7 +214,7 @@ class Upstream:
 
     async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with self.deadline(url), self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
@@ -240,7 +240,7 @@ class Upstream:
         upstream time is the whole transfer, which the client reading it paces."""
         read = self._timeout if read_timeout is None else read_timeout
         timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with contextlib.AsyncExitStack() as stack:
                 async with self.deadline(url):
                     response = await stack.enter_async_context(

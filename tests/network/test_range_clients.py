@@ -13,7 +13,7 @@ import pytest
 
 from proxy.cache.store import PageKey
 from proxy.config import RouteConfig
-from proxy.errors import UpstreamError
+from proxy.errors import BlockedFetch, UpstreamError
 from proxy.index.model import DistFile
 from proxy.network.metadata_fetch import MetadataFetcher
 from proxy.network.range_client import AioRangeClient
@@ -154,3 +154,20 @@ def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
             await upstream.aclose()
 
     assert asyncio.run(run())
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(
+    ("location", "error"),
+    [
+        ("http://[::1/x.whl", UpstreamError),
+        ("http://host:99999/x.whl", UpstreamError),
+        ("http://10.255.255.1/x.whl", BlockedFetch),  # counted, answered 502 like any blocked fetch
+    ],
+)
+def test_a_redirect_a_read_cannot_follow_is_an_upstream_error(
+    route_host: UpstreamServer, client: str, location: str, error: type[UpstreamError]
+) -> None:
+    route_host.inject_fault("/" + WHEEL, Fault(status=302, location=location))
+    with pytest.raises(error):
+        _fetch_through_fetcher(route_host, client, timeout=10)
