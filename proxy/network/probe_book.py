@@ -10,10 +10,10 @@ and lets its answer decide for its siblings (``served_metadata``). Beyond that, 
    misses do not send its other releases to range reads: on the live index here PEP 658 files go
    by release (grpcio 1.85.3: none of 60 wheels; 1.60.0: all 53), and doing so (tried, after one
    miss and after two) cost a cold ``tensorflow==2.13.0`` lock 3,333 requests (180 probes, 3,109
-   ranges) where 2fc9a3e sent 3,163 (1,656 probes, 1,463 ranges).
+   ranges) where deciding per release sent 3,163 (1,656 probes, 1,463 ranges).
 2. the route: after ``give_up`` misses and not one answer, projects not known yet are read with
-   ranges only for ``pause`` seconds; then one probe is tried again (a miss pauses again), and one
-   answer enables probing for good (before, a route that missed 8 times was never probed again).
+   ranges only for ``pause`` seconds; then one probe is tried again (a miss pauses again), so an
+   index that starts serving the files is noticed, and one answer enables probing for good.
 
 State is bounded: one small record per route, at most ``max_projects`` projects (least recently
 used dropped, which only costs a dropped project the raced range read again).

@@ -5,6 +5,8 @@ finish in a second instead of timing out: docs/meld-contract.md). The client's r
 against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
 redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
 Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.
+Wheels' range reads go through ``Upstream.ranges``: an aiohttp client (``range_client.py``) that
+keeps the same policy, resolver and credential rule, or this same httpx client.
 """
 
 from __future__ import annotations
