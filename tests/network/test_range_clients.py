@@ -142,14 +142,11 @@ def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example:3128")
 
-    async def go(upstream: Upstream) -> bool:
-        return upstream.ranges is upstream.client
-
     async def run() -> bool:
         config = RouteConfig(prefix="/simple", upstream=route_host.url + "/simple")
         upstream = Upstream(config, Metrics(), timeout=10, range_client="aiohttp")
         try:
-            return await go(upstream)
+            return upstream.ranges is upstream.client
         finally:
             await upstream.aclose()
 
