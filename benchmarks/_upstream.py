@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-file", type=Path)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument(
+        "--unadvertised-pep658",
+        action="store_true",
+        help="serve <file>.metadata without advertising it on pages (as many mirrors do)",
+    )
+    parser.add_argument(
         "--nagle",
         action="store_true",
         help="keep the test server's Nagle delay (~40 ms per keep-alive request)",
@@ -122,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         options = dataclasses.replace(
             PYTORCH_OPTIONS,
             latency_ms=args.latency_ms,
+            pep658=args.unadvertised_pep658,
+            advertise_pep658=not args.unadvertised_pep658,
         )
     elif args.page_sizes:
         index = sized_index([int(s) for s in args.page_sizes.split(",")])

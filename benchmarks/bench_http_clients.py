@@ -4,10 +4,9 @@ A cold meld reads every sibling's METADATA with range requests; on an index with
 hashes a cold ``uv lock`` of workload (a) makes ~600 of them, and the HTTP client's CPU per request
 is the largest share of the proxy's CPU (``profile_hot.py --cold-lock``). This measures that cost
 alone: 60 suffix ranges of 32 KiB of one release's wheels, 32 at once over a warm pool, for httpx over
-HTTP/2 (what wheelmeld uses), httpx over HTTP/1.1, and — when importable — aiohttp (HTTP/1.1, C
-parser). aiohttp is not a dependency: run this with a venv that has it, e.g.
-``uv venv /tmp/aio-venv && VIRTUAL_ENV=/tmp/aio-venv uv pip install aiohttp httpx[http2] packaging``,
-then ``PYTHONPATH=. /tmp/aio-venv/bin/python benchmarks/bench_http_clients.py``.
+HTTP/2 (what wheelmeld uses for everything but wheels' range reads), httpx over HTTP/1.1, and
+aiohttp (HTTP/1.1, C parser: what it uses for those reads, ``proxy/network/range_client.py``).
+Run: ``.venv/bin/python benchmarks/bench_http_clients.py``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ DIR`` the same from another source tree (say, the parent commit); proxpi (its ow
 fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
 proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
 ``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
-how many requests each lock cost it; elsewhere wheelmeld's ``/metrics`` does, with the requests
-running ahead spent on what the lock never asked for.
+how many requests each lock cost it; a one-worker proxy's own ``/metrics`` say how many it sent
+upstream and how many of them were PEP 658 probes answered 404 (the live index's count; with two
+workers each worker counts its own, so those rows show none), and how many requests running ahead
+spent on releases the lock never asked for.
 
 Run: ``.venv/bin/python benchmarks/bench_uv_lock.py`` (``--live`` for a; ``--help``).
 """
@@ -28,11 +30,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,39 +81,13 @@ class LockFailed(RuntimeError):
 class _Cell:
     seconds: list[float] = field(default_factory=list)
     upstream_requests: list[int] = field(default_factory=list)
-    # Of those, spent running ahead on what the lock never asked for (wheelmeld's /metrics).
-    wasted_requests: list[int] = field(default_factory=list)
+    # From a one-worker proxy's /metrics, per cold lock: requests it sent upstream by kind.
+    proxy_requests: list[Counter[str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Running:
-    """A system under test: the index URL for uv, and wheelmeld's /metrics (None for the others)."""
-
-    url: str
-    metrics_url: str | None = None
-
-
-def proxy_counts(metrics_url: str | None) -> tuple[int, int] | None:
-    """(upstream requests, those spent running ahead on work no client asked for) from wheelmeld's
-    /metrics; None for a system without them."""
-    if metrics_url is None:
-        return None
-    requests = wasted = 0
-    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name.startswith("wheelmeld_upstream_requests_total{"):
-            requests += int(float(value))
-        elif name in (
-            'wheelmeld_ahead_upstream_requests_total{outcome="wasted"}',
-            "wheelmeld_ahead_unused_upstream_requests",
-        ):
-            wasted += int(float(value))
-    return requests, wasted
-
-
-def live_pyproject(index_url: str) -> str:
-    deps = ", ".join(f'"{r}"' for r in LIVE_REQUIREMENTS)
+def live_pyproject(index_url: str, requirements: tuple[str, ...] = LIVE_REQUIREMENTS) -> str:
+    deps = ", ".join(f'"{r}"' for r in requirements)
     return f"""\
 [project]
 name = "bench-live"
@@ -167,8 +146,14 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     return elapsed
 
 
-# A system: name → factory(workdir) giving a context manager that yields what runs.
-_System = Callable[[Path], contextlib.AbstractContextManager[_Running]]
+# A system: name → factory(workdir) giving a context manager that yields the index URL for uv and
+# the proxy's /metrics URL (None: not a proxy, or one whose workers count apart).
+_System = Callable[[Path], contextlib.AbstractContextManager[tuple[str, str | None]]]
+
+
+# Not upstream requests of their own kind: of those, what the counts are kept apart under.
+_PROBE_MISSES = "404 probe"
+_WASTED = "wasted running ahead"
 # Running ahead of the resolver (issue 17) on and off, whatever the default.
 _AHEAD = {
     "ahead": {"WHEELMELD_MELD_RUN_AHEAD_DEPTH": "2", "WHEELMELD_MELD_RUN_AHEAD_CONCURRENCY": "4"},
@@ -177,28 +162,45 @@ _AHEAD = {
 }
 
 
+def _proxy_counts(metrics_url: str) -> Counter[str]:
+    """Requests sent upstream so far by kind (page, metadata, range, file), and PEP 658 probes
+    answered 404 as "404 probe" (absent from a tree without that counter), from a proxy's /metrics."""
+    text = httpx.get(metrics_url, timeout=10).text
+    counts: Counter[str] = Counter()
+    for kind, n in re.findall(r'^wheelmeld_upstream_requests_total\{kind="([^"]+)"\} (\d+)$', text, re.M):
+        counts[kind] = int(n)
+    for n in re.findall(r'^wheelmeld_metadata_probes_total\{outcome="missing"\} (\d+)$', text, re.M):
+        counts[_PROBE_MISSES] = int(n)
+    wasted = (
+        r'^wheelmeld_ahead_(?:upstream_requests_total\{outcome="wasted"\}|unused_upstream_requests) (\d+)$'
+    )
+    for n in re.findall(wasted, text, re.M):
+        counts[_WASTED] += int(n)
+    return counts
+
+
 def _systems(
     args: argparse.Namespace, index_url: str, route: tuple[str, str], suffix: str
 ) -> dict[str, _System]:
     """``route``: (prefix, upstream) for wheelmeld; ``suffix``: the index path below the proxy."""
 
     @contextlib.contextmanager
-    def direct(workdir: Path) -> Iterator[_Running]:
-        yield _Running(index_url)
+    def direct(workdir: Path) -> Iterator[tuple[str, str | None]]:
+        yield index_url, None
 
     def wm(workers: int, source: Path | None = None, env: dict[str, str] | None = None) -> _System:
         @contextlib.contextmanager
-        def start(workdir: Path) -> Iterator[_Running]:
+        def start(workdir: Path) -> Iterator[tuple[str, str | None]]:
             routes = {route[0]: route[1]}
             with wheelmeld(workdir, routes, workers=workers, source=source, env=env) as server:
-                yield _Running(server.url + suffix, server.url + "/metrics")
+                yield server.url + suffix, server.url + "/metrics" if workers == 1 else None
 
         return start
 
     @contextlib.contextmanager
-    def px(workdir: Path) -> Iterator[_Running]:
+    def px(workdir: Path) -> Iterator[tuple[str, str | None]]:
         with proxpi(workdir, index_url.rstrip("/") + "/") as server:
-            yield _Running(server.url + "/index/")
+            yield server.url + "/index/", None
 
     systems: dict[str, _System] = {"direct": direct}
     systems |= {f"wheelmeld w1 {name}": wm(1, env=env) for name, env in _AHEAD.items()}
@@ -231,16 +233,24 @@ def _measure(
         for name in order:
             phases = ("cold",) if name == "direct" else ("cold", "warm")
             try:
-                with systems[name](workdir) as running:
+                with systems[name](workdir) as (url, metrics_url):
                     for phase in phases:
+                        before = upstream_stats(up)["requests"] if up else 0
+                        counted = _proxy_counts(metrics_url) if metrics_url else Counter()
                         cell = cells[name][phase]
                         try:
-                            _lock_once(args, workdir, pyproject, running, up, cell)
+                            seconds = uv_lock(workdir, pyproject(url), args.timeout)
                         except LockFailed as exc:
                             cell.failures.append(str(exc))
                             print(f"round {round_ + 1} {name} {phase}: FAILED {exc}", file=sys.stderr)
                             continue
-                        seconds = cell.seconds[-1]
+                        cell.seconds.append(seconds)
+                        if up:
+                            cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
+                        if metrics_url:
+                            time.sleep(args.settle)  # run-ahead work still in flight counts too
+                            now = _proxy_counts(metrics_url)  # keeps kinds at 0 ("-" drops them)
+                            cell.proxy_requests.append(Counter({k: n - counted[k] for k, n in now.items()}))
                         print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
             except BenchError as exc:
                 cells[name]["cold"].failures.append(str(exc).splitlines()[0])
@@ -250,46 +260,38 @@ def _measure(
     return cells
 
 
-def _lock_once(
-    args: argparse.Namespace,
-    workdir: Path,
-    pyproject: Callable[[str], str],
-    running: _Running,
-    up: Server | None,
-    cell: _Cell,
+def _kinds(locks: list[Counter[str]]) -> str:
+    """Medians over the locks: the total, then by kind; "–" for a count a tree does not keep."""
+    if not locks:
+        return "–"
+
+    def median(kind: str | None) -> str:
+        if kind is not None and not any(kind in lock for lock in locks):
+            return "–"
+        values = [
+            lock[kind] if kind else sum(v for k, v in lock.items() if k not in (_PROBE_MISSES, _WASTED))
+            for lock in locks
+        ]
+        return f"{statistics.median(values):.0f}"
+
+    parts = " / ".join(median(k) for k in ("page", "metadata", "range"))
+    return f"{median(None)} ({parts}; {median(_PROBE_MISSES)}; {median(_WASTED)})"
+
+
+def _print(
+    title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namespace, with_upstream: bool
 ) -> None:
-    """One lock, its seconds and upstream requests added to ``cell``: the fake upstream's count when
-    there is one, else wheelmeld's own; the requests wasted running ahead are read once the lock is
-    done and the proxy has had a moment to finish what it started."""
-    before = upstream_stats(up)["requests"] if up else 0
-    counted = proxy_counts(running.metrics_url)
-    seconds = uv_lock(workdir, pyproject(running.url), args.timeout)
-    cell.seconds.append(seconds)
-    if running.metrics_url is not None:
-        time.sleep(args.settle)  # run-ahead work still in flight after the lock counts too
-    after = proxy_counts(running.metrics_url)
-    if up:
-        cell.upstream_requests.append(upstream_stats(up)["requests"] - before)
-    elif counted and after:
-        cell.upstream_requests.append(after[0] - counted[0])
-    if counted and after:
-        cell.wasted_requests.append(after[1] - counted[1])
-
-
-def _counts(values: list[int]) -> str:
-    """Request counts of the rounds; "n/a" where nothing counts them (uv straight to the live index)."""
-    return spread([float(x) for x in values], "{:.0f}") if values else "n/a"
-
-
-def _print(title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namespace) -> None:
     print(f"\n### {title}: uv lock seconds, {args.rounds} rounds, median (min–max)\n")
     print(f"Machine: {machine()}\n")
     direct = cells.get("direct", {}).get("cold")
     base = sorted(direct.seconds)[len(direct.seconds) // 2] if direct and direct.seconds else None
     head = "| system | proxy cold | proxy warm | cold / direct | warm / direct |"
     rule = "|---|---:|---:|---:|---:|"
-    head += " upstream requests cold / warm | wasted running ahead, cold |"
-    rule += "---:|---:|"
+    if with_upstream:
+        head += " upstream requests cold / warm |"
+        rule += "---:|"
+    head += " proxy's upstream requests cold: all (page / metadata / range; 404 probes; wasted ahead) |"
+    rule += "---:|"
     print(head)
     print(rule)
     for name, phases in cells.items():
@@ -297,8 +299,13 @@ def _print(title: str, cells: dict[str, dict[str, _Cell]], args: argparse.Namesp
         for phase in ("cold", "warm"):
             secs = sorted(phases[phase].seconds)
             row += f" {secs[len(secs) // 2] / base:.2f}× |" if base and secs else " – |"
-        cold, warm = (_counts(phases[p].upstream_requests) for p in ("cold", "warm"))
-        row += f" {cold} / {warm} | {_counts(phases['cold'].wasted_requests)} |"
+        if with_upstream:
+            reqs = [
+                spread([float(x) for x in phases[p].upstream_requests], "{:.0f}") for p in ("cold", "warm")
+            ]
+            row += f" {reqs[0]} / {reqs[1]} |"
+        cold = phases["cold"]
+        row += f" {_kinds(cold.proxy_requests)} |"
         print(row)
     failures = [(n, p, f) for n, ph in cells.items() for p, c in ph.items() for f in c.failures]
     for name, phase, failure in dict.fromkeys(failures):
@@ -310,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--live", action="store_true", help="workload (a): the real default index (opt-in)")
+    parser.add_argument(
+        "--requirements",
+        help=f"(a): comma-separated requirements to lock (default: {','.join(LIVE_REQUIREMENTS)})",
+    )
+    parser.add_argument(
+        "--unadvertised-pep658",
+        action="store_true",
+        help="(b): the fake upstream serves PEP 658 files without advertising them",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=50.0, help="(b): injected per upstream request")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per uv lock")
@@ -328,17 +344,20 @@ def main(argv: list[str] | None = None) -> int:
             index = discover_default_index().url.rstrip("/")
             print(f"live index: found via {discover_default_index().source}", file=sys.stderr)
             systems = _systems(args, index + "/", ("/simple", index), "/simple/")
-            cells = _measure(args, workdir, systems, live_pyproject, None)
-            title = f"(a) live index, {' '.join(LIVE_REQUIREMENTS)}"
-            _print(title, cells, args)
+            wanted = tuple(args.requirements.split(",")) if args.requirements else LIVE_REQUIREMENTS
+            cells = _measure(args, workdir, systems, lambda url: live_pyproject(url, wanted), None)
+            title = f"(a) live index, {' '.join(wanted)}"
+            _print(title, cells, args, with_upstream=False)
         else:
             latency = ["--latency-ms", str(args.latency_ms)]
+            latency += ["--unadvertised-pep658"] if args.unadvertised_pep658 else []
             with upstream(workdir, "--fixture", "pytorch", *latency) as up:
                 index = up.url + _SEED_PREFIX
                 systems = _systems(args, index, ("/whl", up.url + "/whl"), _SEED_PREFIX)
                 cells = _measure(args, workdir, systems, seed_pyproject, up)
             title = f"(b) seed PyTorch-shaped upstream, {args.latency_ms:g} ms per upstream request"
-            _print(title, cells, args)
+            title += ", PEP 658 files served unadvertised" if args.unadvertised_pep658 else ""
+            _print(title, cells, args, with_upstream=True)
         dump_json(args.json, {n: {p: c.__dict__ for p, c in ph.items()} for n, ph in cells.items()})
     return 0
 

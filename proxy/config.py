@@ -96,6 +96,7 @@ class Config:
     upstream_max_page_bytes: int = 64 * 1024 * 1024  # a bigger page is refused (the last good one stays)
     upstream_file_idle_timeout: float = 30.0  # seconds without a byte before a file download is cut off
     upstream_file_min_rate: int = 65536  # bytes/s a download nobody reads any more must keep up
+    upstream_range_client: str = "aiohttp"  # "aiohttp" or "httpx": reads wheels' METADATA with ranges
     # [meld]: a sibling over a limit takes no part in its release's meld (proxy.meld.MeldLimits).
     meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel
@@ -179,6 +180,12 @@ KEYS: tuple[Key, ...] = (
         "WHEELMELD_UPSTREAM_FILE_IDLE_TIMEOUT",
     ),
     Key("upstream_file_min_rate", "upstream.file_min_rate", SIZE, "WHEELMELD_UPSTREAM_FILE_MIN_RATE"),
+    Key(
+        "upstream_range_client",
+        "upstream.range_client",
+        choice("aiohttp", "httpx"),
+        "WHEELMELD_UPSTREAM_RANGE_CLIENT",
+    ),
     Key("meld_max_requirements", "meld.max_requirements", whole(1), "WHEELMELD_MELD_MAX_REQUIREMENTS"),
     Key(
         "meld_max_metadata_size", "meld.max_metadata_size", POSITIVE_SIZE, "WHEELMELD_MELD_MAX_METADATA_SIZE"

@@ -110,6 +110,7 @@ class Metrics:
     melds_unavailable: int = 0
     blocked_fetches: int = 0
     pages_loaded_ahead: int = 0
+    probes: Counter[bool] = field(default_factory=Counter)  # unadvertised PEP 658 probes, by found
     not_cached: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, CacheFault value)
     leases: Counter[LeaseOutcome] = field(default_factory=Counter)  # fleet leases ([coordination])
     shared: SharedCounts = field(default_factory=SharedCounts)  # the bucket tier (backend s3)
@@ -125,6 +126,9 @@ class Metrics:
         facts = _FACTS.get()
         if facts is not None:
             facts.upstream_requests += count
+
+    def probe(self, *, found: bool) -> None:
+        self.probes[found] += 1
 
     def meld_done(self, *, disagreed: bool, conflicts: int) -> None:
         self.melds += 1

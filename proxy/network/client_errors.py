@@ -9,8 +9,16 @@ pages, so every one of these is answered like any upstream failure, never as a 5
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 
 __all__ = ["HTTP_CLIENT_ERRORS"]
 
-HTTP_CLIENT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
+# aiohttp: the range reads' client (``range_client``); all it raises for transport, protocol, URL
+# and redirect failures is a ``ClientError``.
+HTTP_CLIENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    UnicodeError,
+    aiohttp.ClientError,
+)

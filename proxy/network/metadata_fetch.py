@@ -1,11 +1,13 @@
 """A wheel's core metadata from upstream: its PEP 658 file, else ``METADATA`` out of the remote zip.
 
-One fetcher per worker learns as it goes and keeps what it learned: per route, whether probing for
-PEP 658 files nobody advertised pays off (it stops after ``_PROBE_GIVE_UP`` misses in a row, as on
-the PyTorch index); per page and platform, where the last wheel read with ranges kept ``METADATA``
-(siblings are laid out alike, so each read is then one request, not two or three); and which pages
-took more than one request per read without a layout. Each fetch returns what it found out about
-its own file (``Fetched.probe``), so a meld knows whether the rest of a release has PEP 658 files.
+One fetcher per worker learns as it goes and keeps what it learned: per project and route, whether
+probing for PEP 658 files nobody advertised pays off (``ProbeBook``: a project whose probes all
+answered is probed without a range read raced beside; a route whose probes keep missing, as on the
+PyTorch index, pauses them and tries again later); per page and platform, where the last wheel
+read with ranges kept ``METADATA`` (siblings are laid out alike, so each read is then one request,
+not two or three); and which pages took more than one request per read without a layout. Each
+fetch returns what it found out about its own file (``Fetched.probe``), so a meld knows whether the
+rest of a release has PEP 658 files.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -21,14 +25,12 @@ from proxy.cache.store import PageKey
 from proxy.errors import UpstreamError
 from proxy.index.model import DistFile
 from proxy.meld.environments import platform_facts
+from proxy.network.probe_book import ProbeBook, ProbePlan
 from proxy.network.remote_zip import RemoteZipError, ZipLayout, fetch_wheel_metadata
 from proxy.network.upstream import Upstream
 from proxy.observe import Metrics, upstream_time
 
 __all__ = ["Fetched", "MetadataFetcher", "layout_family"]
-
-# After this many PEP 658 probes that all missed on one route, stop probing it (the PyTorch index).
-_PROBE_GIVE_UP = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +38,6 @@ class Fetched:
     data: bytes
     # The unadvertised PEP 658 probe sent for this file: True found, False 404, None none was sent.
     probe: bool | None = None
-
-
-@dataclass(slots=True)
-class _ProbeStats:
-    hits: int = 0
-    misses: int = 0
-
-    @property
-    def worth_it(self) -> bool:
-        return self.hits > 0 or self.misses < _PROBE_GIVE_UP
 
 
 @functools.lru_cache(maxsize=4096)
@@ -61,18 +53,18 @@ def layout_family(filename: str) -> str:
 
 
 class MetadataFetcher:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
         self._metrics = metrics
-        self._probes: dict[str, _ProbeStats] = {}  # by route prefix
+        self._probes = ProbeBook(clock)
         self._layouts: dict[tuple[PageKey, str], ZipLayout] = {}  # by page and layout family
         # Pages where a read without a layout took more than one request: there, a platform's first
         # wheel is worth reading ahead of the others (small wheels, or METADATA just before a small
         # directory, read in one request anyway; waiting for a teacher would only add a round trip).
         self._costly: set[PageKey] = set()
 
-    def probing(self, upstream: Upstream) -> bool:
-        """Whether unadvertised PEP 658 files are still worth asking for on this route."""
-        return self._probes.setdefault(upstream.route.prefix, _ProbeStats()).worth_it
+    def probing(self, key: PageKey, upstream: Upstream) -> bool:
+        """Whether unadvertised PEP 658 files of this project are worth asking for on this route."""
+        return self._probes.plan(upstream.route.prefix, key) is not ProbePlan.SKIP
 
     def costly(self, key: PageKey) -> bool:
         """Whether a read without a known layout took more than one request on this page."""
@@ -95,13 +87,14 @@ class MetadataFetcher:
     ) -> Fetched:
         """PEP 658 file when advertised (or while probing pays off), else the remote-zip reader."""
         advertised = dist.core_metadata
-        probe = self._probes.setdefault(upstream.route.prefix, _ProbeStats())
-        if not advertised and not (may_probe and probe.worth_it):
+        plan = ProbePlan.EXPECT if advertised else self._probes.plan(upstream.route.prefix, key)
+        if plan is ProbePlan.SKIP or not (advertised or may_probe):
             return Fetched(await self._read_ranges(key, dist, upstream))
         ranged: asyncio.Task[bytes] | None = None
-        if not advertised and not sibling:
-            # A client waits on this one: read the zip while the unadvertised probe is out, so a
-            # 404 (slow here: ~160 ms) costs no round trip; a hit costs one cancelled range read.
+        if plan is ProbePlan.TRY and not sibling:
+            # A client waits on this one and nothing says whether the probe pays: read the zip while
+            # it is out, so a 404 (slow here: ~160 ms) costs no round trip; a hit costs one cancelled
+            # range read.
             ranged = asyncio.ensure_future(self._read_ranges(key, dist, upstream))
             ranged.add_done_callback(_retrieve)
         try:
@@ -114,10 +107,8 @@ class MetadataFetcher:
         found: bool | None = None
         if not advertised:
             found = data is not None
-            if found:
-                probe.hits += 1
-            else:
-                probe.misses += 1
+            self._probes.record(upstream.route.prefix, key, found=found)
+            self._metrics.probe(found=found)
         if data is None:
             return Fetched(await (ranged or self._read_ranges(key, dist, upstream)), found)
         if ranged is not None:
@@ -132,10 +123,11 @@ class MetadataFetcher:
         layout_key = (key, layout_family(dist.filename))
         layout = self._layouts.get(layout_key)
         try:
-            with upstream_time():
+            # errors(): a hop the policy refuses is a BlockedFetch (counted), as for any other fetch.
+            with upstream.errors(dist.url), upstream_time():
                 async with upstream.deadline(dist.url):  # all the range reads together, not each
                     fetched = await fetch_wheel_metadata(
-                        upstream.client, dist.url, dist.filename, layout=layout
+                        upstream.ranges, dist.url, dist.filename, layout=layout
                     )
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc

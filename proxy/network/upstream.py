@@ -5,6 +5,8 @@ finish in a second instead of timing out: docs/meld-contract.md). The client's r
 against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
 redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
 Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.
+Wheels' range reads go through ``Upstream.ranges``: an aiohttp client (``range_client.py``) that
+keeps the same policy, resolver and credential rule, or this same httpx client.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +25,7 @@ import httpx
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
+from proxy.network.range_client import AioRangeClient, RangeClient
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
 from proxy.observe import Metrics, upstream_time
@@ -67,9 +71,9 @@ class _CachingResolver:
         return answer
 
 
-def _make_client(policy: FetchPolicy, auth: httpx.Auth | None, timeout: float) -> httpx.AsyncClient:
-    resolver = _CachingResolver()
-
+def _make_client(
+    policy: FetchPolicy, auth: httpx.Auth | None, timeout: float, resolver: _CachingResolver
+) -> httpx.AsyncClient:
     async def check_hop(request: httpx.Request) -> None:
         await check_url(str(request.url), policy, resolver=resolver)
 
@@ -127,6 +131,7 @@ class Upstream:
         metadata_concurrency: int = 16,
         *,
         max_page_bytes: int = 64 * 1024 * 1024,
+        range_client: str = "aiohttp",
     ) -> None:
         self.route = route
         self._timeout = timeout  # bounds a whole page or metadata fetch, and a file's headers
@@ -139,7 +144,15 @@ class Upstream:
         self._auth: httpx.Auth | None = (
             _OriginAuth(self.policy.upstream_origin, *route.credentials) if route.credentials else None
         )
-        self.client = _make_client(self.policy, self._auth, timeout)
+        resolver = _CachingResolver()
+        self.client = _make_client(self.policy, self._auth, timeout, resolver)
+        # Wheels' range reads: aiohttp unless asked otherwise, or unless the environment names a
+        # proxy (then httpx, whose proxy rules users know: range_client.py says why).
+        self.ranges: RangeClient = self.client
+        if range_client == "aiohttp" and not _environment_proxies():
+            self.ranges = AioRangeClient(
+                self.policy, resolver, timeout=timeout, credentials=route.credentials, user_agent=_USER_AGENT
+            )
         # Route-wide gates for metadata fetches, whatever the number of melds under way: uv asks for
         # many releases at once, and 64 new connections at once to one file host lost connects to
         # timeouts (measured with the real index's host). Siblings fetched for melds have a gate of
@@ -147,12 +160,17 @@ class Upstream:
         self.sibling_gate = asyncio.Semaphore(metadata_concurrency)
         self.direct_gate = asyncio.Semaphore(metadata_concurrency)
 
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if isinstance(self.ranges, AioRangeClient):
+            await self.ranges.aclose()
+
     def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
         path = "/".join(path_segments)
         return f"{self.base}/{path}/" if trailing_slash and path else f"{self.base}/{path}"
 
     @contextlib.contextmanager
-    def _errors(self, url: str) -> Generator[None, None, None]:
+    def errors(self, url: str) -> Generator[None, None, None]:
         """Turn what httpx and the policy raise into our one tree, with a one-line reason."""
         try:
             yield
@@ -175,7 +193,7 @@ class Upstream:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with self.deadline(url), self.client.stream("GET", url, headers=headers) as response:
                 # Counted once an answer came, its body bytes once read (an error's body is not read).
                 self._metrics.upstream_request("page")
@@ -198,7 +216,7 @@ class Upstream:
 
     async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with self.deadline(url), self.client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
                     return None
@@ -224,7 +242,7 @@ class Upstream:
         upstream time is the whole transfer, which the client reading it paces."""
         read = self._timeout if read_timeout is None else read_timeout
         timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
-        with self._errors(url), upstream_time():
+        with self.errors(url), upstream_time():
             async with contextlib.AsyncExitStack() as stack:
                 async with self.deadline(url):
                     response = await stack.enter_async_context(
@@ -247,6 +265,11 @@ async def _read_capped(response: httpx.Response, limit: int, what: str, url: str
             raise too_big
         body += chunk
     return bytes(body)
+
+
+def _environment_proxies() -> bool:
+    """Whether httpx would send some request through a proxy the environment names."""
+    return any(scheme in urllib.request.getproxies() for scheme in ("http", "https", "all"))
 
 
 def _redact(url: str) -> str:

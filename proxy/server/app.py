@@ -114,7 +114,7 @@ async def _serving(app: Starlette, state: AppState) -> AsyncIterator[None]:
             await following
         await state.ahead.close()
         for upstream in state.upstreams.values():
-            await upstream.client.aclose()
+            await upstream.aclose()
         if state.leases is not None:
             await state.leases.aclose()
 

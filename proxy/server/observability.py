@@ -32,6 +32,16 @@ def _by_outcome(name: str, help_text: str, counts: Counter[Any], outcomes: type[
     return lines + [f'{name}{{outcome="{o.value}"}} {counts[o]}' for o in outcomes]
 
 
+def _probe_lines(metrics: Metrics) -> list[str]:
+    name = "wheelmeld_metadata_probes_total"
+    return [
+        f"# HELP {name} Requests for PEP 658 files no page advertised, by outcome.",
+        f"# TYPE {name} counter",
+        f'{name}{{outcome="found"}} {metrics.probes[True]}',
+        f'{name}{{outcome="missing"}} {metrics.probes[False]}',
+    ]
+
+
 def render_metrics(metrics: Metrics) -> bytes:
     """The counters in Prometheus' text format."""
     lines = [
@@ -54,6 +64,7 @@ def render_metrics(metrics: Metrics) -> bytes:
     ]
     for kind, n in sorted(metrics.upstream_requests.items()):
         lines.append(f'wheelmeld_upstream_requests_total{{kind="{kind}"}} {n}')
+    lines += _probe_lines(metrics)
     singles = {
         "wheelmeld_upstream_bytes_total": (
             "Body bytes received from upstreams (pages, metadata, ranges, files).",

@@ -69,6 +69,7 @@ class AppState:
                 config.upstream_timeout,
                 config.upstream_concurrency,
                 max_page_bytes=config.upstream_max_page_bytes,
+                range_client=config.upstream_range_client,
             )
             for r in config.routes
         }

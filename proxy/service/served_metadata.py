@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from proxy.index.model import DistFile
 from proxy.index.releases import Release, release_of
 from proxy.meld import NO_SDIST, MeldLimits, MeldReport, MeldResult, WheelInput, meld_release
 from proxy.meld.reading import Read, read_metadata
-from proxy.network.metadata_fetch import Fetched, MetadataFetcher, layout_family
+from proxy.network.metadata_fetch import Fetched, MetadataFetcher
 from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
@@ -41,6 +41,7 @@ from proxy.service.background import background_slot, running_ahead
 from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
+from proxy.service.sibling_reads import read_siblings
 
 __all__ = ["MetadataService", "ServedMetadata"]
 
@@ -81,7 +82,7 @@ class MetadataService:
         self._incomplete: dict[tuple[PageKey, str], tuple[MeldRecord, float]] = {}
         self._incomplete_retry = incomplete_retry
         self._clock = clock
-        self._fetcher = MetadataFetcher(metrics)
+        self._fetcher = MetadataFetcher(metrics, clock)
         self._melds: dict[tuple[PageKey, str], MeldRecord] = {}
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[PageKey, str], str] = {}
@@ -303,7 +304,7 @@ class MetadataService:
             return got
 
         try:
-            read = await self._read_siblings(key, siblings, asked, upstream, one)
+            read = await read_siblings(self._fetcher, key, siblings, asked, upstream, one)
         except BaseException:
             # Kept when another sibling failed: what was read is immutable, and a retry needs it.
             await self._keep_siblings(asked, key, fetched, None)
@@ -383,68 +384,6 @@ class MetadataService:
             if data is not None:
                 found[dist.filename] = data
         return found
-
-    async def _read_siblings(
-        self,
-        key: PageKey,
-        siblings: Sequence[DistFile],
-        asked: DistFile,
-        upstream: Upstream,
-        one: Callable[..., Awaitable[Fetched]],
-    ) -> dict[str, bytes]:
-        """Every sibling's original metadata, in the order that costs the upstream least."""
-
-        async def data(dist: DistFile, may_probe: bool = True) -> bytes:
-            return (await one(dist, may_probe)).data
-
-        others = [d for d in siblings if d is not asked]
-        fetcher = self._fetcher
-        unadvertised = not any(d.core_metadata for d in siblings)
-        if unadvertised and (
-            fetcher.probing(upstream) or (fetcher.costly(key) and not fetcher.knows_layout(key, asked))
-        ):
-            # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
-            # files (uploads before an index's backfill often have none), so the rest send no
-            # probe that would 404 one by one; read with ranges, it tells where its platform's
-            # wheels keep METADATA.
-            first = await one(asked)
-            read = {asked.filename: first.data}
-            found = first.probe is not False  # no probe sent: nothing says the others lack the files
-            # Teachers pay off only on pages where a read without a layout took several requests.
-            teach = not found and fetcher.costly(key)
-            read |= await self._read_taught(key, others, lambda d: data(d, found), teach=teach)
-            return read
-        return dict(
-            zip((d.filename for d in siblings), await asyncio.gather(*map(data, siblings)), strict=True)
-        )
-
-    async def _read_taught(
-        self,
-        key: PageKey,
-        wheels: Sequence[DistFile],
-        read: Callable[[DistFile], Awaitable[bytes]],
-        *,
-        teach: bool,
-    ) -> dict[str, bytes]:
-        """Every wheel's original metadata, read concurrently: with ``teach``, a platform whose zip
-        layout is not known yet sends one wheel ahead, so its other wheels read in one request each
-        (a cold meld of numpy: 195 range requests -> 118)."""
-
-        async def family(group: list[DistFile]) -> list[bytes]:
-            if teach and not self._fetcher.knows_layout(key, group[0]):
-                head = await read(group[0])
-                return [head, *await asyncio.gather(*map(read, group[1:]))]
-            return list(await asyncio.gather(*map(read, group)))
-
-        groups: dict[str, list[DistFile]] = {}
-        for dist in wheels:
-            groups.setdefault(layout_family(dist.filename), []).append(dist)
-        results = await asyncio.gather(*map(family, groups.values()))
-        return {
-            dist.filename: data
-            for group, datas in zip(groups.values(), results, strict=True)
-            for dist, data in zip(group, datas, strict=True)
-        }
 
     async def _load_meld(self, key: PageKey, release_key: str, *, shared: bool = False) -> MeldRecord | None:
         path = self._store.meld_path(key, release_key)

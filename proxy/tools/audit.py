@@ -167,7 +167,7 @@ async def audit_project(
             if finding.inconsistent or not result.report.complete:
                 findings.append(finding)
     finally:
-        await upstream.client.aclose()
+        await upstream.aclose()
     findings.sort(key=lambda f: Version(f.version))
     return AuditReport(name, redact_url(index_url), checked, tuple(findings))
 

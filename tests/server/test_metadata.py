@@ -154,10 +154,11 @@ def test_pep658_files_are_used_and_wheels_untouched(make_stack: MakeStack) -> No
     assert fetched == sorted(f"/simple/gpu-lib/{n}.metadata" for n in (GPU_LINUX, GPU_MAC, GPU_WIN))
 
 
-def test_range_requests_read_a_few_kilobytes(make_stack: MakeStack) -> None:
+@pytest.mark.parametrize("range_client", ["aiohttp", "httpx"])
+def test_range_requests_read_a_few_kilobytes(make_stack: MakeStack, range_client: str) -> None:
     size = 3 * 1024 * 1024
     index = _disagreeing_index(payload_size=size)
-    stack = make_stack(index, pep658=False, ranges=True)
+    stack = make_stack(index, pep658=False, ranges=True, config={"upstream_range_client": range_client})
     body, headers = _metadata(stack, "gpu-lib", GPU_WIN)
     assert headers["x-wheelmeld-meld"] == "melded"
     assert "nvidia-thing" in _names(body)

@@ -69,6 +69,9 @@ def test_metrics_count_requests_cache_upstream_and_melds(seed: Stack) -> None:
     assert samples["wheelmeld_melds_disagreed_total"] == 1
     assert "wheelmeld_meld_conflicts_total" in samples
     assert samples["wheelmeld_blocked_fetches_total"] == 0
+    # The asked torch wheel's probe missed (the seed upstream has no PEP 658 files); none other was sent.
+    assert samples['wheelmeld_metadata_probes_total{outcome="missing"}'] == 1
+    assert samples['wheelmeld_metadata_probes_total{outcome="found"}'] == 0
 
 
 def test_status_page_lists_routes_and_recent_melds(seed: Stack) -> None:

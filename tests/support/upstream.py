@@ -101,7 +101,8 @@ class Fault:
     ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page).
     ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
     then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
-    wait this long before the status line (a stalled or dripping header).
+    wait this long before the status line (a stalled or dripping header). ``location``: with
+    ``status``, a ``Location`` header (a redirect).
     """
 
     status: int | None = None
@@ -116,6 +117,7 @@ class Fault:
     content_type: str = "text/html; charset=utf-8"
     no_length: bool = False
     head_delay_ms: float = 0.0
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +405,8 @@ class UpstreamServer:
         head = request.method == "HEAD"
         if fault is not None and fault.status is not None:
             body = _Body.of(f"fault: {fault.status}\n".encode())
-            return _Reply(self.log, entry, fault.status, {"content-type": "text/plain"}, body, head=head)
+            out = {"content-type": "text/plain"} | ({"location": fault.location} if fault.location else {})
+            return _Reply(self.log, entry, fault.status, out, body, head=head)
         if fault is not None and fault.body is not None:
             hostile = _Body.of(fault.body)
             return _Reply(self.log, entry, 200, {"content-type": fault.content_type}, hostile, head=head)
