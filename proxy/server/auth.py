@@ -241,7 +241,7 @@ class AuthMiddleware:
 
 
 def _private(send: Send) -> Send:
-    """``send`` with ``Cache-Control: public`` turned ``private``: what one credential may read, a
+    """``send`` with every cacheable ``Cache-Control`` made ``private``: what one credential may read, a
     shared cache in front of the proxy must not hand to the next client (RFC 9111, section 3.5)."""
 
     async def sending(message: Message) -> None:
@@ -257,8 +257,13 @@ def _private(send: Send) -> Send:
 
 
 def _privatize(value: bytes) -> bytes:
-    directives = [d.strip() for d in value.split(b",")]
-    return b", ".join(b"private" if d.lower() == b"public" else d for d in directives)
+    """``private`` said outright, ``public`` never: a tier that caches whatever a plain ``max-age``
+    allows (nginx's ``proxy_cache`` does not look at ``Authorization``) must not share it either."""
+    directives = [d.strip() for d in value.split(b",") if d.strip()]
+    kept = [d for d in directives if d.lower() != b"public"]
+    if any(d.lower() in (b"private", b"no-store") for d in kept):
+        return b", ".join(kept)
+    return b", ".join([b"private", *kept])
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:

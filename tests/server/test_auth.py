@@ -268,16 +268,26 @@ def test_files_download_with_credentials_and_stay_out_of_shared_caches(client: h
         assert "public" not in directives and "private" in directives
 
 
+def test_pages_with_a_plain_max_age_are_marked_private(client: httpx.Client) -> None:
+    # A tier such as nginx caches a plain max-age whatever the request's Authorization said.
+    response = client.get("/simple/tiny/", headers=_basic("alice", ALICE_PASSWORD))
+    assert response.status_code == 200
+    directives = {d.strip() for d in response.headers.get("cache-control", "").split(",")}
+    assert "private" in directives and "public" not in directives
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
         (b"public, max-age=31536000, immutable", b"private, max-age=31536000, immutable"),
-        (b"max-age=600", b"max-age=600"),
+        (b"max-age=600", b"private, max-age=600"),
+        (b"max-age=0, must-revalidate", b"private, max-age=0, must-revalidate"),
         (b"PUBLIC", b"private"),
+        (b"private, max-age=60", b"private, max-age=60"),
         (b"no-store", b"no-store"),
     ],
 )
-def test_public_answers_become_private(value: bytes, expected: bytes) -> None:
+def test_cacheable_answers_become_private(value: bytes, expected: bytes) -> None:
     assert _privatize(value) == expected
 
 
