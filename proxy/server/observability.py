@@ -65,6 +65,20 @@ def render_metrics(metrics: Metrics) -> bytes:
     for kind, n in sorted(metrics.upstream_requests.items()):
         lines.append(f'wheelmeld_upstream_requests_total{{kind="{kind}"}} {n}')
     lines += _probe_lines(metrics)
+    lines += _ahead_lines(metrics)
+    lines += _single_lines(metrics)
+    lines += [
+        "# HELP wheelmeld_not_cached_total Answers served without being kept: the cache refused them.",
+        "# TYPE wheelmeld_not_cached_total counter",
+    ]
+    for (kind, fault), n in sorted(metrics.not_cached.items()):
+        lines.append(f'wheelmeld_not_cached_total{{kind="{kind}",reason="{fault}"}} {n}')
+    lines += _shared_lines(metrics.shared)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _single_lines(metrics: Metrics) -> list[str]:
+    """The counters without labels."""
     singles = {
         "wheelmeld_upstream_bytes_total": (
             "Body bytes received from upstreams (pages, metadata, ranges, files).",
@@ -92,17 +106,10 @@ def render_metrics(metrics: Metrics) -> bytes:
             metrics.pages_loaded_ahead,
         ),
     }
-    lines += _ahead_lines(metrics)
+    lines = []
     for name, (help_text, value) in singles.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
-    lines += [
-        "# HELP wheelmeld_not_cached_total Answers served without being kept: the cache refused them.",
-        "# TYPE wheelmeld_not_cached_total counter",
-    ]
-    for (kind, fault), n in sorted(metrics.not_cached.items()):
-        lines.append(f'wheelmeld_not_cached_total{{kind="{kind}",reason="{fault}"}} {n}')
-    lines += _shared_lines(metrics.shared)
-    return ("\n".join(lines) + "\n").encode()
+    return lines
 
 
 def _shared_lines(counts: SharedCounts) -> list[str]:

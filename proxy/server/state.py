@@ -11,7 +11,7 @@ from proxy.cache.leases import Leases
 from proxy.cache.page_journal import PageJournal
 from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
-from proxy.config import Config
+from proxy.config import Config, RouteConfig
 from proxy.index.negotiate import JSON_V1
 from proxy.meld import MeldLimits
 from proxy.network.pacing import Pace
@@ -62,17 +62,7 @@ class AppState:
         self.idle = asyncio.Event()
         self.idle.set()
         self.meld_log = MeldLog()
-        self.upstreams = {
-            r.prefix: Upstream(
-                r,
-                metrics,
-                config.upstream_timeout,
-                config.upstream_concurrency,
-                max_page_bytes=config.upstream_max_page_bytes,
-                range_client=config.upstream_range_client,
-            )
-            for r in config.routes
-        }
+        self.upstreams = {r.prefix: _upstream(config, r, metrics) for r in config.routes}
         self.pages = PageService(self.store, offline=config.offline, journal=journal, metrics=metrics)
         self.lists = ProjectListService(self.store, offline=config.offline)
         self.metadata = MetadataService(
@@ -111,6 +101,17 @@ class AppState:
         upstream = next((u for u in self.upstreams.values() if u.route.name == entry.key.route), None)
         if upstream is not None:
             await self.views.body(self.views.view_of(entry), upstream.route.meld, JSON_V1)
+
+
+def _upstream(config: Config, route: RouteConfig, metrics: Metrics) -> Upstream:
+    return Upstream(
+        route,
+        metrics,
+        config.upstream_timeout,
+        config.upstream_concurrency,
+        max_page_bytes=config.upstream_max_page_bytes,
+        range_client=config.upstream_range_client,
+    )
 
 
 def _leases(config: Config, metrics: Metrics) -> Leases | None:

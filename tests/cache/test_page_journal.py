@@ -128,7 +128,7 @@ def test_a_page_one_worker_fetched_is_loaded_by_the_other_while_idle(
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-            await up.client.aclose()
+            await up.aclose()
 
     asyncio.run(run())
 
@@ -164,7 +164,7 @@ def test_a_page_a_sibling_revalidated_is_adopted_without_a_parse(
             assert changed is not mine and changed.page is not None
             assert [f.filename for f in changed.page.files] == [newer.filename]
         finally:
-            await up.client.aclose()
+            await up.aclose()
 
     asyncio.run(run())
 

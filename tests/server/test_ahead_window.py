@@ -53,7 +53,7 @@ async def _stop(state: AppState) -> Metrics:
     """Once running ahead has nothing under way: the worker stops (the lifespan's end)."""
     await state.ahead.settled()
     await state.ahead.close()
-    await state.upstreams["/simple"].client.aclose()
+    await state.upstreams["/simple"].aclose()
     return state.metrics
 
 
@@ -120,7 +120,7 @@ def test_what_nobody_asked_for_is_wasted_with_its_requests(tmp_path: Path) -> No
             wasted = metrics.ahead_requests[AheadOutcome.WASTED]  # x: not upstream
             assert metrics.ahead_unused_requests + wasted == ahead_requests > 0
             await state.ahead.close()  # the worker stops
-            await state.upstreams["/simple"].client.aclose()
+            await state.upstreams["/simple"].aclose()
             return metrics, ahead_requests
 
         metrics, ahead_requests = asyncio.run(run())

@@ -69,7 +69,7 @@ def test_reading_a_page_over_the_cap_keeps_memory_bounded() -> None:
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-            await upstream.client.aclose()
+            await upstream.aclose()
 
     peak = asyncio.run(run())
     assert peak < 4 * MIB, f"peak {peak} bytes while reading a 20 MiB page"
