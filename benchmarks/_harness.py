@@ -167,8 +167,12 @@ def wheelmeld(
     workers: int = 1,
     cache_dir: Path | None = None,
     source: Path | None = None,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """``python -m proxy serve`` with ``routes`` ({prefix: upstream}); a fresh cache unless given one.
+
+    ``args``: more ``serve`` flags (e.g. ``--config fleet.toml``); ``env``: variables added to ours.
 
     ``source``: the tree whose ``proxy`` package runs (default ``proxy_source()``); a ``--baseline``
     tree is named "wheelmeld wN baseline", so a change and its parent are measured in one run.
@@ -179,13 +183,14 @@ def wheelmeld(
     argv += ["--workers", str(workers)]
     for prefix, url in routes.items():
         argv += ["--route", f"{prefix}={url}"]
+    argv += list(args)
     tree = (source or proxy_source()).resolve()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    child_env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
     for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
-        env.pop(var, None)
+        child_env.pop(var, None)
     tag = "-baseline" if source is not None else ""
     # cwd too: ``python -m`` puts the working directory first on sys.path.
-    proc, log = _spawn(f"wheelmeld-w{workers}{tag}-{port}", argv, workdir, env, cwd=tree)
+    proc, log = _spawn(f"wheelmeld-w{workers}{tag}-{port}", argv, workdir, child_env, cwd=tree)
     name = f"wheelmeld w{workers}" + (" baseline" if source is not None else "")
     server = Server(name, f"http://127.0.0.1:{port}", proc, log)
     try:
