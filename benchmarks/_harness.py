@@ -172,7 +172,8 @@ def wheelmeld(
 ) -> Iterator[Server]:
     """``python -m proxy serve`` with ``routes`` ({prefix: upstream}); a fresh cache unless given one.
 
-    ``args``: more ``serve`` flags (e.g. ``--config fleet.toml``); ``env``: variables added to ours.
+    ``args``: more ``serve`` flags (e.g. ``--config fleet.toml``); ``env``: the environment to run
+    it in instead of ours.
 
     ``source``: the tree whose ``proxy`` package runs (default ``proxy_source()``); a ``--baseline``
     tree is named "wheelmeld wN baseline", so a change and its parent are measured in one run.
@@ -185,7 +186,7 @@ def wheelmeld(
         argv += ["--route", f"{prefix}={url}"]
     argv += list(args)
     tree = (source or proxy_source()).resolve()
-    child_env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
+    child_env = {**(os.environ if env is None else env), "PYTHONPATH": str(tree)}
     for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
         child_env.pop(var, None)
     tag = "-baseline" if source is not None else ""
