@@ -167,10 +167,15 @@ def wheelmeld(
     workers: int = 1,
     cache_dir: Path | None = None,
     source: Path | None = None,
+    args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """``python -m proxy serve`` with ``routes`` ({prefix: upstream}); a fresh cache unless given one;
     ``env``: ``WHEELMELD_*`` settings on top of the defaults.
+
+    ``args``: more ``serve`` flags (e.g. ``--config fleet.toml``); ``base_env``: the environment to
+    start from instead of ours (``env`` still goes on top).
 
     ``source``: the tree whose ``proxy`` package runs (default ``proxy_source()``); a ``--baseline``
     tree is named "wheelmeld wN baseline", so a change and its parent are measured in one run.
@@ -181,8 +186,9 @@ def wheelmeld(
     argv += ["--workers", str(workers)]
     for prefix, url in routes.items():
         argv += ["--route", f"{prefix}={url}"]
+    argv += list(args)
     tree = (source or proxy_source()).resolve()
-    environ = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
+    environ = {**(os.environ if base_env is None else base_env), "PYTHONPATH": str(tree), **(env or {})}
     for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
         environ.pop(var, None)
     tag = "-baseline" if source is not None else ""
