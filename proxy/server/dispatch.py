@@ -103,7 +103,15 @@ class _Ask:
 
 
 # User-Agent prefixes of clients that check a wheel's PEP 658 file against the wheel (see _Ask).
+# deploy/nginx.conf keys its stored .metadata by this same rule (its map to $wheelmeld_client): change
+# both together; tests/deploy/test_client_class.py fails when they disagree.
 _SIDECAR_CHECKERS = (b"pip/",)
+
+
+def is_sidecar_checker(user_agent: bytes) -> bool:
+    """Whether a client sending this ``User-Agent`` is served each wheel's own metadata: a
+    case-sensitive prefix test on the header's bytes."""
+    return user_agent.startswith(_SIDECAR_CHECKERS)
 
 
 def _request_key(scope: Scope) -> RequestKey:
@@ -115,7 +123,7 @@ def _request_key(scope: Scope) -> RequestKey:
         if name == b"accept":  # ASGI servers give header names lower-cased
             accept = value
         elif name == b"user-agent":
-            checks_sidecar = value.startswith(_SIDECAR_CHECKERS)
+            checks_sidecar = is_sidecar_checker(value)
     return scope["method"], scope["path"], scope["query_string"], accept, checks_sidecar
 
 
