@@ -39,6 +39,7 @@ from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
 from proxy.service.background import background_slot, running_ahead
+from proxy.service.flights import Flights
 from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
@@ -87,6 +88,9 @@ class MetadataService:
         self._clock = clock
         self._fetcher = MetadataFetcher(metrics, clock)
         self._melds: dict[tuple[PageKey, str], MeldRecord] = {}
+        # Melds being made: the tasks of this process asking for one join it rather than its lock,
+        # which stays held until the meld's upload to the fleet's bucket is done.
+        self._making: Flights[tuple[PageKey, str], MeldRecord] = Flights()
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[PageKey, str], str] = {}
         # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
@@ -229,7 +233,8 @@ class MetadataService:
         record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
         if record is None:
             try:
-                record = await self._meld_locked(key, release, dist, upstream)
+                making = functools.partial(self._meld_locked, key, release, dist, upstream)
+                record = await self._making.join((key, release_key), making)
             except WheelmeldError as exc:
                 # Never worse than no proxy: the wheel's own metadata, said so, not cached.
                 self._metrics.meld_unavailable()
@@ -341,15 +346,8 @@ class MetadataService:
         await self._keep_siblings(asked, key, fetched, result.report.problems, pending)
         return await self._record(key, group, siblings[0].filename, result, inputs, pending)
 
-    async def _record(
-        self,
-        key: PageKey,
-        group: Release,
-        first: str,
-        result: MeldResult,
-        inputs: list[WheelInput],
-        pending: Pending,
-    ) -> MeldRecord:
+    async def _record(self, key: PageKey, group: Release, first: str, result: MeldResult,
+                      inputs: list[WheelInput], pending: Pending) -> MeldRecord:  # fmt: skip
         """``result``'s record: cached when complete, else held in memory a while; counted, logged."""
         report, record = result.report, MeldRecord.of(result, inputs)
         if report.complete:
@@ -379,14 +377,8 @@ class MetadataService:
             result = await asyncio.to_thread(meld, sdist)
         return result
 
-    async def _keep_siblings(
-        self,
-        asked: DistFile,
-        key: PageKey,
-        fetched: Mapping[str, bytes],
-        left_out: Mapping[str, str] | None,
-        pending: Pending,
-    ) -> None:
+    async def _keep_siblings(self, asked: DistFile, key: PageKey, fetched: Mapping[str, bytes],
+                             left_out: Mapping[str, str] | None, pending: Pending) -> None:  # fmt: skip
         """The siblings' fetched original metadata into the cache, and into ``pending`` for the
         fleet's bucket."""
         if not fetched:
