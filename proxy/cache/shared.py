@@ -90,6 +90,7 @@ class SharedCounts:
     hits: Counter[SharedKind] = field(default_factory=Counter)
     misses: Counter[SharedKind] = field(default_factory=Counter)
     uploads: Counter[SharedKind] = field(default_factory=Counter)
+    unasked: Counter[SharedKind] = field(default_factory=Counter)  # uploads sent without the HEAD
     duplicates: Counter[SharedKind] = field(default_factory=Counter)
     errors: Counter[SharedKind] = field(default_factory=Counter)
 
@@ -174,6 +175,7 @@ class SharedTier:
         with self._failing_softly(kind, f"uploading {key}"):
             if seen_missing:
                 await self.objects.put(key, data)
+                self.counts.unasked[kind] += 1
             else:
                 # Asked and written at once (a small object rewritten with its own bytes is
                 # harmless): two round trips, not three.
@@ -236,7 +238,9 @@ class SharedTier:
         except OSError:
             return
         with self._failing_softly(SharedKind.FILE, f"uploading {key}"):
-            if not seen_missing and await self._already_there(SharedKind.FILE, key):
+            if seen_missing:
+                self.counts.unasked[SharedKind.FILE] += 1
+            elif await self._already_there(SharedKind.FILE, key):
                 return
             await self.objects.put_stream(key, _read_file(final), Expected(size, digest))
             await self.objects.put(key + ".sha256", digest.encode())

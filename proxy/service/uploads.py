@@ -9,7 +9,9 @@ The lock moves to that task whole: the service enters it through an ``AsyncExitS
 stack over (an ``asyncio.Lock``, a flock and a lease's renewal may all be released by another task).
 
 Bounded: past ``limit`` uploads under way, the next one is awaited where it was made (its client
-waits, as it did before), so a bucket slower than the clients cannot pile up tasks and locks.
+waits, as it did before), so a bucket slower than the clients cannot pile up tasks and locks. Only
+``_SENDING`` of them send at once: a bucket is often bound by its request rate (moto is), and a
+client's lookups (``SharedTier.pull``, on its path) should not queue behind a burst of uploads.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = ["Pending", "Uploads"]
 log = logging.getLogger("wheelmeld")
 
 _LIMIT = 64  # uploads under way at once, each holding one object's lock
+_SENDING = 2  # locked sections uploading at once: the bucket answers the clients' lookups first
 _DRAIN_SECONDS = 30.0  # at shutdown, what the uploads under way get before they are cancelled
 
 
@@ -55,6 +58,7 @@ class Uploads:
         self._leased = leased
         self._limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Semaphore(_SENDING)
         self._closed = False
 
     async def finish(self, held: contextlib.AsyncExitStack, pending: Pending) -> None:
@@ -79,12 +83,13 @@ class Uploads:
     async def _upload(self, pending: Pending) -> None:
         assert self._shared is not None
         shared, leased = self._shared, self._leased
-        await asyncio.gather(
-            *(
-                shared.publish(path, data, seen_missing=leased and path in pending.missing)
-                for path, data in pending.objects.items()
+        async with self._sending:
+            await asyncio.gather(
+                *(
+                    shared.publish(path, data, seen_missing=leased and path in pending.missing)
+                    for path, data in pending.objects.items()
+                )
             )
-        )
 
     async def aclose(self) -> None:
         """Let the uploads under way finish (a while), then cancel the rest: their locks go either
