@@ -175,7 +175,6 @@ class SharedTier:
         with self._failing_softly(kind, f"uploading {key}"):
             if seen_missing:
                 await self.objects.put(key, data)
-                self.counts.unasked[kind] += 1
             else:
                 # Asked and written at once (a small object rewritten with its own bytes is
                 # harmless): two round trips, not three.
@@ -184,6 +183,7 @@ class SharedTier:
                     return
             await self.objects.put(key + ".sha256", _sha256(data).encode())
             self.counts.uploads[kind] += 1
+            self.counts.unasked[kind] += seen_missing
             self._remember(key)
 
     async def _already_there(self, kind: SharedKind, key: str) -> bool:
@@ -238,13 +238,12 @@ class SharedTier:
         except OSError:
             return
         with self._failing_softly(SharedKind.FILE, f"uploading {key}"):
-            if seen_missing:
-                self.counts.unasked[SharedKind.FILE] += 1
-            elif await self._already_there(SharedKind.FILE, key):
+            if not seen_missing and await self._already_there(SharedKind.FILE, key):
                 return
             await self.objects.put_stream(key, _read_file(final), Expected(size, digest))
             await self.objects.put(key + ".sha256", digest.encode())
             self.counts.uploads[SharedKind.FILE] += 1
+            self.counts.unasked[SharedKind.FILE] += seen_missing
             self._remember(key)
 
     async def holds_file(self, final: Path) -> bool:
