@@ -334,8 +334,10 @@ def _locks(args: argparse.Namespace, workdir: Path, up: Server, moto: MotoS3) ->
 def _bucket_requests(delta: Counter[str]) -> int:
     """S3 requests behind the counters, by ``proxy/cache/shared.py``'s calls for small objects: a
     miss reads the sha256 mark (1); a hit reads mark and object (2); an upload asks for the mark
-    while it puts the object, then puts the mark (3); a duplicate stops after the first two (2)."""
-    return delta["misses"] + 2 * delta["hits"] + 3 * delta["uploads"] + 2 * delta["duplicate"]
+    while it puts the object, then puts the mark (3), or only puts both when the object was seen
+    missing under its lease (2: ``unasked``); a duplicate stops after the first two (2)."""
+    uploads = 3 * delta["uploads"] - delta["unasked"]
+    return delta["misses"] + 2 * delta["hits"] + uploads + 2 * delta["duplicate"]
 
 
 # -- (3) moto's pace -----------------------------------------------------------------------------

@@ -10,7 +10,9 @@ write-through working cache in front of the bucket (as Artifactory's cache-fs si
   on the local disk the way an upstream answer is. Checking only after the lock is taken is what
   lets a replica that waited on another's fetch serve the object that one committed.
 - **write-through**: after every local commit, still under the lock, the object is uploaded whole
-  (``publish``, ``publish_file``), so the lock is released only once the fleet can see it.
+  (``publish``, ``publish_file``), so the lock is released only once the fleet can see it. The
+  client's answer does not wait for that: the upload finishes in a task that holds the lock
+  (``proxy.service.uploads``; a file's download is such a task already).
 
 Why not the bucket alone (no local disk): the serving paths (sendfile, Range, eviction by atime,
 pages re-rendered from ``page.json``) stay the ones the local backend has and tests; a warm replica
@@ -35,7 +37,12 @@ Distribution files are published only when the local cache vouched for their has
 its own): a file upstream gave neither a hash nor a length for stays per replica.
 
 Duplicates: without leases two replicas may fetch one object at once; the second to publish finds
-the first's sidecar, uploads nothing and counts ``duplicates[kind]`` (``/metrics``).
+the first's sidecar, uploads nothing and counts ``duplicates[kind]`` (``/metrics``). With leases,
+an object whose miss was seen under its own lease is published without asking again
+(``seen_missing``): a duplicate there is possible only when the lease was not held (engine
+unreachable, lease lost, both counted in ``wheelmeld_lease_total``), and it rewrites the same
+bytes uncounted. A meld's siblings are looked for under the meld's lease, not their own, so they are
+always asked for and their duplicates counted.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ class SharedCounts:
     hits: Counter[SharedKind] = field(default_factory=Counter)
     misses: Counter[SharedKind] = field(default_factory=Counter)
     uploads: Counter[SharedKind] = field(default_factory=Counter)
+    unasked: Counter[SharedKind] = field(default_factory=Counter)  # uploads sent without the HEAD
     duplicates: Counter[SharedKind] = field(default_factory=Counter)
     errors: Counter[SharedKind] = field(default_factory=Counter)
 
@@ -153,20 +161,29 @@ class SharedTier:
             return data
         return None
 
-    async def publish(self, path: Path, data: bytes) -> None:
+    async def publish(self, path: Path, data: bytes, *, seen_missing: bool = False) -> None:
         """Upload ``data`` as ``path``'s object, then its sidecar; never raises (a bucket error is
-        logged: the object stays this replica's)."""
+        logged: the object stays this replica's).
+
+        ``seen_missing``: the caller found no sidecar under the fleet lease on this object that it
+        still holds, so no replica can have committed it since: it is not asked again (two
+        requests, not three). Without that lease the sidecar is asked for, beside the put, and a
+        second writer counts as a duplicate."""
         kind, key = self.kind(path), self.key(path)
         if key in self._known:
             return
         with self._failing_softly(kind, f"uploading {key}"):
-            # Asked and written at once (a small object rewritten with its own bytes is harmless):
-            # two round trips, not three, on the cold path that waits for them under its lock.
-            there, _ = await asyncio.gather(self._already_there(kind, key), self.objects.put(key, data))
-            if there:
-                return
+            if seen_missing:
+                await self.objects.put(key, data)
+            else:
+                # Asked and written at once (a small object rewritten with its own bytes is
+                # harmless): two round trips, not three.
+                there, _ = await asyncio.gather(self._already_there(kind, key), self.objects.put(key, data))
+                if there:
+                    return
             await self.objects.put(key + ".sha256", _sha256(data).encode())
             self.counts.uploads[kind] += 1
+            self.counts.unasked[kind] += seen_missing
             self._remember(key)
 
     async def _already_there(self, kind: SharedKind, key: str) -> bool:
@@ -208,9 +225,10 @@ class SharedTier:
             await self.objects.delete(key + ".sha256")  # first: without its mark the object is gone
             await self.objects.delete(key)
 
-    async def publish_file(self, final: Path, hash_path: Path) -> None:
+    async def publish_file(self, final: Path, hash_path: Path, *, seen_missing: bool = False) -> None:
         """Upload the committed local file whole (checked against its verified hash as it is read),
-        then its sidecar; a file without a verified hash, or gone already, is not published."""
+        then its sidecar; a file without a verified hash, or gone already, is not published.
+        ``seen_missing`` as for ``publish``."""
         key = self.key(final)
         if key in self._known:
             return
@@ -220,11 +238,12 @@ class SharedTier:
         except OSError:
             return
         with self._failing_softly(SharedKind.FILE, f"uploading {key}"):
-            if await self._already_there(SharedKind.FILE, key):
+            if not seen_missing and await self._already_there(SharedKind.FILE, key):
                 return
             await self.objects.put_stream(key, _read_file(final), Expected(size, digest))
             await self.objects.put(key + ".sha256", digest.encode())
             self.counts.uploads[SharedKind.FILE] += 1
+            self.counts.unasked[SharedKind.FILE] += seen_missing
             self._remember(key)
 
     async def holds_file(self, final: Path) -> bool:

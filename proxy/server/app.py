@@ -113,6 +113,7 @@ async def _serving(app: Starlette, state: AppState) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await following
         await state.ahead.close()
+        await state.metadata.aclose()  # its uploads hold locks and leases: before the leases close
         for upstream in state.upstreams.values():
             await upstream.aclose()
         if state.leases is not None:

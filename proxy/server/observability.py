@@ -119,6 +119,8 @@ def _shared_lines(counts: SharedCounts) -> list[str]:
         ("hits", "Objects found in the shared bucket after a local miss, by kind.", counts.hits),
         ("misses", "Local misses the shared bucket did not hold either, by kind.", counts.misses),
         ("uploads", "Objects this replica uploaded to the shared bucket, by kind.", counts.uploads),
+        ("unasked", "Uploads sent without first asking whether the bucket held the object (it was "
+         "seen missing under its fleet lease), by kind.", counts.unasked),
         ("duplicate", "Objects this replica fetched upstream that another replica had already put "
          "in the bucket, by kind.", counts.duplicates),
         ("errors", "Shared bucket requests that failed (served as a miss), by kind.", counts.errors),

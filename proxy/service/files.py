@@ -255,7 +255,10 @@ class FileService:
                         raise OfflineMiss(f"offline, and the cache does not hold {dist.filename}")
                     await self._fetch(download, dist, self._from_upstream(download, dist, upstream))
                     if self._shared is not None:  # before the lock goes: the fleet must see it
-                        await self._shared.publish_file(download.final, self._store.hash_path(download.final))
+                        # The bucket had no sidecar a moment ago: under a fleet lease, still none.
+                        leased = self._store.leases is not None
+                        hash_path = self._store.hash_path(download.final)
+                        await self._shared.publish_file(download.final, hash_path, seen_missing=leased)
         except WheelmeldError as exc:
             await download.advance(error=exc.reason, done=True)
         except Stalled as exc:

@@ -15,6 +15,7 @@ disagree: it decides the environments no wheel covers, and agreeing wheels leave
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -38,10 +39,12 @@ from proxy.network.upstream import Upstream
 from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
 from proxy.service.background import background_slot, running_ahead
+from proxy.service.flights import Flights
 from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
 from proxy.service.sibling_reads import read_siblings
+from proxy.service.uploads import Pending, Uploads
 
 __all__ = ["MetadataService", "ServedMetadata"]
 
@@ -71,6 +74,7 @@ class MetadataService:
     ) -> None:
         self._store = store
         self._shared = shared  # the fleet's bucket: looked in before upstream, written after a commit
+        self._uploads = Uploads(shared, leased=store.leases is not None)
         self._metrics = metrics
         self._meld_log = meld_log
         self._offline = offline
@@ -84,6 +88,9 @@ class MetadataService:
         self._clock = clock
         self._fetcher = MetadataFetcher(metrics, clock)
         self._melds: dict[tuple[PageKey, str], MeldRecord] = {}
+        # Melds being made: the tasks of this process asking for one join it rather than its lock,
+        # which stays held until the meld's upload to the fleet's bucket is done.
+        self._making: Flights[tuple[PageKey, str], MeldRecord] = Flights()
         # sha256 of original metadata this process has read: pages advertise it for unmelded wheels.
         self._original_hashes: dict[tuple[PageKey, str], str] = {}
         # Per page, bumped whenever an advertised hash becomes known there: that page re-renders,
@@ -135,19 +142,21 @@ class MetadataService:
         cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
         if cached is not None:
             return self._remember(key, dist.filename, cached)
-        async with self._store.lock("meta:" + str(path)):
+        async with contextlib.AsyncExitStack() as held:
+            await held.enter_async_context(self._store.lock("meta:" + str(path)))
             cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
-            data = (await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)).data
-            await self._keep(dist.filename, self._store.write_atomic, path, data)
-            await self._publish({path: data})
-            return self._remember(key, dist.filename, data)
+            fetched, missed = await self._fetch_original(key, dist, upstream, may_probe=True, sibling=False)
+            await self._keep(dist.filename, self._store.write_atomic, path, fetched.data)
+            pending = Pending()
+            pending.add({path: fetched.data}, seen_missing=missed)
+            await self._uploads.finish(held, pending)  # the lock goes once the fleet can see it
+            return self._remember(key, dist.filename, fetched.data)
 
-    async def _publish(self, objects: Mapping[Path, bytes]) -> None:
-        """Into the fleet's bucket, under the caller's lock (so waiters on it find them there)."""
-        if self._shared is not None:
-            await asyncio.gather(*(self._shared.publish(path, data) for path, data in objects.items()))
+    async def aclose(self) -> None:
+        """At shutdown: the uploads to the fleet's bucket still under way end (``Uploads.aclose``)."""
+        await self._uploads.aclose()
 
     async def _keep(self, what: str, write: Callable[..., None], *args: object) -> None:
         """A cache write in a thread; one the disk refuses leaves the answer served, uncached."""
@@ -158,26 +167,28 @@ class MetadataService:
 
     async def _fetch_original(
         self, key: PageKey, dist: DistFile, upstream: Upstream, *, may_probe: bool, sibling: bool
-    ) -> Fetched:
-        """From the wheel the cache holds, else from upstream (``MetadataFetcher.fetch``)."""
+    ) -> tuple[Fetched, bool]:
+        """From the wheel the cache holds, else the fleet's bucket, else upstream
+        (``MetadataFetcher.fetch``); and whether the bucket was asked and had none."""
         local = self._store.file_path(key, dist.filename)
         if local.exists():
             data = await asyncio.to_thread(read_local_metadata, local, dist.filename)
             if data is not None:
-                return Fetched(data)
+                return Fetched(data), False
         if self._shared is not None:
             shared = _as_advertised(
                 dist, await self._shared.pull(self._store.metadata_path(key, dist.filename))
             )
             if shared is not None:
-                return Fetched(shared)
+                return Fetched(shared), False
         if self._offline:
             raise OfflineMiss(f"offline, and the cache holds no metadata for {dist.filename}")
         # Work run ahead waits for its own few slots, and fetches like a sibling: nobody waits on it
         # yet, so it sends no range read beside an unadvertised probe (a client's own wheel does).
         sibling = sibling or running_ahead()
         async with background_slot():
-            return await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
+            fetched = await self._fetcher.fetch(key, dist, upstream, may_probe=may_probe, sibling=sibling)
+        return fetched, self._shared is not None
 
     # -- what we serve ----------------------------------------------------------------------------
     def advertised_hash(self, key: PageKey, release: Release, dist: DistFile, meld: bool) -> str | None:
@@ -221,20 +232,15 @@ class MetadataService:
         release_key = release.key
         record = self._known_meld(key, release_key) or await self._load_meld(key, release_key)
         if record is None:
-            async with self._store.lock(f"meld:{key.label}:{release_key}"):
-                # Under the lock the fleet's bucket too: a meld another replica just made is there.
-                record = self._known_meld(key, release_key) or await self._load_meld(
-                    key, release_key, shared=True
-                )
-                if record is None:
-                    try:
-                        record = await self._make_meld(key, release, dist, upstream)
-                    except WheelmeldError as exc:
-                        # Never worse than no proxy: the wheel's own metadata, said so, not cached.
-                        self._metrics.meld_unavailable()
-                        body = await self.original(key, dist, upstream)
-                        unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
-                        return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
+            try:
+                making = functools.partial(self._meld_locked, key, release, dist, upstream)
+                record = await self._making.join((key, release_key), making)
+            except WheelmeldError as exc:
+                # Never worse than no proxy: the wheel's own metadata, said so, not cached.
+                self._metrics.meld_unavailable()
+                body = await self.original(key, dist, upstream)
+                unavailable = MeldState(MeldKind.UNAVAILABLE, reason=exc.reason)
+                return ServedMetadata(body, hashlib.sha256(body).hexdigest(), unavailable)
         self._advertise(key, itertools.chain((release_key,), (d.filename for d in release.wheels)))
         changed = record.changed.get(dist.filename)
         if changed is not None and own:
@@ -250,6 +256,28 @@ class MetadataService:
         return ServedMetadata(
             body, record.hashes[dist.filename], meld, report.conflicts, varies_by_client=changed is not None
         )
+
+    async def _meld_locked(
+        self, key: PageKey, release: Release, dist: DistFile, upstream: Upstream
+    ) -> MeldRecord:
+        """The release's meld, made under its lock unless another task, worker or replica made it
+        meanwhile; what it committed is uploaded to the fleet's bucket before the lock goes."""
+        async with contextlib.AsyncExitStack() as held:
+            await held.enter_async_context(self._store.lock(f"meld:{key.label}:{release.key}"))
+            # Under the lock the fleet's bucket too: a meld another replica just made is there.
+            record = self._known_meld(key, release.key) or await self._load_meld(
+                key, release.key, shared=True
+            )
+            if record is not None:
+                return record
+            pending = Pending()
+            try:
+                record = await self._make_meld(key, release, dist, upstream, pending)
+            except WheelmeldError:
+                await self._uploads.finish(held, pending)  # the siblings read for it are kept locally
+                raise
+            await self._uploads.finish(held, pending)
+            return record
 
     def knows(self, key: PageKey, release: Release) -> bool:
         """Whether serving ``release`` needs no upstream request this process knows of: its meld is
@@ -276,7 +304,7 @@ class MetadataService:
         self._incomplete[(key, release_key)] = (record, now + self._incomplete_retry)
 
     async def _make_meld(self, key: PageKey, group: Release, asked: DistFile,
-                         upstream: Upstream) -> MeldRecord:  # fmt: skip
+                         upstream: Upstream, pending: Pending) -> MeldRecord:  # fmt: skip
         # The page grouped wheels by their name's head (``release_groups``); melds take only
         # names packaging reads as wheels of the asked one's release.
         release = release_of(asked.filename)
@@ -292,7 +320,8 @@ class MetadataService:
             if data is not None:
                 return Fetched(self._remember(key, dist.filename, data))
             # Network fetches wait on a route-wide gate inside.
-            got = await self._fetch_original(
+            # A sibling's miss in the bucket is not seen under its own lock: its upload asks again.
+            got, _ = await self._fetch_original(
                 key, dist, upstream, may_probe=may_probe, sibling=dist is not asked
             )
             if not fetched and self.on_first_metadata is not None:
@@ -307,24 +336,24 @@ class MetadataService:
             read = await read_siblings(self._fetcher, key, siblings, asked, upstream, one)
         except BaseException:
             # Kept when another sibling failed: what was read is immutable, and a retry needs it.
-            await self._keep_siblings(asked, key, fetched, None)
+            await self._keep_siblings(asked, key, fetched, None, pending)
             raise
         # Sorted, so the served bytes never depend on which wheel a client happened to ask for first.
         inputs = sorted(
             (WheelInput(d.filename, read[d.filename]) for d in siblings), key=lambda wheel: wheel.filename
         )
         result = await self.meld_inputs(key, group, inputs, upstream)
-        await self._keep_siblings(asked, key, fetched, result.report.problems)
-        return await self._record(key, group, siblings[0].filename, result, inputs)
+        await self._keep_siblings(asked, key, fetched, result.report.problems, pending)
+        return await self._record(key, group, siblings[0].filename, result, inputs, pending)
 
-    async def _record(
-        self, key: PageKey, group: Release, first: str, result: MeldResult, inputs: list[WheelInput]
-    ) -> MeldRecord:
+    async def _record(self, key: PageKey, group: Release, first: str, result: MeldResult,
+                      inputs: list[WheelInput], pending: Pending) -> MeldRecord:  # fmt: skip
         """``result``'s record: cached when complete, else held in memory a while; counted, logged."""
         report, record = result.report, MeldRecord.of(result, inputs)
         if report.complete:
             await self._keep(f"the meld of {first}'s release", save_meld, self._store, key, group.key, record)
-            await self._publish({self._store.meld_path(key, group.key): meld_bytes(record)})
+            # Looked for in the bucket under this meld's lock (``_meld_locked``), and not there.
+            pending.add({self._store.meld_path(key, group.key): meld_bytes(record)}, seen_missing=True)
             self._melds[(key, group.key)] = record
             self._learned(key, group.key)
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
@@ -348,16 +377,16 @@ class MetadataService:
             result = await asyncio.to_thread(meld, sdist)
         return result
 
-    async def _keep_siblings(
-        self, asked: DistFile, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None
-    ) -> None:
-        """The siblings' fetched original metadata into the cache and the fleet's bucket."""
+    async def _keep_siblings(self, asked: DistFile, key: PageKey, fetched: Mapping[str, bytes],
+                             left_out: Mapping[str, str] | None, pending: Pending) -> None:  # fmt: skip
+        """The siblings' fetched original metadata into the cache, and into ``pending`` for the
+        fleet's bucket."""
         if not fetched:
             return
         kept = await asyncio.to_thread(self._keepable, key, fetched, left_out)
         if kept:
             await self._keep(f"metadata of {asked.filename}'s siblings", self._store.write_many, kept.items())
-            await self._publish(kept)
+            pending.add(kept)
 
     def _keepable(
         self, key: PageKey, fetched: Mapping[str, bytes], left_out: Mapping[str, str] | None

@@ -67,6 +67,14 @@ def _filled(
     _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)
     melded = first.client.get(first.file("dis", LINUX, ".metadata"))
     assert melded.status_code == 200 and "melded" in melded.headers["x-wheelmeld-meld"]
+
+    # The meld too is uploaded after its answer (``proxy.service.uploads``).
+    def meld_published() -> bool:
+        return any(
+            k.startswith("fleet/v1/simple/dis/meld/") and k.endswith(".sha256") for k in moto.keys(bucket)
+        )
+
+    wait_until(meld_published, "the meld was not published")
     return first, wheel_bytes, melded
 
 
@@ -152,6 +160,7 @@ def test_credentials_never_appear_in_logs_status_or_errors(
     index = _index()
     stack = _replica(make_stack, moto, bucket, index)
     stack.client.get(stack.file("dis", LINUX))
+    _published(moto, bucket, "fleet/v1/simple/dis/files/" + LINUX)  # nothing uploading any more
     # A bucket error on the way (the bucket is gone): logged, served as a miss, nothing secret said.
     for key in moto.keys(bucket):
         moto.client.delete_object(Bucket=bucket, Key=key)
