@@ -1,4 +1,4 @@
-"""One task per key for work that several requests may wait on at once.
+"""One task per key for work that several requests may wait on at once (a page look-up, a meld).
 
 The first request starts it, the others join it and get its answer or its error as soon as it is
 known. Shielded: a requester that hangs up never cancels the work the others wait on.

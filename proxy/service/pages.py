@@ -41,6 +41,7 @@ from proxy.index.releases import Release, release_groups
 from proxy.index.render import render_list_json, render_project_json
 from proxy.network.upstream import Upstream
 from proxy.observe import CacheOutcome, Metrics, not_cached, note_cache
+from proxy.service.flights import Flights
 from proxy.text import escape_controls
 
 __all__ = ["PageEntry", "PageService"]
@@ -136,7 +137,7 @@ class PageService:
         self._clock = clock or time.time
         self._journal = journal  # shared with sibling workers (``--workers N``), else None
         self._metrics = metrics or Metrics()
-        self._flights: dict[PageKey, asyncio.Task[PageEntry]] = {}
+        self._flights: Flights[PageKey, PageEntry] = Flights()
         self._replaced: list[Callable[[PageEntry], None]] = []
 
     def when_replaced(self, listener: Callable[[PageEntry], None]) -> None:
@@ -212,13 +213,7 @@ class PageService:
         # One look-up per page at a time: a request arriving while one is under way gets its answer
         # (a page, stale or not, or the same error) as soon as it is known, never a fetch of its own
         # after it (behind a stalled upstream, each waiter once waited a whole timeout more).
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.get_running_loop().create_task(self._look_up(key, upstream))
-            self._flights[key] = flight
-            flight.add_done_callback(functools.partial(self._landed, key))
-        # Shielded: a requester that hangs up must not cancel the look-up the others wait on.
-        return await asyncio.shield(flight)
+        return await self._flights.join(key, functools.partial(self._look_up, key, upstream))
 
     async def lookup(self, key: PageKey, upstream: Upstream) -> PageEntry:
         """``get``, but a normalized project name missing upstream is tried as spelled there."""
@@ -235,12 +230,6 @@ class PageService:
                 if entry.kind == "project":
                     return entry
             raise missing
-
-    def _landed(self, key: PageKey, flight: asyncio.Task[PageEntry]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-        if not flight.cancelled():
-            flight.exception()  # retrieved: every requester may have hung up
 
     async def _look_up(self, key: PageKey, upstream: Upstream) -> PageEntry:
         ttl = upstream.route.page_ttl
