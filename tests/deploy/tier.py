@@ -15,13 +15,12 @@ import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.config import Config
 from proxy.server.app import create_app
-from tests.support.child_server import ChildServer, ChildServerError, free_port, start_child
+from tests.support.child_server import ChildServer, ChildServerError, Started, free_port, start_child
 from tests.support.serving import ThreadedServer
 
 __all__ = ["NGINX_CONF", "CountingProxy", "Nginx", "find_nginx", "tier_config"]
@@ -93,7 +92,7 @@ class _Counting:
         await self._app(scope, receive, send)
 
 
-class CountingProxy:
+class CountingProxy(Started):
     """The real proxy app, as ``wheelmeld serve`` runs it, counting requests by path."""
 
     def __init__(self, config: Config) -> None:
@@ -125,11 +124,3 @@ class CountingProxy:
         if self._runner is not None:
             self._runner.stop()
         self._runner = None
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import IO, Self
 
-__all__ = ["ChildServer", "ChildServerError", "free_port", "start_child", "stop_child"]
+__all__ = ["ChildServer", "ChildServerError", "Started", "free_port", "start_child", "stop_child"]
 
 
 class ChildServerError(RuntimeError):
@@ -57,19 +57,14 @@ def stop_child(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-class ChildServer:
-    """A child server a test starts with ``start()`` (setting ``_process``) and stops by leaving
-    the ``with`` block."""
-
-    _process: subprocess.Popen[bytes] | None = None
+class Started:
+    """A test server whose ``with`` block is ``start()`` then ``stop()`` (child or in-thread)."""
 
     def start(self) -> Self:
         raise NotImplementedError
 
     def stop(self) -> None:
-        if self._process is not None:
-            stop_child(self._process)
-        self._process = None
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self.start()
@@ -78,3 +73,15 @@ class ChildServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class ChildServer(Started):
+    """A child server a test starts with ``start()`` (setting ``_process``) and stops by leaving
+    the ``with`` block."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_child(self._process)
+        self._process = None

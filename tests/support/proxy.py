@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 from proxy.config import Config, RouteConfig
 from proxy.server.app import create_app
+from tests.support.child_server import Started
 from tests.support.serving import ThreadedServer
 
 __all__ = ["ProxyServer", "proxy_config"]
@@ -29,7 +29,7 @@ def proxy_config(cache_dir: Path, routes: dict[str, str], **changes: object) -> 
     return replace(Config(cache_dir=cache_dir, routes=built), **changes)  # type: ignore[arg-type]
 
 
-class ProxyServer:
+class ProxyServer(Started):
     def __init__(self, config: Config) -> None:
         self.config = config
         self._runner: ThreadedServer | None = None
@@ -52,11 +52,3 @@ class ProxyServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ProxyServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -45,6 +44,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tests.support.child_server import Started
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
 from tests.support.request_log import RequestLog, RequestRecord, _Entry
 from tests.support.serving import ServerStartError, ThreadedServer
@@ -264,7 +264,7 @@ class _HideResets(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], _ResetConnection))
 
 
-class UpstreamServer:
+class UpstreamServer(Started):
     """The fake upstream as a context manager: ``with UpstreamServer(index, options) as up: up.url``."""
 
     def __init__(
@@ -309,14 +309,6 @@ class UpstreamServer:
             self._runner.stop()
         logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
         self._runner = None
-
-    def __enter__(self) -> UpstreamServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- what tests use ----------------------------------------------------------------------
 
