@@ -136,11 +136,14 @@ def meld_release(
     sdist: SdistInput | NoSdist | None = None,
     *,
     limits: MeldLimits = MeldLimits(),
+    meld_if_disagreed: bool = True,
 ) -> MeldResult:
     """Meld the wheels of one release; never raises on bad input (see the module docstring).
 
     ``sdist``: the release's source distribution, :data:`NO_SDIST` when it has none, ``None`` when
     the caller does not know (environments no wheel covers are then free for the marker search).
+    ``meld_if_disagreed=False``: stop once the wheels are known to disagree, with upstream's bytes
+    and ``report.disagreed`` set, for a caller that fetches the sdist then and melds again with it.
     """
     problems: dict[str, str] = {}
     names: list[_WheelName | None] = []
@@ -159,7 +162,7 @@ def meld_release(
     version = str(identity[1]) if identity else None
     complete = len(parsed) == len(wheels) and source.rule is not Uncovered.UNAVAILABLE
     disagreed = len({(p.read.keys, frozenset(p.read.extras)) for p in parsed}) > 1
-    if disagreed:
+    if disagreed and meld_if_disagreed:
         try:
             return _meld(parsed, members, source, dict(outputs), problems, project, version, len(wheels))
         except Exception as exc:

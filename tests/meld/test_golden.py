@@ -167,3 +167,13 @@ def test_missing_sibling_is_reported_incomplete() -> None:
     assert all(w.filename not in result.outputs for w in wheels if w.metadata is None)
     assert len(result.report.problems) == 4
     check_contract(wheels, result.outputs)
+
+
+def test_a_release_can_be_asked_whether_it_disagrees_without_being_melded() -> None:
+    # What the metadata service asks before it fetches a release's sdist: no meld is made, the
+    # bytes stay upstream's, and the report says the wheels disagree.
+    wheels = torch_210()
+    checked = meld_release(wheels, None, meld_if_disagreed=False)
+    assert checked.report.disagreed
+    assert checked.outputs == {w.filename: w.metadata for w in wheels}
+    assert meld_release(wheels, None).outputs != checked.outputs
