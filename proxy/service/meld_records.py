@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from proxy.cache.store import CacheStore, PageKey
 from proxy.meld import MeldReport, MeldResult, WheelInput
 
-__all__ = ["MeldRecord", "load_meld", "meld_bytes", "save_meld", "stored_melds"]
+__all__ = ["MeldRecord", "load_meld", "meld_bytes", "stored_melds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,6 @@ def meld_bytes(record: MeldRecord) -> bytes:
         "report": record.report.to_dict(),
     }
     return json.dumps(doc).encode()
-
-
-def save_meld(store: CacheStore, key: PageKey, release_key: str, record: MeldRecord) -> None:
-    """Blocking: run it in a thread."""
-    store.write_atomic(store.meld_path(key, release_key), meld_bytes(record))
 
 
 def load_meld(raw: bytes) -> MeldRecord | None:

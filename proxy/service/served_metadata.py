@@ -32,7 +32,7 @@ from proxy.errors import NotFound, OfflineMiss, WheelmeldError
 from proxy.index.filenames import FileKind, parse_file_name
 from proxy.index.model import DistFile
 from proxy.index.releases import Release, release_of
-from proxy.meld import NO_SDIST, MeldLimits, MeldReport, MeldResult, WheelInput, meld_release
+from proxy.meld import MeldLimits, MeldReport, MeldResult, WheelInput, meld_release
 from proxy.meld.reading import Read, read_metadata
 from proxy.network.metadata_fetch import Fetched, MetadataFetcher
 from proxy.network.upstream import Upstream
@@ -40,7 +40,7 @@ from proxy.network.zip_format import read_local_metadata
 from proxy.observe import MeldLog, Metrics, not_cached
 from proxy.service.background import background_slot, running_ahead
 from proxy.service.flights import Flights
-from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, save_meld, stored_melds
+from proxy.service.meld_records import MeldRecord, load_meld, meld_bytes, stored_melds
 from proxy.service.meld_state import LeftOut, MeldKind, MeldState
 from proxy.service.sdists import SdistMetadata
 from proxy.service.sibling_reads import read_siblings
@@ -143,7 +143,7 @@ class MetadataService:
         if cached is not None:
             return self._remember(key, dist.filename, cached)
         async with contextlib.AsyncExitStack() as held:
-            await held.enter_async_context(self._store.lock("meta:" + str(path)))
+            await held.enter_async_context(self._store.lock("meta:" + str(path), fleet=True))
             cached = _as_advertised(dist, await asyncio.to_thread(self._store.read, path))
             if cached is not None:
                 return self._remember(key, dist.filename, cached)
@@ -263,7 +263,7 @@ class MetadataService:
         """The release's meld, made under its lock unless another task, worker or replica made it
         meanwhile; what it committed is uploaded to the fleet's bucket before the lock goes."""
         async with contextlib.AsyncExitStack() as held:
-            await held.enter_async_context(self._store.lock(f"meld:{key.label}:{release.key}"))
+            await held.enter_async_context(self._store.lock(f"meld:{key.label}:{release.key}", fleet=True))
             # Under the lock the fleet's bucket too: a meld another replica just made is there.
             record = self._known_meld(key, release.key) or await self._load_meld(
                 key, release.key, shared=True
@@ -351,9 +351,10 @@ class MetadataService:
         """``result``'s record: cached when complete, else held in memory a while; counted, logged."""
         report, record = result.report, MeldRecord.of(result, inputs)
         if report.complete:
-            await self._keep(f"the meld of {first}'s release", save_meld, self._store, key, group.key, record)
+            path, data = self._store.meld_path(key, group.key), meld_bytes(record)
+            await self._keep(f"the meld of {first}'s release", self._store.write_atomic, path, data)
             # Looked for in the bucket under this meld's lock (``_meld_locked``), and not there.
-            pending.add({self._store.meld_path(key, group.key): meld_bytes(record)}, seen_missing=True)
+            pending.add({path: data}, seen_missing=True)
             self._melds[(key, group.key)] = record
             self._learned(key, group.key)
         else:  # some sibling's metadata is unusable (contract item 7): serve this answer, cache none of it
@@ -368,10 +369,13 @@ class MetadataService:
     ) -> MeldResult:
         """``group``'s meld of ``inputs``, the sdist's metadata read only when the wheels disagree
         (agreeing siblings cost no sdist fetch: they leave no environment to decide)."""
-        first = NO_SDIST if group.sdist is NO_SDIST else None
         meld = functools.partial(meld_release, inputs, limits=self._limits)
-        result: MeldResult = await asyncio.to_thread(meld, first)
-        if isinstance(group.sdist, DistFile) and result.report.disagreed:
+        if not isinstance(group.sdist, DistFile):
+            return await asyncio.to_thread(meld, group.sdist)
+        # Whether the wheels disagree first, without melding: only then is the sdist worth a fetch,
+        # and only the meld with it is kept.
+        result: MeldResult = await asyncio.to_thread(meld, None, meld_if_disagreed=False)
+        if result.report.disagreed:
             async with background_slot():
                 sdist = await self._sdists.input(key, group.sdist, upstream)
             result = await asyncio.to_thread(meld, sdist)
@@ -416,12 +420,12 @@ class MetadataService:
 
     async def _load_meld(self, key: PageKey, release_key: str, *, shared: bool = False) -> MeldRecord | None:
         path = self._store.meld_path(key, release_key)
-        raw = await asyncio.to_thread(self._store.read, path)
-        if raw is None and shared and self._shared is not None:
+        local = raw = await asyncio.to_thread(self._store.read, path)
+        if local is None and shared and self._shared is not None:
             raw = await self._shared.pull(path)
-            if raw is not None and load_meld(raw) is not None:
-                await self._keep("a meld from the shared cache", self._store.write_atomic, path, raw)
         record = None if raw is None else load_meld(raw)
+        if record is not None and local is None:  # pulled from the bucket: kept on this disk too
+            await self._keep("a meld from the shared cache", self._store.write_atomic, path, raw)
         if record is not None:
             self._melds[(key, release_key)] = record
             self._learned(key, release_key)
