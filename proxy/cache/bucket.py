@@ -181,8 +181,6 @@ async def publish_all(tier: SharedTier, store: CacheStore, paths: Iterable[Path]
             kind = SharedTier.kind(path)
         except ValueError:
             continue  # a page, a list, a hash: per replica, or carried with its file
-        if path.name.endswith(".sha256"):
-            continue
         if kind is SharedKind.FILE:
             await tier.publish_file(path, store.hash_path(path))
         else:

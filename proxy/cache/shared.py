@@ -56,8 +56,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from proxy.cache.inventory import Kind, classify
 from proxy.cache.object_store import (
     BodyMismatch,
     Expected,
@@ -81,6 +82,13 @@ class SharedKind(enum.Enum):
     FILE = "files"
     METADATA = "metadata"
     MELD = "meld"
+
+
+_SHARED_KINDS: dict[Kind, SharedKind] = {
+    "file": SharedKind.FILE,
+    "metadata": SharedKind.METADATA,
+    "meld": SharedKind.MELD,
+}
 
 
 @dataclass(slots=True)
@@ -125,7 +133,13 @@ class SharedTier:
 
     @staticmethod
     def kind(path: Path) -> SharedKind:
-        return SharedKind(path.parent.name)
+        """What ``path`` holds, by the rule ``cache stats`` counts with (``inventory.classify``: a
+        project named ``meld`` keeps its ``page.json`` a page); ``ValueError`` for what the bucket
+        does not keep (pages, lists, hashes)."""
+        found = _SHARED_KINDS.get(classify(PurePath(path.parent.name, path.name)))
+        if found is None:
+            raise ValueError(f"not an object the shared bucket keeps: {path.name}")
+        return found
 
     def _remember(self, key: str) -> None:
         if len(self._known) >= _KNOWN_MAX:
