@@ -311,12 +311,13 @@ class CacheStore:
 
     # -- locks --------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lock(self, name: str, *, fleet: bool = True) -> AsyncIterator[None]:
+    async def lock(self, name: str, *, fleet: bool = False) -> AsyncIterator[None]:
         """Exclusive across the tasks of this process, the worker processes sharing the root and,
         with ``leases`` and ``fleet``, the replicas of a fleet (``proxy.cache.leases``).
 
-        ``fleet=False`` for what each replica keeps for itself (pages): a fleet lease on it would
-        only make the replicas take turns. flock is released by the kernel when its holder dies,
+        ``fleet=True`` only for what the fleet shares (files, original metadata, melds: the
+        bucket's objects); on what each replica keeps for itself (pages, sdist metadata) a fleet
+        lease would only make the replicas take turns. flock is released by the kernel when its holder dies,
         and a lease expires when its holder stops renewing it, so a ``kill -9`` never wedges a key.
         The local halves come first: at most one task per machine waits on the fleet for a key.
         """

@@ -242,7 +242,7 @@ class FileService:
                 # Nothing to commit: no lock to hold.
                 await self._fetch(download, dist, self._from_upstream(download, dist, upstream))
             else:
-                async with self._store.lock("file:" + str(download.final)):
+                async with self._store.lock("file:" + str(download.final), fleet=True):
                     # Local, then the fleet's bucket, then upstream: a replica that waited for this
                     # lock serves what the holder committed (here, or in the bucket).
                     if download.final.exists():

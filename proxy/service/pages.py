@@ -234,7 +234,7 @@ class PageService:
     async def _look_up(self, key: PageKey, upstream: Upstream) -> PageEntry:
         ttl = upstream.route.page_ttl
         # Pages are each replica's own (revalidated upstream with their validators): no fleet lease.
-        async with self._store.lock("page:" + key.label, fleet=False):
+        async with self._store.lock("page:" + key.label):
             entry = await self._adopt_disk_copy(key)
             if self._offline:
                 if entry is None:
@@ -304,7 +304,7 @@ class PageService:
 
     async def _load_ahead(self, key: PageKey) -> PageEntry | None:
         """The disk copy of ``key`` made the entry in service, if it is newer than ours, else None."""
-        async with self._store.lock("page:" + key.label, fleet=False):
+        async with self._store.lock("page:" + key.label):
             before = self._entries.get(key)
             entry = await self._adopt_disk_copy(key)
             if entry is None or entry is before:

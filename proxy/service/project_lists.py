@@ -139,7 +139,7 @@ class ProjectListService:
                 body.outcome, body.stale_reason = CacheOutcome.STALE, stale[1]
                 return body
             body.fh.close()
-        async with self._store.lock("page:" + key.label, fleet=False):  # each replica's own, as pages
+        async with self._store.lock("page:" + key.label):  # each replica's own, as pages
             return await self._refresh(key, upstream, want_json)
 
     async def _refresh(self, key: PageKey, upstream: Upstream, want_json: bool) -> ListBody:

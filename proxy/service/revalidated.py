@@ -51,7 +51,7 @@ class RevalidatedFiles:
             if cached is not None and _matches(cached, listed):
                 return cached, "offline"
             raise OfflineMiss(f"offline, and the cache holds no current copy of {dist.filename}")
-        async with self._store.lock("revalidated:" + str(path), fleet=False):  # revalidated like a page
+        async with self._store.lock("revalidated:" + str(path)):  # revalidated like a page
             # Another request (or worker) may have fetched it while this one waited for the lock.
             cached, age = await asyncio.to_thread(self._read_with_age, path)
             if cached is not None and self._still_good(cached, age, listed, upstream):

@@ -70,7 +70,7 @@ def test_two_caches_on_their_own_roots_exclude_each_other_through_one_redis(
         async def fetch(store: CacheStore) -> None:
             nonlocal inside, most
             # Each replica names the file by its own path: the fleet must know them as one.
-            async with store.lock("file:" + str(store.file_path(key, WHEEL))):
+            async with store.lock("file:" + str(store.file_path(key, WHEEL)), fleet=True):
                 inside += 1
                 most = max(most, inside)
                 await asyncio.sleep(0.02)  # the time a download takes, inside the lock
@@ -219,7 +219,7 @@ def test_with_redis_down_locks_stay_local_counted_and_logged_once(
 
         async def fetch() -> None:
             nonlocal inside, most
-            async with store.lock("file:x"):
+            async with store.lock("file:x", fleet=True):
                 inside += 1
                 most = max(most, inside)
                 await asyncio.sleep(0.01)

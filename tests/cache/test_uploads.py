@@ -72,7 +72,7 @@ async def _answer(store: CacheStore, tier: SharedTier, uploads: Uploads) -> None
     keep the object, hand the lock to its upload, answer."""
     path = store.metadata_path(KEY, WHEEL)
     async with contextlib.AsyncExitStack() as held:
-        await held.enter_async_context(store.lock("meta:" + str(path)))
+        await held.enter_async_context(store.lock("meta:" + str(path), fleet=True))
         assert await tier.pull(path) is None
         store.write_atomic(path, DATA)
         pending = Pending()
@@ -100,7 +100,7 @@ def test_the_answer_goes_before_the_upload_and_a_waiting_replica_finds_it_commit
 
         async def b_asks() -> bytes | None:
             path = b.metadata_path(KEY, WHEEL)
-            async with b.lock("meta:" + str(path)):
+            async with b.lock("meta:" + str(path), fleet=True):
                 return await tier_b.pull(path)
 
         asking = asyncio.create_task(b_asks())
