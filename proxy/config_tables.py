@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from proxy.config_values import POSITIVE_NUMBER, refuse_unknown
 from proxy.errors import ConfigError
-from proxy.origins import InvalidUpstreamURL, allowed_origin
+from proxy.origins import InvalidUpstreamURL, allowed_origin, validate_upstream_url
 from proxy.secret_hash import SecretHash, SecretHashError
 
 __all__ = [
@@ -102,9 +102,13 @@ def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def _check_upstream(url: str, where: str) -> str:
+    # The rule every fetch applies later (scheme, host, port), so a bad upstream is refused here in
+    # one line rather than in every worker as it starts.
+    try:
+        validate_upstream_url(url)
+    except InvalidUpstreamURL as exc:
+        raise ConfigError(f"{where}: upstream must be an http(s) URL with a host: {exc}") from exc
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where}: upstream must be an http(s) URL with a host, got {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError(f"{where}: upstream must not carry a query or fragment: {url!r}")
     return url.strip().rstrip("/")
