@@ -6,14 +6,18 @@ The S3 client is imported only here and only for ``backend = "s3"``: it is an op
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from proxy.cache.shared import SharedCounts, SharedTier
 from proxy.config import Config
 from proxy.errors import ConfigError
 
-__all__ = ["opened_shared"]
+__all__ = ["in_bucket", "opened_shared"]
+
+_T = TypeVar("_T")
 
 
 @contextlib.asynccontextmanager
@@ -50,3 +54,22 @@ async def opened_shared(
         yield SharedTier(config.cache_dir, store, counts or SharedCounts())
     finally:
         await store.__aexit__(None, None, None)
+
+
+def in_bucket(config: Config, work: Callable[[SharedTier], Awaitable[_T]]) -> _T | None:
+    """``work`` run to its end on the fleet's bucket (backend s3), for a command outside the server;
+    ``None`` on the local backend. A bucket that is not there or refuses the credentials is a
+    ``ConfigError`` naming the bucket, in one line."""
+    if config.cache_backend != "s3":
+        return None
+    from proxy.cache.object_store import ObjectStoreError
+
+    async def run() -> _T:
+        async with opened_shared(config) as tier:
+            assert tier is not None
+            return await work(tier)
+
+    try:
+        return asyncio.run(run())
+    except ObjectStoreError as exc:
+        raise ConfigError(f"the bucket s3://{config.s3_bucket}/{config.s3_prefix}: {exc}") from None

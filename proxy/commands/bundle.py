@@ -7,19 +7,16 @@ the lock needs (the archive is still written); 2 on bad arguments or configurati
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from proxy.cache.backend import opened_shared
+from proxy.cache.backend import in_bucket
 from proxy.cache.bucket import hydrate, publish_all
-from proxy.cache.object_store import ObjectStoreError
 from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
 from proxy.commands import report_error
 from proxy.config import CliOverrides, Config, load_config
-from proxy.errors import ConfigError
 from proxy.tools.bundle import BundleError, export_bundle, import_bundle, lock_folders, lock_members
 from proxy.tools.lockfile import LockError, read_uv_lock
 from proxy.tools.options import PRECEDENCE, add_cache_options, tool_config, writable_cache_dir
@@ -51,22 +48,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _through_bucket(config: Config, work: Callable[[SharedTier], Awaitable[int]]) -> None:
     """On ``backend = "s3"``, ``work`` with the fleet's bucket, which the bundle is carried through."""
-    if config.cache_backend != "s3":
-        return
-
-    async def run() -> None:
-        async with opened_shared(config) as tier:
-            assert tier is not None
-            count = await work(tier)
-            print(
-                f"bundle: {count} object(s) through s3://{config.s3_bucket}/{config.s3_prefix}",
-                file=sys.stderr,
-            )
-
-    try:
-        asyncio.run(run())
-    except ObjectStoreError as exc:
-        raise ConfigError(f"the bucket s3://{config.s3_bucket}/{config.s3_prefix}: {exc}") from None
+    count = in_bucket(config, work)
+    if count is not None:
+        print(
+            f"bundle: {count} object(s) through s3://{config.s3_bucket}/{config.s3_prefix}", file=sys.stderr
+        )
 
 
 def run_export(args: argparse.Namespace) -> int:

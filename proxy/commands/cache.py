@@ -10,31 +10,24 @@ does, a file is only ever removed whole, and a worker that loses a file fetches 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 from proxy.cache import bucket
-from proxy.cache.backend import opened_shared
+from proxy.cache.backend import in_bucket
 from proxy.cache.evict import evict
 from proxy.cache.inventory import KINDS, Summary, scan, summarize
-from proxy.cache.object_store import ObjectStoreError
-from proxy.cache.shared import SharedTier
 from proxy.cache.store import CacheStore
 from proxy.cache.verify import VerifyReport, verify
 from proxy.config import CliOverrides, Config, load_config, parse_size
-from proxy.errors import ConfigError
 from proxy.tools.options import PRECEDENCE, cache_dir_access, writable_cache_dir
 
 __all__ = ["register", "run_prune", "run_stats", "run_verify"]
 
-_T = TypeVar("_T")
 
 # A progress line at most this often (seconds), and at least every this many files.
 _PROGRESS_SECONDS = 2.0
@@ -79,22 +72,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(CliOverrides(config_file=args.config, cache_dir=args.cache_dir))
 
 
-def _in_bucket(config: Config, work: Callable[[SharedTier], Awaitable[_T]]) -> _T | None:
-    """``work`` on the fleet's bucket (backend s3); ``None`` on the local backend."""
-    if config.cache_backend != "s3":
-        return None
-
-    async def run() -> _T:
-        async with opened_shared(config) as tier:
-            assert tier is not None
-            return await work(tier)
-
-    try:
-        return asyncio.run(run())
-    except ObjectStoreError as exc:  # a bucket that is not there, credentials it refuses: one line
-        raise ConfigError(f"the bucket s3://{config.s3_bucket}/{config.s3_prefix}: {exc}") from None
-
-
 def _summary_doc(summary: Summary) -> dict[str, object]:
     return {
         "routes": {
@@ -134,22 +111,22 @@ def run_stats(args: argparse.Namespace) -> int:
     cache_dir_access(config.cache_dir, create=False)
     store = CacheStore(config.cache_dir)
     summary = summarize(scan(store.data_root))
-    found = _in_bucket(config, bucket.entries)
-    in_bucket = None if found is None else summarize(found)
+    found = in_bucket(config, bucket.entries)
+    bucket_summary = None if found is None else summarize(found)
     where = f"s3://{config.s3_bucket}/{config.s3_prefix}"
     if args.json:
         doc = {"cache_dir": str(config.cache_dir), "max_size": config.cache_max_size, **_summary_doc(summary)}
-        if in_bucket is not None:
-            doc["bucket"] = {"url": where, **_summary_doc(in_bucket)}
+        if bucket_summary is not None:
+            doc["bucket"] = {"url": where, **_summary_doc(bucket_summary)}
         print(json.dumps(doc, indent=2))
         return 0
     print(f"cache: {config.cache_dir}")
     limit = _human(config.cache_max_size) if config.cache_max_size else "none"
     print(f"files: {_human(summary.total('file').size)} (limit: {limit})")
     print(_stats_table(summary))
-    if in_bucket is not None:
+    if bucket_summary is not None:
         print(f"bucket: {where}")
-        print(_stats_table(in_bucket))
+        print(_stats_table(bucket_summary))
     return 0
 
 
@@ -181,7 +158,7 @@ def _prune_bucket(config: Config, args: argparse.Namespace) -> None:
     work = functools.partial(
         bucket.prune, max_size=max_size, max_age=max_age, stale_uploads=timedelta(hours=args.stale_uploads)
     )
-    report = _in_bucket(config, work)
+    report = in_bucket(config, work)
     assert report is not None
     print(
         f"bucket: removed {len(report.removed)} file(s), {_human(report.freed)}; {_human(report.remaining)} "
@@ -215,16 +192,16 @@ def run_verify(args: argparse.Namespace) -> int:
     report = verify(CacheStore(config.cache_dir), drop=not args.keep, progress=_ProgressLine())
     action = "kept (--keep)" if args.keep else "removed"
     _print_verified(report, action, "")
-    checked = _in_bucket(
+    checked = in_bucket(
         config, functools.partial(bucket.verify, drop=not args.keep, progress=_ProgressLine())
     )
     if checked is None:
         return 1 if report.bad else 0
-    in_bucket, uncommitted = checked
-    _print_verified(in_bucket, action, "bucket: ")
+    bucket_report, uncommitted = checked
+    _print_verified(bucket_report, action, "bucket: ")
     if uncommitted:
         print(f"bucket: {uncommitted} object(s) without their sha256 (uncommitted: never served)")
-    return 1 if report.bad or in_bucket.bad else 0
+    return 1 if report.bad or bucket_report.bad else 0
 
 
 def _print_verified(report: VerifyReport, action: str, where: str) -> None:
