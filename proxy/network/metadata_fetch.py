@@ -66,6 +66,10 @@ class MetadataFetcher:
         """Whether unadvertised PEP 658 files of this project are worth asking for on this route."""
         return self._probes.plan(upstream.route.prefix, key) is not ProbePlan.SKIP
 
+    def probes_doubted(self, upstream: Upstream) -> bool:
+        """Whether this route has missed PEP 658 probes and never answered one."""
+        return self._probes.doubted(upstream.route.prefix)
+
     def costly(self, key: PageKey) -> bool:
         """Whether a read without a known layout took more than one request on this page."""
         return key in self._costly

@@ -72,6 +72,11 @@ class ProbeBook:
         state = self._routes.get(route)
         return ProbePlan.SKIP if state is not None and state.paused(self._clock()) else ProbePlan.TRY
 
+    def doubted(self, route: str) -> bool:
+        """Whether ``route`` has missed probes and never answered one (the PyTorch index, so far)."""
+        state = self._routes.get(route)
+        return state is not None and not state.answered and state.misses > 0
+
     def record(self, route: str, project: PageKey, *, found: bool) -> None:
         """What an unadvertised probe of ``project``'s file on ``route`` got."""
         self._projects[project] = found and self._projects.get(project, True)

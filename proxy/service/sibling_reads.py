@@ -32,9 +32,14 @@ async def read_siblings(
 
     others = [d for d in siblings if d is not asked]
     unadvertised = not any(d.core_metadata for d in siblings)
-    if unadvertised and (
-        fetcher.probing(key, upstream) or (fetcher.costly(key) and not fetcher.knows_layout(key, asked))
-    ):
+    teaches = fetcher.costly(key) and not fetcher.knows_layout(key, asked)
+    if unadvertised and fetcher.probing(key, upstream) and fetcher.probes_doubted(upstream) and not teaches:
+        # The route has missed probes and never answered one: the siblings are read with ranges
+        # at once, beside the asked wheel (whose probe still tells the route's later melds),
+        # not a round trip after it. The seed's first melds waited ~50 ms each for a 404.
+        reads = await asyncio.gather(one(asked), *(one(d, False) for d in others))
+        return {d.filename: got.data for d, got in zip([asked, *others], reads, strict=True)}
+    if unadvertised and (fetcher.probing(key, upstream) or teaches):
         # The asked-for wheel goes first: it tells whether this release has unadvertised PEP 658
         # files (uploads before an index's backfill often have none), so the rest send no
         # probe that would 404 one by one; read with ranges, it tells where its platform's

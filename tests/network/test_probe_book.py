@@ -62,6 +62,27 @@ def test_plans_follow_what_was_learned(steps: list[tuple[str, bool]], last: tupl
     assert book.plan(ROUTE, _page(last[0])) is last[1]
 
 
+@pytest.mark.parametrize(
+    ("steps", "doubted"),
+    [
+        ([], False),
+        ([("a", False)], True),
+        ([("a", False), ("b", False)], True),
+        ([("a", True)], False),
+        ([("a", False), ("b", True)], False),
+        ([("a", True), ("b", False)], False),
+    ],
+)
+def test_a_route_is_doubted_once_it_missed_and_until_it_answers(
+    steps: list[tuple[str, bool]], doubted: bool
+) -> None:
+    book = ProbeBook(_Clock())
+    for project, found in steps:
+        book.record(ROUTE, _page(project), found=found)
+    assert book.doubted(ROUTE) is doubted
+    assert book.doubted("/other") is False, "routes are learned apart"
+
+
 def test_a_pause_ends_one_miss_renews_it_and_one_answer_ends_it_for_good() -> None:
     clock = _Clock()
     book = ProbeBook(clock, give_up=2, pause=60.0)

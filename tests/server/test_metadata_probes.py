@@ -6,10 +6,12 @@ whether it read the wheel as well.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from tests.support.fake_index import FakeFile, FakeIndex
 from tests.support.stack import MakeStack, Stack, wheel
+from tests.support.upstream import Fault
 
 
 def _without_pep658(files: list[FakeFile]) -> list[FakeFile]:
@@ -84,3 +86,48 @@ def test_a_project_whose_newest_release_lacks_the_files_keeps_probing_the_others
     assert _probed(stack, "most") == [f.filename + ".metadata" for f in reversed(files)]
     for file in files[:2]:
         assert len(stack.upstream.requests_for("/" + file.filename)) <= 1, "at most a read raced beside"
+
+
+def _release(project: str, platforms: tuple[str, ...]) -> list[FakeFile]:
+    return _without_pep658([wheel(f"{project}-1.0-cp311-cp311-{plat}.whl") for plat in platforms])
+
+
+_PLATFORMS = ("manylinux_2_17_x86_64", "win_amd64", "macosx_11_0_arm64")
+
+
+def test_on_a_route_that_only_missed_probes_siblings_are_read_beside_the_asked_wheel(
+    make_stack: MakeStack,
+) -> None:
+    # The route missed one probe and answered none (the PyTorch index): a meld's siblings are read
+    # while the asked wheel's probe is still out, not a round trip after its 404. The probe's
+    # answer is held until a sibling's read arrives: waiting for it first would hold it 10 s and
+    # leave ``held`` unset.
+    files = _release("multi", _PLATFORMS)
+    index = FakeIndex.from_files({"first": _without_pep658([wheel(_solo("first", "1.0"))]), "multi": files})
+    stack = make_stack(index, pep658=True, advertise_pep658=False)
+    _ask(stack, "first", _solo("first", "1.0"))
+    held = threading.Event()
+    asked, sibling = files[0].filename, files[1].filename
+    stack.upstream.inject_fault(asked + ".metadata", Fault(hold_until="/" + sibling, held=held))
+    _ask(stack, "multi", asked)
+    assert held.is_set(), "the siblings waited for the asked wheel's probe"
+    assert _probed(stack, "multi") == [asked + ".metadata"], "siblings are not probed on such a route"
+
+
+def test_a_route_that_answered_a_probe_reads_the_asked_wheel_first(make_stack: MakeStack) -> None:
+    # Once the route answered, the asked wheel's probe decides for its siblings again: they are
+    # asked for only after it (their probes answer; no sibling is read with ranges).
+    files = [wheel(f"multi-1.0-cp311-cp311-{plat}.whl") for plat in _PLATFORMS]
+    index = FakeIndex.from_files({"first": [wheel(_solo("first", "1.0"))], "multi": files})
+    stack = make_stack(index, pep658=True, advertise_pep658=False)
+    _ask(stack, "first", _solo("first", "1.0"))
+    held = threading.Event()
+    asked, sibling = files[0].filename, files[1].filename
+    stack.upstream.inject_fault(
+        asked + ".metadata", Fault(hold_until="/" + sibling + ".metadata", hold_seconds=0.5, held=held)
+    )
+    _ask(stack, "multi", asked)
+    assert not held.is_set()
+    assert sorted(_probed(stack, "multi")) == sorted(f.filename + ".metadata" for f in files)
+    for f in files[1:]:
+        assert not stack.upstream.requests_for("/" + f.filename), f.filename

@@ -57,7 +57,7 @@ class RequestLog:
     """Every request in arrival order, with helpers for the common assertions."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._entries: list[_Entry] = []
         self._in_flight = 0
         self._most_in_flight = 0
@@ -69,7 +69,16 @@ class RequestLog:
             self._entries.append(entry)
             self._in_flight += 1
             self._most_in_flight = max(self._most_in_flight, self._in_flight)
+            self._lock.notify_all()
         return entry
+
+    def wait_for(self, path_suffix: str, timeout: float) -> bool:
+        """Block until a request whose path ends with ``path_suffix`` has arrived (True), or
+        ``timeout`` seconds have passed without one (False)."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: any(e.path.endswith(path_suffix) for e in self._entries), timeout
+            )
 
     def close(self, entry: _Entry) -> None:
         """The answer to ``entry`` is sent, or given up (server side)."""

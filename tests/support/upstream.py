@@ -102,7 +102,9 @@ class Fault:
     ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
     then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
     wait this long before the status line (a stalled or dripping header). ``location``: with
-    ``status``, a ``Location`` header (a redirect).
+    ``status``, a ``Location`` header (a redirect). ``hold_until``: answer only once a request for
+    a path ending with this has arrived, or after ``hold_seconds`` without one; ``held`` is then set
+    if it arrived (the evidence that a client sent it while this answer was still due).
     """
 
     status: int | None = None
@@ -118,6 +120,9 @@ class Fault:
     no_length: bool = False
     head_delay_ms: float = 0.0
     location: str | None = None
+    hold_until: str | None = None
+    hold_seconds: float = 10.0
+    held: threading.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +399,10 @@ class UpstreamServer(Started):
         path = request.url.path
         if options.latency_ms:
             await asyncio.sleep(options.latency_ms / 1000)
+        if fault is not None and fault.hold_until is not None:
+            arrived = await asyncio.to_thread(self.log.wait_for, fault.hold_until, fault.hold_seconds)
+            if arrived and fault.held is not None:
+                fault.held.set()
         head = request.method == "HEAD"
         if fault is not None and fault.status is not None:
             body = _Body.of(f"fault: {fault.status}\n".encode())
