@@ -20,7 +20,8 @@ proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fres
 how many requests each lock cost it; a one-worker proxy's own ``/metrics`` say how many it sent
 upstream and how many of them were PEP 658 probes answered 404 (the live index's count; with two
 workers each worker counts its own, so those rows show none), and how many requests running ahead
-spent on releases the lock never asked for.
+spent on releases the lock never asked for. On (a), direct's own requests are counted once, from
+an extra untimed ``uv lock -vv`` (its log names every request it sends).
 
 Run: ``.venv/bin/python benchmarks/bench_uv_lock.py`` (``--live`` for a; ``--help``).
 """
@@ -121,6 +122,25 @@ def _uv_env(home: Path, cache: Path) -> dict[str, str]:
 
 def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     """Seconds one ``uv lock`` takes in a fresh project with a fresh uv cache."""
+    return _run_lock(workdir, pyproject, timeout)[0]
+
+
+# uv -vv writes one such line per HTTP request it sends (pages, HEADs, range GETs, .metadata GETs).
+_UV_REQUEST = re.compile(r"Attempting (?:unauthenticated|authenticated) request for `([^`]+)`")
+
+
+def uv_requests(workdir: Path, pyproject: str, timeout: float) -> Counter[str]:
+    """The requests one cold ``uv lock`` sends to its index, by kind (page / metadata / range, the
+    HEADs uv sends before range reads counted with them), read from its ``-vv`` log: a lock of its
+    own, untimed, since the log slows uv down."""
+    found: Counter[str] = Counter()
+    for url in _UV_REQUEST.findall(_run_lock(workdir, pyproject, timeout, "-vv")[1]):
+        path = url.partition("?")[0]
+        found["page" if path.endswith("/") else "metadata" if path.endswith(".metadata") else "range"] += 1
+    return found
+
+
+def _run_lock(workdir: Path, pyproject: str, timeout: float, *flags: str) -> tuple[float, str]:
     run = Path(tempfile.mkdtemp(prefix="lock-", dir=workdir))
     (run / "project").mkdir()
     (run / "home").mkdir()
@@ -129,7 +149,7 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            [find_uv_bin(), "lock"],
+            [find_uv_bin(), "lock", *flags],
             cwd=run / "project",
             env=env,
             capture_output=True,
@@ -143,7 +163,7 @@ def uv_lock(workdir: Path, pyproject: str, timeout: float) -> float:
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise LockFailed(f"uv lock exited {done.returncode}: {' / '.join(lines[-3:])}")
-    return elapsed
+    return elapsed, done.stderr
 
 
 # A system: name → factory(workdir) giving a context manager that yields the index URL for uv and
@@ -252,6 +272,12 @@ def _measure(
                             now = _proxy_counts(metrics_url)  # keeps kinds at 0 ("-" drops them)
                             cell.proxy_requests.append(Counter({k: n - counted[k] for k, n in now.items()}))
                         print(f"round {round_ + 1} {name:22} {phase}: {seconds:.2f} s", file=sys.stderr)
+                    if name == "direct" and up is None and round_ == 0:
+                        # The live index counts nothing for us: uv's own log does, once.
+                        with contextlib.suppress(LockFailed):
+                            cells[name]["cold"].proxy_requests.append(
+                                uv_requests(workdir, pyproject(url), args.timeout)
+                            )
             except BenchError as exc:
                 cells[name]["cold"].failures.append(str(exc).splitlines()[0])
                 print(f"round {round_ + 1} {name}: could not start: {exc}", file=sys.stderr)
@@ -290,7 +316,8 @@ def _print(
     if with_upstream:
         head += " upstream requests cold / warm |"
         rule += "---:|"
-    head += " proxy's upstream requests cold: all (page / metadata / range; 404 probes; wasted ahead) |"
+    head += " upstream requests cold, the proxy's (direct: uv's): all (page / metadata / range; 404 probes;"
+    head += " wasted ahead) |"
     rule += "---:|"
     print(head)
     print(rule)
