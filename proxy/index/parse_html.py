@@ -23,7 +23,7 @@ from ._values import (
     is_plain_filename,
     major_version,
     plus_in_path,
-    resolve_url,
+    resolve_http_url,
     size_value,
     upload_time_value,
     yanked_value,
@@ -123,14 +123,14 @@ def _dist_file(anchor: _Anchor, base: str) -> DistFile | None:
     href = attrs.get("href")
     if not href:
         return None
-    url, fragment = resolve_url(base, href.strip())
-    parts = urlsplit(url)
+    resolved = resolve_http_url(base, href.strip())
     # A link to a directory is a project or a folder (a project list's ``cal.exe/``), never a file.
-    if parts.scheme not in {"http", "https"} or parts.path.endswith("/"):
+    if resolved is None or resolved[2].endswith("/"):
         return None
+    url, fragment, path = resolved
     text = "".join(anchor.text).strip()
     # PEP 503 says the text is the file name; PyTorch's text has '+' where its href has %2B.
-    filename = text if _is_dist_name(text) else unquote(parts.path.rpartition("/")[2])
+    filename = text if _is_dist_name(text) else unquote(path.rpartition("/")[2])
     if not _is_dist_name(filename):
         return None
     # PEP 714: the new attribute wins; the PEP 658 spelling is only a fallback.
