@@ -34,6 +34,7 @@ __all__ = [
 # Names hashlib always has: the only ones an installer can verify, so the only ones worth keeping.
 _HASH_NAMES = frozenset(hashlib.algorithms_guaranteed)
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def media_type(content_type: str) -> tuple[str, str | None]:
@@ -69,6 +70,9 @@ def hashes_from_pairs(pairs: Iterable[tuple[object, object]]) -> dict[str, str]:
 
 def hashes_from_fragment(fragment: str) -> dict[str, str]:
     """``sha256=abc...`` (PEP 503 URL fragment; ``&``-joined pairs tolerated) -> ``{"sha256": "abc..."}``."""
+    # Nearly every link of an HTML page, and its core-metadata attribute, is one lower-case sha256.
+    if len(fragment) == 71 and fragment.startswith("sha256=") and _SHA256_HEX.fullmatch(fragment, 7):
+        return {"sha256": fragment[7:]}
     return hashes_from_pairs(pair.partition("=")[::2] for pair in fragment.split("&") if "=" in pair)
 
 
@@ -108,6 +112,14 @@ def upload_time_value(raw: object) -> str | None:
     if not isinstance(raw, str) or not raw.strip():
         return None
     text = raw.strip()
+    if len(text) == 19 and _NAIVE_SECONDS.fullmatch(text):
+        # PyTorch's form, which only lacks the Z: it is canonical when it reads back the same.
+        try:
+            naive = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if naive.isoformat() == text:
+            return text + "Z"
     if _CANONICAL_TIME.fullmatch(text):
         # Already in the form we write (every PEP 700 index's): only check that it is a real
         # moment. strftime alone cost a fifth of parsing a 15,000-file page.
@@ -131,6 +143,7 @@ def upload_time_value(raw: object) -> str | None:
 
 
 _EPOCH = re.compile(r"\d{9,11}(\.\d+)?")
+_NAIVE_SECONDS = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 # What ``upload_time_value`` writes: a year from 1000, and six fraction digits only when not all 0.
 _CANONICAL_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!0{6})\d{6})?Z")
 
