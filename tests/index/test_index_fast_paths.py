@@ -10,6 +10,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.index import DistFile, ProjectPage, render_project_html
 from proxy.index._values import (
     core_metadata_value,
     hashes_from_fragment,
@@ -17,6 +18,8 @@ from proxy.index._values import (
     resolve_http_url,
     upload_time_value,
 )
+from proxy.index.html_scan import PlainParser, scan_plain
+from proxy.index.parse_html import _SimpleParser
 from proxy.index.parse_json import _hashes
 
 
@@ -116,3 +119,143 @@ _NAIVE_TIMES = st.one_of(
 @given(text=_NAIVE_TIMES)
 def test_naive_upload_time_is_the_general_reading(text: str) -> None:
     assert upload_time_value(text) == _general_upload_time(text)
+
+
+class _Recorder(PlainParser):
+    """Every handler call, as made."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.calls: list[tuple[object, ...]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.calls.append(("start", tag, attrs))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.calls.append(("startend", tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.calls.append(("end", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.calls.append(("data", data))
+
+    def handle_decl(self, decl: str) -> None:
+        self.calls.append(("decl", decl))
+
+    def handle_comment(self, data: str) -> None:
+        self.calls.append(("comment", data))
+
+    def handle_pi(self, data: str) -> None:
+        self.calls.append(("pi", data))
+
+    def unknown_decl(self, data: str) -> None:
+        self.calls.append(("unknown", data))
+
+
+_VALUES = st.lists(
+    st.sampled_from([*"ab/.:=+ '>#", "&amp;", "&gt;=3.8", "&", "&#x2F;", "\u3000"]), max_size=5
+)
+_ATTR_NAMES = st.sampled_from(
+    ["href", "data-requires-python", "data-core-metadata", "data-dist-info-metadata", "data-yanked", "name"]
+)
+
+
+@st.composite
+def _tags(draw: st.DrawFn, plain: bool) -> str:
+    """A start tag; ``plain``: one of the forms ``scan_plain`` reads (then maybe its text and end)."""
+    tags = ["a", "a", "br", "meta", "base", "h1", "body"] + ([] if plain else ["p", "A", "script"])
+    tag = draw(st.sampled_from(tags))
+    attrs = ""
+    for name in draw(st.lists(_ATTR_NAMES, max_size=3)):
+        value = "".join(draw(_VALUES))
+        quotes = ['="{}"', ""] + ([] if plain else ["='{}'", "={}", '= "{}"'])
+        space = [" ", "  ", "\n", "\t"] + ([] if plain else ["", "\x0b"])
+        attrs += draw(st.sampled_from(space)) + name + draw(st.sampled_from(quotes)).format(value)
+    close = draw(st.sampled_from([">", "/>", " />", " >"] + ([] if plain else ["/ >"])))
+    text = draw(st.sampled_from(["", "torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl", " x &amp; y ", "&"]))
+    end = draw(st.sampled_from(["", f"</{tag}>", f"</{tag} >"]))
+    return f"<{tag}{attrs}{close}{text}{end}"
+
+
+_PIECES = st.one_of(
+    _tags(plain=True),
+    _tags(plain=True),
+    _tags(plain=False),
+    st.sampled_from(
+        [
+            "</a>",
+            "</a >",
+            "</A>",
+            "</h1>",
+            "</body>",
+            "</html>",
+            "<!DOCTYPE html>",
+            "<!doctype html>",
+            "<title>Links for x &amp; y</title>",
+            "<title></title>",
+            "<!-- c -->",
+            "<?pi?>",
+            "<![CDATA[x]]>",
+            "<textarea>",
+            "</script>",
+            "\n    ",
+            "  ",
+            "\x0b",
+            "\u3000",
+            "<",
+            ">",
+            "&",
+            "&amp;",
+            "&lt;a&gt;",
+            "torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl",
+            "x.tar.gz",
+            "é",
+        ]
+    ),
+    st.text(st.sampled_from("ab <>/&=\"'!-"), max_size=6),
+)
+_PLAIN_PIECES = st.one_of(
+    _tags(plain=True),
+    st.sampled_from(["<br/>", "</a>", "<!DOCTYPE html>", "<title>a &lt; b</title>", "\n    ", "&gt;", "é"]),
+)
+_DOCUMENTS = st.one_of(
+    st.lists(_PIECES, max_size=14).map("".join), st.lists(_PLAIN_PIECES, max_size=14).map("".join)
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=_DOCUMENTS)
+def test_scan_plain_calls_what_html_parser_calls(text: str) -> None:
+    scanned = _Recorder()
+    if not scan_plain(text, scanned):
+        assert scanned.calls == []
+        return
+    fed = _Recorder()
+    fed.feed(text)
+    fed.close()
+    assert scanned.calls == fed.calls
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=_DOCUMENTS)
+def test_simple_parser_collects_the_same_scanned_or_fed(text: str) -> None:
+    scanned = _SimpleParser()
+    if scan_plain(text, scanned):
+        fed = _SimpleParser()
+        fed.feed(text)
+        fed.close()
+        assert (scanned.anchors, scanned.base, scanned.meta) == (fed.anchors, fed.base, fed.meta)
+
+
+def test_pages_as_indexes_write_them_are_scanned() -> None:
+    page = ProjectPage("torch", (DistFile("torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl",
+        "https://upstream.example/whl/cu118/torch-2.1.0%2Bcu118-cp310-cp310-linux_x86_64.whl",
+        {"sha256": "0" * 64}, ">=3.8", "bad build", {"sha256": "1" * 64}, 12, "2024-01-01T00:00:00Z",
+        True),), ("2.1.0+cu118",), "active", "ok", ("https://upstream.example/x/",))  # fmt: skip
+    pytorch = b"""<!DOCTYPE html>\n<html>\n  <body>\n    <h1>Links for torch</h1>
+    <a href="/whl/cu118/torch-2.1.0%2Bcu118-cp310-cp310-linux_x86_64.whl#sha256=abc" \
+data-requires-python="&gt;=3.8" data-dist-info-metadata="sha256=abc" data-core-metadata="sha256=abc">\
+torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl</a><br/>\n  </body>\n</html>\n"""
+    for body in (render_project_html(page), pytorch):
+        assert scan_plain(body.decode(), _SimpleParser())
