@@ -211,6 +211,11 @@ def is_plain_filename(name: str) -> bool:
     that the cache's ``<name>.metadata`` / ``<name>.sha256`` still fit a file system's 255 bytes;
     that bound also keeps any version number in it within what ``packaging`` can hold as an int.
     """
+    # What nearly every file is called (ASCII, no leading dot, short) needs no more checks.
+    return _COMMON_NAME.fullmatch(name) is not None or _plain_by_rules(name)
+
+
+def _plain_by_rules(name: str) -> bool:
     return (
         bool(name)
         and name not in {".", ".."}
@@ -221,6 +226,7 @@ def is_plain_filename(name: str) -> bool:
 
 
 _UNSAFE_IN_NAME = re.compile(r"[/\\\x00]")
+_COMMON_NAME = re.compile(r"[A-Za-z0-9_+~-][A-Za-z0-9._+~!-]{0,239}")
 _MAX_NAME_BYTES = 240
 
 

@@ -147,31 +147,37 @@ class PageViews:
         """Upstream's page as we serve it: links to us, metadata hashes of what *we* serve."""
         entry = view.entry
         assert entry.page is not None
-        groups = entry.release_groups()
+        key, groups, served_files = entry.key, entry.release_groups(), view.served_files
+        advertised_hash = self._metadata.advertised_hash
         # Upstream gave no hash (PyTorch nightlies): once we hold the verified file, we know it.
         known: dict[str, str] | None = None
         rewritten = []
         for dist in entry.page.files:
-            hashes = dist.hashes
+            name, hashes = dist.filename, dist.hashes
             if not hashes.get("sha256"):
                 if known is None:
-                    known = self._store.file_hashes(entry.key)
-                if dist.filename in known:
-                    hashes = {**hashes, "sha256": known[dist.filename]}
-            release = groups.get(dist.filename) if dist.filename.endswith(".whl") else None
+                    known = self._store.file_hashes(key)
+                if name in known:
+                    hashes = {**hashes, "sha256": known[name]}
+            release = groups.get(name)  # only wheels are in a release
             core: bool | Mapping[str, str]
             if release is not None:
-                digest = self._metadata.advertised_hash(entry.key, release, dist, meld)
-                core = {"sha256": digest} if digest else True
+                digest = advertised_hash(key, release, dist, meld)
+                upstream = dist.core_metadata
+                if not digest:
+                    core = True
+                elif type(upstream) is dict and len(upstream) == 1 and upstream.get("sha256") == digest:
+                    core = upstream  # the same mapping: no copy per file (both are read-only)
+                else:
+                    core = {"sha256": digest}
             else:
                 # In no release (an sdist, a PEP 825 variant wheel, a name packaging cannot read):
                 # what upstream says of its metadata, passed through.
-                core = dist.core_metadata if dist.filename.endswith(".whl") else False
-            served = view.served_files.get(dist.filename)
+                core = dist.core_metadata if name.endswith(".whl") else False
+            served = served_files.get(name)
             if served is None or served.hashes != hashes or served.core_metadata != core:
                 # Most file names need no quoting at all.
-                url = dist.filename if _URL_SAFE_NAME.fullmatch(dist.filename) else quote(dist.filename)
-                served = dist.served_as(url, hashes, core)
-                view.served_files[dist.filename] = served
+                served = dist.served_as(name if _URL_SAFE_NAME.fullmatch(name) else quote(name), hashes, core)
+                served_files[name] = served
             rewritten.append(served)
         return replace(entry.page, files=tuple(rewritten))

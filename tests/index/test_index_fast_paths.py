@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from proxy.index import DistFile, ProjectPage, render_project_html
 from proxy.index._values import (
+    _plain_by_rules,
     core_metadata_value,
     hashes_from_fragment,
     hashes_from_pairs,
+    is_plain_filename,
     resolve_http_url,
     upload_time_value,
 )
@@ -259,3 +261,15 @@ data-requires-python="&gt;=3.8" data-dist-info-metadata="sha256=abc" data-core-m
 torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl</a><br/>\n  </body>\n</html>\n"""
     for body in (render_project_html(page), pytorch):
         assert scan_plain(body.decode(), _SimpleParser())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    name=st.one_of(
+        st.text(st.sampled_from([*"aZ09._+~!-/\\\x00 é\u200b", "\U0001f600"]), max_size=70),
+        st.integers(230, 250).map(lambda n: "a" * n),
+        st.sampled_from([".", "..", "...", ".a", "-", "~"]),
+    )
+)
+def test_common_file_name_is_plain_by_the_rules(name: str) -> None:
+    assert is_plain_filename(name) == _plain_by_rules(name)
