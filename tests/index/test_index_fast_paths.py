@@ -23,6 +23,7 @@ from proxy.index._values import (
 from proxy.index.html_scan import PlainParser, scan_plain
 from proxy.index.parse_html import _SimpleParser
 from proxy.index.parse_json import _hashes
+from proxy.index.releases import release_groups, release_of
 
 
 def _outcome(call: Callable[[], object]) -> object:
@@ -273,3 +274,28 @@ torch-2.1.0+cu118-cp310-cp310-linux_x86_64.whl</a><br/>\n  </body>\n</html>\n"""
 )
 def test_common_file_name_is_plain_by_the_rules(name: str) -> None:
     assert is_plain_filename(name) == _plain_by_rules(name)
+
+
+_WHEELS = st.builds(
+    "{}-{}-{}-none-any.whl".format,
+    st.sampled_from(["foo", "Foo", "foo_bar", "Foo.Bar", "foo-bar"]).map(lambda n: n.replace("-", "_")),
+    st.sampled_from(["1.0", "1.00", "1.0+cpu", "2", "2.0.0"]),
+    st.sampled_from(["py3", "cp312-cp312", "1-py3"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(names=st.lists(st.one_of(_WHEELS, st.sampled_from(["foo-1.0.tar.gz", "x.egg"])), max_size=12))
+def test_release_groups_are_the_releases_file_names_name(names: list[str]) -> None:
+    files = [
+        DistFile(n, f"https://upstream.example/{i}/{n}", {}, None, False, False) for i, n in enumerate(names)
+    ]
+    expected: dict[object, list[DistFile]] = {}
+    for dist in files:
+        release = release_of(dist.filename) if dist.filename.endswith(".whl") else None
+        if release is not None:
+            expected.setdefault(release, []).append(dist)
+    groups = release_groups(files)
+    assert {n: r.wheels for n, r in groups.items()} == {
+        d.filename: tuple(group) for group in expected.values() for d in group
+    }
