@@ -25,7 +25,7 @@ from proxy.service.files import FileService
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.served_metadata import MetadataService
 
-__all__ = ["PageView", "PageViews", "Revisions"]
+__all__ = ["PageView", "PageViews", "Revisions", "served_url"]
 
 # (metadata revision, files revision) of one page.
 Revisions = tuple[int, int]
@@ -35,8 +35,9 @@ _RENDER_ON_LOOP_MAX = 2000
 # Views kept; past this the one a handler least recently built from goes, with its ready answers
 # (its page renders again when next asked). A lock touches hundreds of pages, not thousands.
 _MAX_VIEWS = 4096
-# What urllib.parse.quote leaves as it is.
+# What urllib.parse.quote leaves as it is; and that with '+', which it writes %2B.
 _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+_URL_SAFE_BUT_PLUS = re.compile(r"[A-Za-z0-9_.~+-]+")
 
 
 @dataclass(slots=True, eq=False, weakref_slot=True)
@@ -176,8 +177,20 @@ class PageViews:
                 core = dist.core_metadata if name.endswith(".whl") else False
             served = served_files.get(name)
             if served is None or served.hashes != hashes or served.core_metadata != core:
-                # Most file names need no quoting at all.
-                served = dist.served_as(name if _URL_SAFE_NAME.fullmatch(name) else quote(name), hashes, core)
+                served = dist.served_as(served_url(name), hashes, core)
                 served_files[name] = served
             rewritten.append(served)
         return replace(entry.page, files=tuple(rewritten))
+
+
+def served_url(filename: str) -> str:
+    """``quote(filename)``: the link to a file, relative to its page.
+
+    Most names need no quoting, and a PyTorch name only its '+' (``torch-2.1.0+cu118-...``), for
+    which ``quote`` cost a 20,000-file page 80 ms.
+    """
+    if _URL_SAFE_NAME.fullmatch(filename):
+        return filename
+    if _URL_SAFE_BUT_PLUS.fullmatch(filename):
+        return filename.replace("+", "%2B")
+    return quote(filename)

@@ -1,11 +1,11 @@
-"""Every short path the page parsers and renderers take for the common case gives what the general
-path gives, on generated inputs (odd ones included): same value, or the same exception type."""
+"""Every short path a cold page takes (parsing, grouping, serving) for the common case gives what the
+general path gives, on generated inputs (odd ones included): same value, or the same exception type."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +24,7 @@ from proxy.index.html_scan import PlainParser, scan_plain
 from proxy.index.parse_html import _SimpleParser
 from proxy.index.parse_json import _hashes
 from proxy.index.releases import release_groups, release_of
+from proxy.service.page_views import served_url
 
 
 def _outcome(call: Callable[[], object]) -> object:
@@ -299,3 +300,9 @@ def test_release_groups_are_the_releases_file_names_name(names: list[str]) -> No
     assert {n: r.wheels for n, r in groups.items()} == {
         d.filename: tuple(group) for group in expected.values() for d in group
     }
+
+
+@settings(max_examples=1000, deadline=None)
+@given(filename=st.text(st.sampled_from([*"aZ09_.~-+ %/#?é", "\U0001f600"]), min_size=1, max_size=20))
+def test_served_url_is_quote(filename: str) -> None:
+    assert served_url(filename) == quote(filename)
