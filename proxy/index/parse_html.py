@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from html import unescape
-from html.parser import HTMLParser
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
@@ -23,12 +22,13 @@ from ._values import (
     is_plain_filename,
     major_version,
     plus_in_path,
-    resolve_url,
+    resolve_http_url,
     size_value,
     upload_time_value,
     yanked_value,
 )
 from .errors import NoProjectName, PageParseError
+from .html_scan import PlainParser, scan_plain
 from .model import DistFile, ProjectList, ProjectPage, versions_from_files
 
 __all__ = ["parse_html_project_list", "parse_html_project_page", "project_name_from_url"]
@@ -39,7 +39,6 @@ __all__ = ["parse_html_project_list", "parse_html_project_page", "project_name_f
 # file (its ``.metadata``, its GPG ``.asc``, which the proxy serves or drops itself, and ``.sha256``,
 # which names the cache's own record of a file's hash), ``../`` and home-page links.
 _SIDECAR_SUFFIXES = (".metadata", ".asc", ".sha256")
-_METADATA_ATTRS = ("data-core-metadata", "data-dist-info-metadata")
 
 
 @dataclass(slots=True)
@@ -48,7 +47,7 @@ class _Anchor:
     text: list[str] = field(default_factory=list)
 
 
-class _SimpleParser(HTMLParser):
+class _SimpleParser(PlainParser):
     """Collects anchors, the first ``<base href>`` and the ``pypi:*`` meta tags of one page."""
 
     def __init__(self) -> None:
@@ -73,6 +72,13 @@ class _SimpleParser(HTMLParser):
             if name and name.startswith("pypi:") and content is not None:
                 self.meta.setdefault(name, []).append(content)
 
+    def handle_element(self, tag: str, attrs: list[tuple[str, str | None]], text: str) -> None:
+        if tag == "a":
+            self.anchors.append(_Anchor(dict(attrs), [text] if text else []))
+            self._open = None
+        else:
+            super().handle_element(tag, attrs, text)
+
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
         if tag == "a":
@@ -89,11 +95,12 @@ class _SimpleParser(HTMLParser):
 
 def _run(text: str, page_url: str) -> tuple[_SimpleParser, str]:
     parser = _SimpleParser()
-    try:
-        parser.feed(text)
-        parser.close()
-    except (AssertionError, ValueError) as exc:  # html.parser's own failures on hopeless markup
-        raise PageParseError(f"unreadable HTML page {page_url!r}: {exc}") from exc
+    if not scan_plain(text, parser):
+        try:
+            parser.feed(text)
+            parser.close()
+        except (AssertionError, ValueError) as exc:  # html.parser's own failures on hopeless markup
+            raise PageParseError(f"unreadable HTML page {page_url!r}: {exc}") from exc
     _check_repository_version(parser.meta.get("pypi:repository-version", []), page_url)
     base = urljoin(page_url, parser.base) if parser.base else page_url
     return parser, base
@@ -123,18 +130,26 @@ def _dist_file(anchor: _Anchor, base: str) -> DistFile | None:
     href = attrs.get("href")
     if not href:
         return None
-    url, fragment = resolve_url(base, href.strip())
-    parts = urlsplit(url)
+    resolved = resolve_http_url(base, href.strip())
     # A link to a directory is a project or a folder (a project list's ``cal.exe/``), never a file.
-    if parts.scheme not in {"http", "https"} or parts.path.endswith("/"):
+    if resolved is None or resolved[2].endswith("/"):
         return None
+    url, fragment, path = resolved
     text = "".join(anchor.text).strip()
     # PEP 503 says the text is the file name; PyTorch's text has '+' where its href has %2B.
-    filename = text if _is_dist_name(text) else unquote(parts.path.rpartition("/")[2])
-    if not _is_dist_name(filename):
-        return None
+    if not _is_dist_name(text):
+        text = unquote(path.rpartition("/")[2])
+        if not _is_dist_name(text):
+            return None
+    filename = text
     # PEP 714: the new attribute wins; the PEP 658 spelling is only a fallback.
-    metadata_attr = next((a for a in _METADATA_ATTRS if a in attrs), None)
+    metadata_attr = (
+        "data-core-metadata"
+        if "data-core-metadata" in attrs
+        else "data-dist-info-metadata"
+        if "data-dist-info-metadata" in attrs
+        else None
+    )
     gpg = attrs.get("data-gpg-sig")
     size = attrs.get("data-size")  # Not standard: written by our own renderer, kept across proxies.
     return DistFile(

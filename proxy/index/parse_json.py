@@ -110,7 +110,8 @@ def _dist_file(entry: object, index: int, page_url: str) -> DistFile:
         hashes,
         requires_python if isinstance(requires_python, str) and requires_python else None,
         False if yanked is False else yanked_value(yanked),
-        core_metadata_value(metadata),
+        # A dict is nearly always one sha256: ``_hashes`` keeps that without a loop.
+        (_hashes(metadata) or True) if type(metadata) is dict else core_metadata_value(metadata),
         size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
         upload_time_value(entry.get("upload-time")),
         gpg if isinstance(gpg, bool) else None,

@@ -61,20 +61,23 @@ def release_groups(files: Sequence[DistFile]) -> dict[str, Release]:
     malformed joins the group here; a meld drops it before it fetches anything.
     """
     groups: dict[tuple[str, Version], list[DistFile]] = {}
-    by_head: dict[str, tuple[str, Version]] = {}
+    # Each head's group, so a wheel costs one look-up by a string, not the hash of a Version.
+    by_head: dict[str, list[DistFile]] = {}
     for dist in files:
-        if dist.filename.endswith(".whl"):
-            if dist.filename.count("-") > 4 and _is_variant(dist.filename):
+        name = dist.filename
+        if name.endswith(".whl"):
+            if name.count("-") > 4 and _is_variant(name):
                 continue  # in no release: see ``_is_variant``
-            head = wheel_head(dist.filename)
-            release = by_head.get(head)
-            if release is None:
-                release = release_of(dist.filename)
+            head = wheel_head(name)
+            group = by_head.get(head)
+            if group is None:
+                release = release_of(name)
                 if release is None:
                     continue
+                group = groups.setdefault(release, [])
                 if head:
-                    by_head[head] = release
-            groups.setdefault(release, []).append(dist)
+                    by_head[head] = group
+            group.append(dist)
     sdists, unknown_sources = _sdists_of(files)
     by_name: dict[str, Release] = {}
     for identity, group in groups.items():

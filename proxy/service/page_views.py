@@ -25,7 +25,7 @@ from proxy.service.files import FileService
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.served_metadata import MetadataService
 
-__all__ = ["PageView", "PageViews", "Revisions"]
+__all__ = ["PageView", "PageViews", "Revisions", "served_url"]
 
 # (metadata revision, files revision) of one page.
 Revisions = tuple[int, int]
@@ -35,8 +35,9 @@ _RENDER_ON_LOOP_MAX = 2000
 # Views kept; past this the one a handler least recently built from goes, with its ready answers
 # (its page renders again when next asked). A lock touches hundreds of pages, not thousands.
 _MAX_VIEWS = 4096
-# What urllib.parse.quote leaves as it is.
+# What urllib.parse.quote leaves as it is; and that with '+', which it writes %2B.
 _URL_SAFE_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+_URL_SAFE_BUT_PLUS = re.compile(r"[A-Za-z0-9_.~+-]+")
 
 
 @dataclass(slots=True, eq=False, weakref_slot=True)
@@ -147,31 +148,49 @@ class PageViews:
         """Upstream's page as we serve it: links to us, metadata hashes of what *we* serve."""
         entry = view.entry
         assert entry.page is not None
-        groups = entry.release_groups()
+        key, groups, served_files = entry.key, entry.release_groups(), view.served_files
+        advertised_hash = self._metadata.advertised_hash
         # Upstream gave no hash (PyTorch nightlies): once we hold the verified file, we know it.
         known: dict[str, str] | None = None
         rewritten = []
         for dist in entry.page.files:
-            hashes = dist.hashes
+            name, hashes = dist.filename, dist.hashes
             if not hashes.get("sha256"):
                 if known is None:
-                    known = self._store.file_hashes(entry.key)
-                if dist.filename in known:
-                    hashes = {**hashes, "sha256": known[dist.filename]}
-            release = groups.get(dist.filename) if dist.filename.endswith(".whl") else None
+                    known = self._store.file_hashes(key)
+                if name in known:
+                    hashes = {**hashes, "sha256": known[name]}
+            release = groups.get(name)  # only wheels are in a release
             core: bool | Mapping[str, str]
             if release is not None:
-                digest = self._metadata.advertised_hash(entry.key, release, dist, meld)
-                core = {"sha256": digest} if digest else True
+                digest = advertised_hash(key, release, dist, meld)
+                upstream = dist.core_metadata
+                if not digest:
+                    core = True
+                elif type(upstream) is dict and len(upstream) == 1 and upstream.get("sha256") == digest:
+                    core = upstream  # the same mapping: no copy per file (both are read-only)
+                else:
+                    core = {"sha256": digest}
             else:
                 # In no release (an sdist, a PEP 825 variant wheel, a name packaging cannot read):
                 # what upstream says of its metadata, passed through.
-                core = dist.core_metadata if dist.filename.endswith(".whl") else False
-            served = view.served_files.get(dist.filename)
+                core = dist.core_metadata if name.endswith(".whl") else False
+            served = served_files.get(name)
             if served is None or served.hashes != hashes or served.core_metadata != core:
-                # Most file names need no quoting at all.
-                url = dist.filename if _URL_SAFE_NAME.fullmatch(dist.filename) else quote(dist.filename)
-                served = dist.served_as(url, hashes, core)
-                view.served_files[dist.filename] = served
+                served = dist.served_as(served_url(name), hashes, core)
+                served_files[name] = served
             rewritten.append(served)
         return replace(entry.page, files=tuple(rewritten))
+
+
+def served_url(filename: str) -> str:
+    """``quote(filename)``: the link to a file, relative to its page.
+
+    Most names need no quoting, and a PyTorch name only its '+' (``torch-2.1.0+cu118-...``), for
+    which ``quote`` cost a 20,000-file page 80 ms.
+    """
+    if _URL_SAFE_NAME.fullmatch(filename):
+        return filename
+    if _URL_SAFE_BUT_PLUS.fullmatch(filename):
+        return filename.replace("+", "%2B")
+    return quote(filename)
