@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from proxy.cli import main
+from proxy.commands import serve
 from tests.support.upstream import UpstreamServer
 from tests.unit.cli_run import REPO, clean_env, free_port, run
 
@@ -148,3 +149,37 @@ def test_serve_starts_and_answers(tmp_path: Path, small_upstream: UpstreamServer
     assert f"/simple/ -> {small_upstream.url}/simple/" in err
     assert str(cache) in err
     assert cache.is_dir()
+
+
+# A serving process, as one worker or as each of several, with uvicorn's run recorded instead of made.
+_COLLECTOR_PROBE = """
+import gc, os, sys
+import uvicorn
+from proxy.cli import main
+from proxy.commands import serve
+seen = []
+uvicorn.run = lambda *a, **k: seen.append(gc.get_threshold())
+main(["serve", "--port", sys.argv[1], "--cache-dir", sys.argv[2], "--route", "/simple=http://127.0.0.1:9/s"])
+config = serve.load_config(serve.CliOverrides(cache_dir=sys.argv[2], routes=["/simple=http://127.0.0.1:9/s"]))
+os.environ[serve._RESOLVED_ENV] = str(serve._write_resolved(config))
+gc.set_threshold(700, 10, 10)
+serve.app_from_environment()
+seen.append(gc.get_threshold())
+print(seen)
+"""
+
+
+def test_a_serving_process_collects_cycles_rarely(tmp_path: Path) -> None:
+    # Served pages are hundreds of thousands of long-lived acyclic objects: at CPython's default
+    # thresholds the cyclic collector rescans them all through a cold lock (issue 17).
+    done = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_PROBE, str(free_port()), str(tmp_path / "cache")],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    tuned = serve._COLLECTOR_THRESHOLDS
+    assert tuned[0] > 700, "fewer collections than CPython's default"
+    assert done.stdout.strip() == str([tuned, tuned]), "the one worker, then a worker of several"
