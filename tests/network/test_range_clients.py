@@ -56,7 +56,7 @@ def _with_upstream(
     async def run() -> T:
         config = RouteConfig(prefix="/simple", upstream=up.url + "/simple", **route)  # type: ignore[arg-type]
         upstream = Upstream(config, Metrics(), timeout=timeout, range_client=client)
-        assert isinstance(upstream.ranges, AioRangeClient) == (client == "aiohttp")
+        assert isinstance(upstream.reads, AioRangeClient) == (client == "aiohttp")
         try:
             return await go(upstream)
         finally:
@@ -67,7 +67,7 @@ def _with_upstream(
 
 def _read(up: UpstreamServer, client: str, **route: object) -> bytes:
     async def go(upstream: Upstream) -> bytes:
-        return (await fetch_wheel_metadata(upstream.ranges, up.file_url(WHEEL), WHEEL)).metadata
+        return (await fetch_wheel_metadata(upstream.reads, up.file_url(WHEEL), WHEEL)).metadata
 
     return _with_upstream(up, client, go, **route)
 
@@ -146,7 +146,7 @@ def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
         config = RouteConfig(prefix="/simple", upstream=route_host.url + "/simple")
         upstream = Upstream(config, Metrics(), timeout=10, range_client="aiohttp")
         try:
-            return upstream.ranges is upstream.client
+            return upstream.reads is upstream.client
         finally:
             await upstream.aclose()
 

@@ -98,7 +98,8 @@ class Fault:
     length, every byte flipped.  ``chunk_size`` / ``chunk_delay_ms``: a slow body.  ``times``:
     apply to the first N matching requests only (``None``: always).  ``skip``: let this many
     matching requests through untouched first (fail the second range request, not the first).
-    ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page).
+    ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page), with
+    ``content_encoding`` as its Content-Encoding when set (a compressed, or falsely labelled, body).
     ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
     then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
     wait this long before the status line (a stalled or dripping header). ``location``: with
@@ -115,6 +116,7 @@ class Fault:
     skip: int = 0
     body: bytes | None = None
     content_type: str = "text/html; charset=utf-8"
+    content_encoding: str = ""
     no_length: bool = False
     head_delay_ms: float = 0.0
     location: str | None = None
@@ -401,7 +403,10 @@ class UpstreamServer(Started):
             return _Reply(self.log, entry, fault.status, out, body, head=head)
         if fault is not None and fault.body is not None:
             hostile = _Body.of(fault.body)
-            return _Reply(self.log, entry, 200, {"content-type": fault.content_type}, hostile, head=head)
+            out = {"content-type": fault.content_type}
+            if fault.content_encoding:
+                out["content-encoding"] = fault.content_encoding
+            return _Reply(self.log, entry, 200, out, hostile, head=head)
         status, out_headers, body = self._route(path, headers, dict(request.query_params), options, index)
         return _Reply(self.log, entry, status, out_headers, body, head=head, fault=fault)
 
