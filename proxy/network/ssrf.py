@@ -171,8 +171,12 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 async def _resolve(url: str, host: str, resolver: Resolver | None) -> list[IPAddress]:
     try:
-        async with asyncio.timeout(_RESOLVE_TIMEOUT):
-            texts = await _lookup(host, resolver)
+        answer = resolver(host) if resolver is not None else _getaddrinfo(host)
+        if inspect.isawaitable(answer):
+            async with asyncio.timeout(_RESOLVE_TIMEOUT):
+                texts = await answer
+        else:
+            texts = answer  # known already (a resolver's cache): nothing to wait for, nor to time
     except (OSError, TimeoutError) as exc:
         raise BlockedURL(url, f"host does not resolve: {exc}") from exc
     addresses: list[IPAddress] = []
@@ -194,10 +198,7 @@ def _address(text: str) -> IPAddress:
     return ipaddress.ip_address(text.split("%", 1)[0])
 
 
-async def _lookup(host: str, resolver: Resolver | None) -> Sequence[str]:
-    if resolver is not None:
-        answer = resolver(host)
-        return await answer if inspect.isawaitable(answer) else answer
+async def _getaddrinfo(host: str) -> Sequence[str]:
     # The event loop's getaddrinfo runs in its executor: resolution never blocks the loop.
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]

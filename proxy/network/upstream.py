@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -54,7 +54,8 @@ class _CachingResolver:
         self._answers: dict[str, tuple[float, list[str]]] = {}
         self._pending: dict[str, asyncio.Task[list[str]]] = {}
 
-    async def __call__(self, host: str) -> list[str]:
+    def __call__(self, host: str) -> list[str] | Awaitable[list[str]]:
+        """The addresses, or (on a miss) an awaitable of them: a hit costs the policy check no timer."""
         cached = self._answers.get(host)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -65,7 +66,7 @@ class _CachingResolver:
             task = asyncio.get_running_loop().create_task(self._lookup(host))
             self._pending[host] = task
             task.add_done_callback(lambda _t: self._pending.pop(host, None))
-        return await asyncio.shield(task)
+        return asyncio.shield(task)
 
     async def _lookup(self, host: str) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
