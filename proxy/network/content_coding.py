@@ -39,15 +39,25 @@ class ContentDecoder:
         if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
             raise ContentDecodingError(f"unsupported Content-Encoding {content_encoding[:40]!r}")
         self._coding = codings[0] if codings else ""
-        self._wbits = _ZLIB if self._coding == "deflate" else _GZIP
-        self._inflate = zlib.decompressobj(self._wbits) if self._coding else None
-        self._started = False
+        self._inflate = zlib.decompressobj(_GZIP) if self._coding in ("gzip", "x-gzip") else None
+        # "deflate" comes with the zlib wrapper or, from many servers, without (raw): its first
+        # two bytes tell which, so they are held until both are here.
+        self._head: bytes | None = b"" if self._coding == "deflate" else None
+        self._fed = False
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         """The decoded pieces of ``data`` (each at most ``_PIECE`` bytes), made as they are taken."""
+        if self._head is not None:
+            data, self._head = self._head + data, None
+            if len(data) < 2:
+                self._head = data
+                return
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(_ZLIB if wrapped else _RAW_DEFLATE)
         if self._inflate is None:
             yield data
             return
+        self._fed = self._fed or bool(data)
         while data:
             if self._inflate.eof:
                 if self._coding == "deflate" or data[:2] != b"\x1f\x8b":
@@ -56,19 +66,16 @@ class ContentDecoder:
             try:
                 piece = self._inflate.decompress(data, _PIECE)
             except zlib.error as exc:
-                if self._coding == "deflate" and not self._started:
-                    # "deflate" is often sent as a raw stream without the zlib wrapper (httpx: too).
-                    self._inflate, self._started = zlib.decompressobj(_RAW_DEFLATE), True
-                    continue
                 raise ContentDecodingError(f"cannot decode the {self._coding} body: {exc}") from exc
-            self._started = True
             data = self._inflate.unconsumed_tail or self._inflate.unused_data
             if piece:
                 yield piece
 
     def finish(self) -> Iterator[bytes]:
         """The body ended: what zlib still holds, then an error unless its compressed stream ended too."""
-        if self._inflate is None or not self._started:
+        if self._head:
+            raise ContentDecodingError("the deflate body ends before its compressed stream")
+        if self._inflate is None or not self._fed:
             return
         while not self._inflate.eof and (piece := self._inflate.decompress(b"", _PIECE)):
             yield piece

@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -269,15 +269,17 @@ async def _read_capped(response: RangeResponse, limit: int, what: str, url: str)
     decoder = ContentDecoder(response.headers.get("content-encoding", ""))
     body = bytearray()
     async for chunk in response.aiter_raw():
-        for piece in decoder.decode(chunk):
-            body += piece
-            if len(body) > limit:
-                raise too_big
-    for piece in decoder.finish():
+        _grow(body, decoder.decode(chunk), limit, too_big)
+    _grow(body, decoder.finish(), limit, too_big)
+    return bytes(body)
+
+
+def _grow(body: bytearray, pieces: Iterable[bytes], limit: int, too_big: UpstreamError) -> None:
+    """Append decoded ``pieces`` to ``body``, raising ``too_big`` as soon as it passes ``limit``."""
+    for piece in pieces:
         body += piece
         if len(body) > limit:
             raise too_big
-    return bytes(body)
 
 
 def _environment_proxies() -> bool:

@@ -137,7 +137,7 @@ def test_upstream_failures_are_one_upstream_error(route_host: UpstreamServer, cl
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
-def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
+def test_a_proxy_in_the_environment_keeps_pages_metadata_and_range_reads_on_httpx(
     route_host: UpstreamServer, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example:3128")
