@@ -38,7 +38,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from proxy.network.ssrf import FetchPolicy, Resolver, check_url, origin_of
+from proxy.network.ssrf import FetchPolicy, Resolver, check_url
 
 __all__ = [
     "AioRangeClient",
@@ -162,9 +162,9 @@ class AioRangeClient:
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
-        await check_url(url, self._policy, resolver=self._resolver)
+        origin = await check_url(url, self._policy, resolver=self._resolver)
         sent = dict(headers or {})
-        if self._authorization is not None and origin_of(url) == self._policy.upstream_origin:
+        if self._authorization is not None and origin == self._policy.upstream_origin:
             sent["Authorization"] = self._authorization
         try:
             target = URL(url, encoded=True)  # links arrive percent-encoded: sent as they are

@@ -29,11 +29,10 @@ from proxy.origins import (
     InvalidUpstreamURL,
     IPAddress,
     allowed_origin,
-    canonical_host,
     ip_literal,
+    origin_and_host,
     origin_of,
     redact_url,
-    split_url,
     validate_upstream_url,
 )
 
@@ -114,25 +113,26 @@ class FetchPolicy:
         return origin == self.upstream_origin or origin in self.allowed_origins
 
 
-async def check_url(url: str, policy: FetchPolicy, *, resolver: Resolver | None = None) -> None:
-    """Return if the proxy may fetch ``url`` under ``policy``; raise ``BlockedURL`` otherwise.
+async def check_url(url: str, policy: FetchPolicy, *, resolver: Resolver | None = None) -> str:
+    """``url``'s origin (as ``origin_of``) if the proxy may fetch it under ``policy``; raise
+    ``BlockedURL`` otherwise.
 
     Call it for the first request and again for every redirect target.
     """
     try:
-        origin = origin_of(url)
+        origin, host = origin_and_host(url)
     except InvalidUpstreamURL as exc:
         raise BlockedURL(url, str(exc)) from exc
     if policy.names_origin(origin):
-        return
+        return origin
     if not policy.allow_public_hosts:
         raise BlockedURL(url, "host is neither the upstream nor an allowed file host")
-    host = canonical_host(split_url(url), url)
     literal = ip_literal(host)
     addresses = [literal] if literal is not None else await _resolve(url, host, resolver)
     for address in addresses:
         if not is_public_address(address):
             raise BlockedURL(url, f"host resolves to non-public address {str(address)!r}")
+    return origin
 
 
 # Memoized: a pure function of an immutable value, and ``ipaddress``'s membership tests made it the
