@@ -6,70 +6,23 @@ on 127.0.0.2; faults below HTTP from a raw socket server."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import random
 import tracemalloc
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable
 
 import pytest
 
-from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
-from proxy.network.range_client import AioRangeClient
 from proxy.network.upstream import PageFetch, Upstream
 from proxy.observe import Metrics
-from tests.support.fake_index import FakeIndex
+from tests.network.conftest import MIB, WHEEL, with_upstream
 from tests.support.raw_http import RawAnswers
-from tests.support.stack import single_line, wheel
-from tests.support.upstream import Fault, UpstreamOptions, UpstreamServer
+from tests.support.stack import single_line
+from tests.support.upstream import Fault, UpstreamServer
 
-WHEEL = "far-1.0-py3-none-any.whl"
 CLIENTS = ["httpx", "aiohttp"]
-MIB = 1024 * 1024
-T = TypeVar("T")
-
-
-def _index() -> FakeIndex:
-    return FakeIndex.from_files({"far": [wheel(WHEEL, ["idna"])]})
-
-
-@pytest.fixture
-def route_host() -> Iterator[UpstreamServer]:
-    with UpstreamServer(_index(), UpstreamOptions(prefix="/simple", pep658=True)) as server:
-        yield server
-
-
-@pytest.fixture
-def other_host() -> Iterator[UpstreamServer]:
-    with UpstreamServer(_index(), UpstreamOptions(prefix="/files"), host="127.0.0.2") as server:
-        yield server
-
-
-def _run(
-    base: str,
-    client: str,
-    go: Callable[[Upstream], Awaitable[T]],
-    *,
-    metrics: Metrics | None = None,
-    timeout: float = 10,
-    max_page_bytes: int = 64 * MIB,
-    **route: object,
-) -> T:
-    async def run() -> T:
-        config = RouteConfig(prefix="/simple", upstream=base + "/simple", **route)  # type: ignore[arg-type]
-        upstream = Upstream(
-            config, metrics or Metrics(), timeout=timeout, range_client=client, max_page_bytes=max_page_bytes
-        )
-        assert isinstance(upstream.reads, AioRangeClient) == (client == "aiohttp")
-        try:
-            return await go(upstream)
-        finally:
-            await upstream.aclose()
-
-    return asyncio.run(run())
 
 
 def _page(base: str, client: str, url: str = "", **kwargs: object) -> PageFetch:
@@ -78,14 +31,14 @@ def _page(base: str, client: str, url: str = "", **kwargs: object) -> PageFetch:
     async def go(upstream: Upstream) -> PageFetch:
         return await upstream.fetch_page(url or base + "/simple/far/", etag=etag, last_modified=modified)  # type: ignore[arg-type]
 
-    return _run(base, client, go, **kwargs)
+    return with_upstream(base, client, go, **kwargs)
 
 
 def _small(base: str, client: str, url: str, limit: int = 16 * MIB, **kwargs: object) -> bytes | None:
     async def go(upstream: Upstream) -> bytes | None:
         return await upstream.fetch_small(url, limit)
 
-    return _run(base, client, go, **kwargs)
+    return with_upstream(base, client, go, **kwargs)
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -46,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support.child_server import Started
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
+from tests.support.raw_http import DrippingHeaders  # re-exported: tests take it from here too
 from tests.support.request_log import RequestLog, RequestRecord, _Entry
 from tests.support.serving import ServerStartError, ThreadedServer
 from tests.support.simple_pages import (
@@ -544,57 +544,6 @@ def _ranged(
     if body.data is not None:
         return 206, out, _Body.of(body.data[start : end + 1])
     return 206, out, dataclasses.replace(body, start=body.start + start, length=end - start + 1)
-
-
-# --- a fault below HTTP: headers that drip -----------------------------------------------------------
-
-
-class DrippingHeaders:
-    """A socket server on 127.0.0.1 that answers every request with a status line and headers sent
-    one byte per ``interval`` seconds, never finishing them: no ASGI server can be made to do that,
-    and each byte comes well within any per-read timeout. ``with DrippingHeaders() as up: up.url``.
-    """
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self._interval = interval
-        self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._threads: list[threading.Thread] = []
-        self.requests = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = self._listener.accept()
-                self.requests += 1
-                thread = threading.Thread(target=self._drip, args=(conn,), daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _drip(self, conn: socket.socket) -> None:
-        head = b"HTTP/1.1 200 OK\r\n" + b"x-padding: " + b"a" * 100_000
-        with conn, contextlib.suppress(OSError):
-            for byte in head:
-                if self._stop.wait(self._interval):
-                    return
-                conn.sendall(bytes([byte]))
-
-    def __enter__(self) -> DrippingHeaders:
-        thread = threading.Thread(target=self._accept, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
 
 
 # --- a server a person can run ----------------------------------------------------------------------
