@@ -96,7 +96,7 @@ class Config:
     upstream_max_page_bytes: int = 64 * 1024 * 1024  # a bigger page is refused (the last good one stays)
     upstream_file_idle_timeout: float = 30.0  # seconds without a byte before a file download is cut off
     upstream_file_min_rate: int = 65536  # bytes/s a download nobody reads any more must keep up
-    upstream_range_client: str = "aiohttp"  # "aiohttp" or "httpx": reads wheels' METADATA with ranges
+    upstream_range_client: str = "aiohttp"  # "aiohttp" or "httpx": pages, PEP 658 files, range reads
     # [meld]: a sibling over a limit takes no part in its release's meld (proxy.meld.MeldLimits).
     meld_max_requirements: int = 5000  # Requires-Dist lines per wheel
     meld_max_metadata_size: int = 16 * 1024 * 1024  # bytes of METADATA per wheel

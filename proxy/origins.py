@@ -16,6 +16,7 @@ __all__ = [
     "allowed_origin",
     "canonical_host",
     "ip_literal",
+    "origin_and_host",
     "origin_of",
     "redact_url",
     "split_url",
@@ -41,8 +42,14 @@ def origin_of(url: str) -> str:
 
     Raises ``InvalidUpstreamURL`` for anything that is not an absolute http(s) URL with a host.
     """
+    return origin_and_host(url)[0]
+
+
+def origin_and_host(url: str) -> tuple[str, str]:
+    """``origin_of(url)`` and the canonical host in it, from one parse of ``url``."""
     parts = split_url(url)
-    return _format_origin(parts.scheme.lower(), canonical_host(parts, url), _port(parts, url))
+    host = canonical_host(parts, url)
+    return _format_origin(parts.scheme.lower(), host, _port(parts, url)), host
 
 
 def ip_literal(host: str) -> IPAddress | None:

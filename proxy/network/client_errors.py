@@ -14,8 +14,8 @@ import httpx
 
 __all__ = ["HTTP_CLIENT_ERRORS"]
 
-# aiohttp: the range reads' client (``range_client``); all it raises for transport, protocol, URL
-# and redirect failures is a ``ClientError``.
+# aiohttp: the client of pages, PEP 658 files and range reads (``range_client``); all it raises
+# for transport, protocol, URL, redirect and decoding failures is a ``ClientError``.
 HTTP_CLIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.HTTPError,
     httpx.InvalidURL,

@@ -131,7 +131,7 @@ class MetadataFetcher:
             with upstream.errors(dist.url), upstream_time():
                 async with upstream.deadline(dist.url):  # all the range reads together, not each
                     fetched = await fetch_wheel_metadata(
-                        upstream.ranges, dist.url, dist.filename, layout=layout
+                        upstream.reads, dist.url, dist.filename, layout=layout
                     )
         except RemoteZipError as exc:
             raise UpstreamError(f"cannot read metadata of {dist.filename}: {exc}") from exc

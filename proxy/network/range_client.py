@@ -1,10 +1,13 @@
-"""The HTTP client the remote-zip reader needs, and an aiohttp one for wheels' range reads.
+"""The HTTP client the remote-zip reader and page fetches need, and an aiohttp one for both.
 
 The reader (``remote_zip``) asks for little: a streamed GET with headers, its status, headers and
-raw body chunks (``RangeClient``). A route's ``httpx.AsyncClient`` is one; ``AioRangeClient`` is the
-other, used for the range reads of wheels' METADATA because httpx costs ~1 ms more CPU per request
-(1.33 against 0.29 ms per 32 KiB range GET; a cold live lock 28% faster in wall time and 24% in
-CPU: benchmarks/README.md, "Issue 17"), and a cold meld reads hundreds of wheels.
+raw body chunks (``RangeClient``); a page or PEP 658 fetch also needs the final URL (``FetchClient``).
+A route's ``httpx.AsyncClient`` is one; ``AioRangeClient`` is the other, used for the GETs a cold
+lock makes by the hundred: wheels' range reads, project pages, PEP 658 files (``Upstream.reads``).
+httpx costs ~1 ms more CPU per request (1.33 against 0.29 ms per 32 KiB range GET; a cold live lock
+28% faster in wall time and 24% in CPU with range reads moved: benchmarks/README.md, "Issue 17"),
+and its HTTP/2 stack decodes every DATA frame in Python, which for a page of megabytes is most of
+the fetch's CPU. Bodies are passed on raw (``auto_decompress=False``): ``upstream`` decodes them.
 
 It keeps what the httpx client guarantees (``upstream.py``):
 
@@ -35,9 +38,16 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from proxy.network.ssrf import FetchPolicy, Resolver, check_url, origin_of
+from proxy.network.ssrf import FetchPolicy, Resolver, check_url
 
-__all__ = ["AioRangeClient", "RangeClient", "RangeResponse", "TooManyRedirects"]
+__all__ = [
+    "AioRangeClient",
+    "FetchClient",
+    "FetchResponse",
+    "RangeClient",
+    "RangeResponse",
+    "TooManyRedirects",
+]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONNECT_RETRIES = 2
@@ -59,6 +69,21 @@ class RangeClient(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[RangeResponse]: ...
 
 
+class FetchResponse(RangeResponse, Protocol):
+    """What a page or PEP 658 GET needs besides: the URL of the answer, after redirects."""
+
+    @property
+    def url(self) -> httpx.URL | URL: ...
+
+
+class FetchClient(Protocol):
+    """Either client, for pages and small files (``Upstream.reads``) as well as range reads."""
+
+    def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[FetchResponse]: ...
+
+
 class TooManyRedirects(aiohttp.ClientError):
     """More redirects than the route allows (httpx's ``TooManyRedirects`` for this client)."""
 
@@ -68,6 +93,7 @@ class _Response:
         self._response = response
         self.status_code = response.status
         self.headers: Mapping[str, str] = response.headers
+        self.url = response.url
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         async for chunk in self._response.content.iter_any():
@@ -116,7 +142,7 @@ class AioRangeClient:
     @contextlib.asynccontextmanager
     async def stream(
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[RangeResponse]:
+    ) -> AsyncIterator[FetchResponse]:
         """``method url``, redirects followed hop by hop inside the policy; the final answer's body
         streams while the context is open."""
         for _hop in range(self._max_redirects + 1):
@@ -136,9 +162,9 @@ class AioRangeClient:
         raise TooManyRedirects(f"more than {self._max_redirects} redirects")
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
-        await check_url(url, self._policy, resolver=self._resolver)
+        origin = await check_url(url, self._policy, resolver=self._resolver)
         sent = dict(headers or {})
-        if self._authorization is not None and origin_of(url) == self._policy.upstream_origin:
+        if self._authorization is not None and origin == self._policy.upstream_origin:
             sent["Authorization"] = self._authorization
         try:
             target = URL(url, encoded=True)  # links arrive percent-encoded: sent as they are

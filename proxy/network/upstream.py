@@ -5,8 +5,10 @@ finish in a second instead of timing out: docs/meld-contract.md). The client's r
 against the route's ``FetchPolicy`` — redirects included, because httpx runs request hooks for each
 redirected request too — so code handed the client (the remote-zip reader) cannot step outside it.
 Credentials go only to the upstream's own origin (``_OriginAuth``), never to a file host it links to.
-Wheels' range reads go through ``Upstream.ranges``: an aiohttp client (``range_client.py``) that
-keeps the same policy, resolver and credential rule, or this same httpx client.
+The GETs a cold lock makes by the hundred (pages, PEP 658 files, wheels' range reads) go through
+``Upstream.reads``: an aiohttp client (``range_client.py``) that keeps the same policy, resolver and
+credential rule, or this same httpx client. Either way the body is decoded here
+(``content_coding.py``), so size caps count decoded bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +27,8 @@ import httpx
 from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
 from proxy.network.client_errors import HTTP_CLIENT_ERRORS
-from proxy.network.range_client import AioRangeClient, RangeClient
+from proxy.network.content_coding import ACCEPT_ENCODING, ContentDecoder
+from proxy.network.range_client import AioRangeClient, FetchClient, RangeResponse
 from proxy.network.remote_zip import METADATA_SIZE_CAP
 from proxy.network.ssrf import BlockedURL, FetchPolicy, check_url, origin_of, redact_url
 from proxy.observe import Metrics, upstream_time
@@ -51,7 +54,8 @@ class _CachingResolver:
         self._answers: dict[str, tuple[float, list[str]]] = {}
         self._pending: dict[str, asyncio.Task[list[str]]] = {}
 
-    async def __call__(self, host: str) -> list[str]:
+    def __call__(self, host: str) -> list[str] | Awaitable[list[str]]:
+        """The addresses, or (on a miss) an awaitable of them: a hit costs the policy check no timer."""
         cached = self._answers.get(host)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -62,7 +66,7 @@ class _CachingResolver:
             task = asyncio.get_running_loop().create_task(self._lookup(host))
             self._pending[host] = task
             task.add_done_callback(lambda _t: self._pending.pop(host, None))
-        return await asyncio.shield(task)
+        return asyncio.shield(task)
 
     async def _lookup(self, host: str) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
@@ -146,11 +150,12 @@ class Upstream:
         )
         resolver = _CachingResolver()
         self.client = _make_client(self.policy, self._auth, timeout, resolver)
-        # Wheels' range reads: aiohttp unless asked otherwise, or unless the environment names a
-        # proxy (then httpx, whose proxy rules users know: range_client.py says why).
-        self.ranges: RangeClient = self.client
+        # The GETs a cold lock makes by the hundred (pages, PEP 658 files, wheels' range reads):
+        # aiohttp unless asked otherwise, or unless the environment names a proxy (then httpx, whose
+        # proxy rules users know: range_client.py says why).
+        self.reads: FetchClient = self.client
         if range_client == "aiohttp" and not _environment_proxies():
-            self.ranges = AioRangeClient(
+            self.reads = AioRangeClient(
                 self.policy, resolver, timeout=timeout, credentials=route.credentials, user_agent=_USER_AGENT
             )
         # Route-wide gates for metadata fetches, whatever the number of melds under way: uv asks for
@@ -162,8 +167,8 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        if isinstance(self.ranges, AioRangeClient):
-            await self.ranges.aclose()
+        if isinstance(self.reads, AioRangeClient):
+            await self.reads.aclose()
 
     def url_for(self, path_segments: tuple[str, ...], trailing_slash: bool = True) -> str:
         path = "/".join(path_segments)
@@ -188,13 +193,13 @@ class Upstream:
     async def fetch_page(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
     ) -> PageFetch:
-        headers = {"Accept": PAGE_ACCEPT}
+        headers = {"Accept": PAGE_ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         with self.errors(url), upstream_time():
-            async with self.deadline(url), self.client.stream("GET", url, headers=headers) as response:
+            async with self.deadline(url), self.reads.stream("GET", url, headers=headers) as response:
                 # Counted once an answer came, its body bytes once read (an error's body is not read).
                 self._metrics.upstream_request("page")
                 if response.status_code == 304:
@@ -217,7 +222,8 @@ class Upstream:
     async def fetch_small(self, url: str, limit: int = METADATA_SIZE_CAP) -> bytes | None:
         """A small file (PEP 658 metadata): its bytes, or ``None`` when upstream has none (404)."""
         with self.errors(url), upstream_time():
-            async with self.deadline(url), self.client.stream("GET", url) as response:
+            headers = {"Accept-Encoding": ACCEPT_ENCODING}
+            async with self.deadline(url), self.reads.stream("GET", url, headers=headers) as response:
                 if response.status_code in (404, 410):
                     return None
                 if response.status_code != 200:
@@ -253,18 +259,27 @@ class Upstream:
                 yield response
 
 
-async def _read_capped(response: httpx.Response, limit: int, what: str, url: str) -> bytes:
-    """The (decoded) body, read as it arrives and given up past ``limit`` bytes: memory stays bounded."""
+async def _read_capped(response: RangeResponse, limit: int, what: str, url: str) -> bytes:
+    """The decoded body, read as it arrives and given up past ``limit`` decoded bytes: memory stays
+    bounded, a decompression bomb included (content_coding.py)."""
     too_big = UpstreamError(f"upstream {what} larger than {limit} bytes: {_redact(url)}")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise too_big
+    decoder = ContentDecoder(response.headers.get("content-encoding", ""))
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        if len(body) + len(chunk) > limit:
-            raise too_big
-        body += chunk
+    async for chunk in response.aiter_raw():
+        _grow(body, decoder.decode(chunk), limit, too_big)
+    _grow(body, decoder.finish(), limit, too_big)
     return bytes(body)
+
+
+def _grow(body: bytearray, pieces: Iterable[bytes], limit: int, too_big: UpstreamError) -> None:
+    """Append decoded ``pieces`` to ``body``, raising ``too_big`` as soon as it passes ``limit``."""
+    for piece in pieces:
+        body += piece
+        if len(body) > limit:
+            raise too_big
 
 
 def _environment_proxies() -> bool:

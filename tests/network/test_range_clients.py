@@ -6,8 +6,6 @@ route's on 127.0.0.1, another host on 127.0.0.2 (a loopback address that is not 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
 
 import pytest
 
@@ -16,60 +14,21 @@ from proxy.config import RouteConfig
 from proxy.errors import BlockedFetch, UpstreamError
 from proxy.index.model import DistFile
 from proxy.network.metadata_fetch import MetadataFetcher
-from proxy.network.range_client import AioRangeClient
 from proxy.network.remote_zip import RemoteZipError, fetch_wheel_metadata
 from proxy.network.ssrf import BlockedURL
 from proxy.network.upstream import Upstream
 from proxy.observe import Metrics
-from tests.support.fake_index import FakeIndex
-from tests.support.stack import wheel
-from tests.support.upstream import Fault, UpstreamOptions, UpstreamServer
+from tests.network.conftest import WHEEL, with_upstream
+from tests.support.upstream import Fault, UpstreamServer
 
-WHEEL = "far-1.0-py3-none-any.whl"
 CLIENTS = ["httpx", "aiohttp"]
-T = TypeVar("T")
-
-
-def _index() -> FakeIndex:
-    return FakeIndex.from_files({"far": [wheel(WHEEL, ["idna"], payload_size=200_000)]})
-
-
-@pytest.fixture
-def route_host() -> Iterator[UpstreamServer]:
-    with UpstreamServer(_index(), UpstreamOptions(prefix="/simple")) as server:
-        yield server
-
-
-@pytest.fixture
-def other_host() -> Iterator[UpstreamServer]:
-    with UpstreamServer(_index(), UpstreamOptions(prefix="/files"), host="127.0.0.2") as server:
-        yield server
-
-
-def _with_upstream(
-    up: UpstreamServer,
-    client: str,
-    go: Callable[[Upstream], Awaitable[T]],
-    timeout: float = 10,
-    **route: object,
-) -> T:
-    async def run() -> T:
-        config = RouteConfig(prefix="/simple", upstream=up.url + "/simple", **route)  # type: ignore[arg-type]
-        upstream = Upstream(config, Metrics(), timeout=timeout, range_client=client)
-        assert isinstance(upstream.ranges, AioRangeClient) == (client == "aiohttp")
-        try:
-            return await go(upstream)
-        finally:
-            await upstream.aclose()
-
-    return asyncio.run(run())
 
 
 def _read(up: UpstreamServer, client: str, **route: object) -> bytes:
     async def go(upstream: Upstream) -> bytes:
-        return (await fetch_wheel_metadata(upstream.ranges, up.file_url(WHEEL), WHEEL)).metadata
+        return (await fetch_wheel_metadata(upstream.reads, up.file_url(WHEEL), WHEEL)).metadata
 
-    return _with_upstream(up, client, go, **route)
+    return with_upstream(up.url, client, go, **route)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -114,7 +73,7 @@ def _fetch_through_fetcher(up: UpstreamServer, client: str, timeout: float) -> b
         key = PageKey("simple", ("far",))
         return (await fetcher.fetch(key, dist, upstream, may_probe=False, sibling=True)).data
 
-    return _with_upstream(up, client, go, timeout=timeout)
+    return with_upstream(up.url, client, go, timeout=timeout)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -137,7 +96,7 @@ def test_upstream_failures_are_one_upstream_error(route_host: UpstreamServer, cl
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
-def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
+def test_a_proxy_in_the_environment_keeps_pages_metadata_and_range_reads_on_httpx(
     route_host: UpstreamServer, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example:3128")
@@ -146,7 +105,7 @@ def test_a_proxy_in_the_environment_keeps_range_reads_on_httpx(
         config = RouteConfig(prefix="/simple", upstream=route_host.url + "/simple")
         upstream = Upstream(config, Metrics(), timeout=10, range_client="aiohttp")
         try:
-            return upstream.ranges is upstream.client
+            return upstream.reads is upstream.client
         finally:
             await upstream.aclose()
 

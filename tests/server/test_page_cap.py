@@ -60,8 +60,10 @@ def test_reading_a_page_over_the_cap_keeps_memory_bounded() -> None:
             Metrics(),
             5.0,
             max_page_bytes=MIB,
+            range_client="httpx",
         )
-        upstream.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        await upstream.aclose()
+        upstream.client = upstream.reads = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         tracemalloc.start()
         try:
             with pytest.raises(UpstreamError, match="larger than"):

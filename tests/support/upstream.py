@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -46,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.support.child_server import Started
 from tests.support.fake_index import FIXTURES_DIR, FakeFile, FakeIndex
+from tests.support.raw_http import DrippingHeaders  # re-exported: tests take it from here too
 from tests.support.request_log import RequestLog, RequestRecord, _Entry
 from tests.support.serving import ServerStartError, ThreadedServer
 from tests.support.simple_pages import (
@@ -98,7 +98,8 @@ class Fault:
     length, every byte flipped.  ``chunk_size`` / ``chunk_delay_ms``: a slow body.  ``times``:
     apply to the first N matching requests only (``None``: always).  ``skip``: let this many
     matching requests through untouched first (fail the second range request, not the first).
-    ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page).
+    ``body``: answer 200 with these bytes as ``content_type`` instead (a hostile page), with
+    ``content_encoding`` as its Content-Encoding when set (a compressed, or falsely labelled, body).
     ``no_length``: no Content-Length (uvicorn sends the body chunked); with ``truncate_to`` the body
     then ends early but cleanly, as a static server's EOF-delimited file does.  ``head_delay_ms``:
     wait this long before the status line (a stalled or dripping header). ``location``: with
@@ -117,6 +118,7 @@ class Fault:
     skip: int = 0
     body: bytes | None = None
     content_type: str = "text/html; charset=utf-8"
+    content_encoding: str = ""
     no_length: bool = False
     head_delay_ms: float = 0.0
     location: str | None = None
@@ -410,7 +412,10 @@ class UpstreamServer(Started):
             return _Reply(self.log, entry, fault.status, out, body, head=head)
         if fault is not None and fault.body is not None:
             hostile = _Body.of(fault.body)
-            return _Reply(self.log, entry, 200, {"content-type": fault.content_type}, hostile, head=head)
+            out = {"content-type": fault.content_type}
+            if fault.content_encoding:
+                out["content-encoding"] = fault.content_encoding
+            return _Reply(self.log, entry, 200, out, hostile, head=head)
         status, out_headers, body = self._route(path, headers, dict(request.query_params), options, index)
         return _Reply(self.log, entry, status, out_headers, body, head=head, fault=fault)
 
@@ -548,57 +553,6 @@ def _ranged(
     if body.data is not None:
         return 206, out, _Body.of(body.data[start : end + 1])
     return 206, out, dataclasses.replace(body, start=body.start + start, length=end - start + 1)
-
-
-# --- a fault below HTTP: headers that drip -----------------------------------------------------------
-
-
-class DrippingHeaders:
-    """A socket server on 127.0.0.1 that answers every request with a status line and headers sent
-    one byte per ``interval`` seconds, never finishing them: no ASGI server can be made to do that,
-    and each byte comes well within any per-read timeout. ``with DrippingHeaders() as up: up.url``.
-    """
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self._interval = interval
-        self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._threads: list[threading.Thread] = []
-        self.requests = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = self._listener.accept()
-                self.requests += 1
-                thread = threading.Thread(target=self._drip, args=(conn,), daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _drip(self, conn: socket.socket) -> None:
-        head = b"HTTP/1.1 200 OK\r\n" + b"x-padding: " + b"a" * 100_000
-        with conn, contextlib.suppress(OSError):
-            for byte in head:
-                if self._stop.wait(self._interval):
-                    return
-                conn.sendall(bytes([byte]))
-
-    def __enter__(self) -> DrippingHeaders:
-        thread = threading.Thread(target=self._accept, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
 
 
 # --- a server a person can run ----------------------------------------------------------------------
