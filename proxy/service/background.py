@@ -4,22 +4,26 @@ Running ahead sets a ``Budget`` in its tasks' context; every metadata fetch made
 siblings included: tasks copy the context) waits for one of the budget's few slots, kept well below
 the route's own gates, so a client's fetches always find most of them free. A budget is promoted
 once a client asks for what it is computing: from then on it fetches as fast as a client would.
+Jobs wait for their turn at a ``PriorityGate``: the one nearest the client's frontier goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["Budget", "background_slot", "running_ahead", "spend"]
+__all__ = ["Budget", "PriorityGate", "background_slot", "running_ahead", "spend"]
 
 
 @dataclass(slots=True)
 class Budget:
-    gate: asyncio.Semaphore  # shared by every job of one run-ahead service
+    gate: PriorityGate  # shared by every job of one run-ahead service
+    order: tuple[int, int]  # its job's turn at the gate: (depth, sequence), the lowest first
     promoted: bool = False  # a client now waits for this work
 
 
@@ -43,5 +47,41 @@ async def background_slot() -> AsyncIterator[None]:
     if budget is None or budget.promoted:
         yield
         return
-    async with budget.gate:
+    async with budget.gate.slot(budget.order):
         yield
+
+
+class PriorityGate:
+    """At most ``size`` holders at once; a waiter with a lower ``order`` enters first, not the one
+    that came first as at a semaphore (of equal orders, the first)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, order: tuple[int, int]) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            turn = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (order, next(self._arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # handed the slot, cancelled before taking it
+                    self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            *_order, turn = heapq.heappop(self._waiting)
+            if not turn.done():  # a cancelled waiter's turn is done already
+                turn.set_result(None)
+                return
+        self._free += 1
