@@ -49,6 +49,11 @@ class Wanted:
     specifier: SpecifierSet
     extras: frozenset[str]
 
+    @property
+    def pinned(self) -> bool:
+        """Whether it admits one version only (``==1.2.3``, not ``==1.*``)."""
+        return any(s.operator in ("==", "===") and not s.version.endswith(".*") for s in self.specifier)
+
 
 def covered_pythons(
     release: Release, requires_python: str | None, within: frozenset[tuple[int, int]] | None = None

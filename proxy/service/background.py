@@ -17,13 +17,16 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["Budget", "PriorityGate", "background_slot", "running_ahead", "spend"]
+__all__ = ["Budget", "PriorityGate", "Turn", "background_slot", "running_ahead", "spend"]
+
+# A place in the queue at a PriorityGate, compared as a tuple: the lowest goes first.
+Turn = tuple[int, ...]
 
 
 @dataclass(slots=True)
 class Budget:
     gate: PriorityGate  # shared by every job of one run-ahead service
-    order: tuple[int, int]  # its job's turn at the gate: (depth, sequence), the lowest first
+    order: Turn  # its job's turn at the gate, the lowest first
     promoted: bool = False  # a client now waits for this work
 
 
@@ -57,31 +60,32 @@ class PriorityGate:
 
     def __init__(self, size: int) -> None:
         self._free = size
-        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Turn, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
     @contextlib.asynccontextmanager
-    async def slot(self, order: tuple[int, int]) -> AsyncIterator[None]:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-        else:
-            turn = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (order, next(self._arrivals), turn))
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():  # handed the slot, cancelled before taking it
-                    self._release()
-                raise
+    async def slot(self, order: Turn) -> AsyncIterator[None]:
+        # Handed out on the loop's next turn, not at once: jobs scheduled together (one release's
+        # requirements) all queue before the first free slot goes to the lowest of them.
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (order, next(self._arrivals), turn))
+        asyncio.get_running_loop().call_soon(self._hand_out)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed the slot, cancelled before taking it
+                self._free += 1
+                self._hand_out()
+            raise
         try:
             yield
         finally:
-            self._release()
+            self._free += 1
+            self._hand_out()
 
-    def _release(self) -> None:
-        while self._waiting:
+    def _hand_out(self) -> None:
+        while self._free > 0 and self._waiting:
             *_order, turn = heapq.heappop(self._waiting)
             if not turn.done():  # a cancelled waiter's turn is done already
+                self._free -= 1
                 turn.set_result(None)
-                return
-        self._free += 1

@@ -56,8 +56,8 @@ def test_the_fork_version_counts_against_the_release_bound(make_stack: MakeStack
 
 
 def _two_melds() -> FakeIndex:
-    """root -> a, b; each a release of two disagreeing wheels (a meld reads both)."""
-    projects = {"root": (wheel("root-1.0-py3-none-any.whl", ["a", "b"]),)}
+    """root -> a, b==1.0 (pinned); each a release of two disagreeing wheels (a meld reads both)."""
+    projects = {"root": (wheel("root-1.0-py3-none-any.whl", ["a", "b==1.0"]),)}
     for name in ("a", "b"):
         projects[name] = (
             wheel(f"{name}-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", ["x"]),
@@ -67,9 +67,10 @@ def _two_melds() -> FakeIndex:
     return FakeIndex(projects)
 
 
-def test_a_levels_pages_go_before_its_melds(make_stack: MakeStack) -> None:
+def test_a_levels_pages_go_before_its_melds_and_pins_first(make_stack: MakeStack) -> None:
     # One job and one upstream request at a time: the order of the upstream log is the order of
-    # the turns. a's page, b's page, then a's meld and b's meld, then x (the next level).
+    # the turns. The pages of the level, then its melds, the pinned b before a (a resolver decides
+    # a pin first), then x (the next level).
     stack = make_stack(_two_melds(), config={**ON, "meld_run_ahead_concurrency": 1})
     _ask_root(stack)
     _settle(stack)
@@ -79,7 +80,7 @@ def test_a_levels_pages_go_before_its_melds(make_stack: MakeStack) -> None:
         step = "page" if record.path.endswith("/") else "meld"
         if name.split("-")[0] in ("a", "b", "x") and (step, name.split("-")[0]) not in order:
             order.append((step, name.split("-")[0]))
-    assert order == [("page", "a"), ("page", "b"), ("meld", "a"), ("meld", "b"), ("page", "x"), ("meld", "x")]
+    assert order == [("page", "b"), ("page", "a"), ("meld", "b"), ("meld", "a"), ("page", "x"), ("meld", "x")]
 
 
 # -- the property: the same client requests get the same answers, running ahead or not ------------

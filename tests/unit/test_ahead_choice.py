@@ -132,3 +132,18 @@ def test_covered_pythons(
     dists = [_dist(w) for w in wheels]
     release = release_groups(dists)[wheels[0]]
     assert covered_pythons(release, requires_python, within) == {(3, m) for m in pythons}
+
+
+@pytest.mark.parametrize(
+    ("specifier", "pinned"),
+    [
+        ("==1.2.3", True),
+        ("===1.2.3", True),
+        ("==1.*", False),
+        (">=1,<2", False),
+        ("", False),
+        ("~=1.2", False),
+    ],
+)
+def test_a_pin_admits_one_version(specifier: str, pinned: bool) -> None:
+    assert Wanted("p", SpecifierSet(specifier), frozenset()).pinned is pinned  # type: ignore[arg-type]

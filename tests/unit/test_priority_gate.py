@@ -1,5 +1,5 @@
 """``background.PriorityGate``: slots go to the lowest turn waiting, and a waiter cancelled before
-its turn takes none (no sleeps: each waiter's entry is an event)."""
+its turn takes none."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ def test_the_lowest_turn_enters_first_and_a_cancelled_waiter_takes_no_slot() -> 
     async def run() -> list[tuple[int, int]]:
         gate = PriorityGate(1)
         entered: list[tuple[int, int]] = []
-        release = asyncio.Event()
+        release, held = asyncio.Event(), asyncio.Event()
 
         async def holder() -> None:
             async with gate.slot((0, 0)):
+                held.set()
                 await release.wait()
 
         async def waiter(turn: tuple[int, int]) -> None:
@@ -23,9 +24,9 @@ def test_the_lowest_turn_enters_first_and_a_cancelled_waiter_takes_no_slot() -> 
                 entered.append(turn)
 
         first = asyncio.create_task(holder())
-        await asyncio.sleep(0)  # the holder takes the slot
+        await held.wait()
         tasks = [asyncio.create_task(waiter(t)) for t in ((5, 1), (3, 2), (3, 1), (4, 0))]
-        await asyncio.sleep(0)  # every waiter is queued
+        await asyncio.sleep(0)  # one turn of the loop: every waiter queues (none can enter)
         tasks[3].cancel()  # (4, 0): given up before its turn
         release.set()
         await asyncio.gather(first, *tasks, return_exceptions=True)
