@@ -12,12 +12,11 @@ all (the fork's extra version of ``likely_releases`` counts as one, and nothing 
 it). Its jobs run ``concurrency`` at a time and fetch within as many upstream slots
 (``background``), below the route's own gates, so client traffic goes first; a job a client starts
 waiting for is promoted to a client's speed. Slots go breadth-first (``_turn``): a level's pages,
-then its melds, then the next level's, whatever trigger they came from. A job skips what a client
-is doing itself: the likely release of a page a client already has (its next request asks for it),
-and it waits for a page a client is fetching without holding a slot. A trigger's tree nobody asked
-anything of for ``window`` seconds is cancelled. Counted as ``wheelmeld_ahead_total{outcome}``:
-started, used (a client later asked for it), wasted (never asked before it was cancelled, evicted
-or the worker stopped), cancelled.
+then its melds, then the next level's, whatever trigger they came from; pins first in a level. A
+job skips a meld a client asked for itself, and waits for a page a client is fetching without
+holding a slot. A trigger's tree nobody asked anything of for ``window`` seconds is cancelled.
+Counted as ``wheelmeld_ahead_total{outcome}``: started, used (a client later asked for it), wasted
+(never asked before it was cancelled, evicted or the worker stopped), cancelled.
 """
 
 from __future__ import annotations

@@ -4,16 +4,13 @@ melds), and that neither changes an answer. Through a real proxy in front of a f
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server.test_ahead import ON, _answers, _ask_root, _files, _metrics, _pages, _settle, _stack_on
+from tests.server.test_ahead import ON, _ask_root, _files, _metrics, _pages, _settle, assert_same_answers
 from tests.support.fake_index import FakeIndex
 from tests.support.stack import MakeStack, wheel
 from tests.support.upstream import UpstreamOptions, UpstreamServer
@@ -108,11 +105,4 @@ def fork_upstream() -> Iterator[UpstreamServer]:
 def test_warming_the_fork_never_changes_an_answer(
     fork_upstream: UpstreamServer, order: list[tuple[str, str | None]], settle: list[bool]
 ) -> None:
-    answers = []
-    for config in ({"meld_run_ahead_depth": 0}, ON):
-        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-            running = _stack_on(stack, fork_upstream, Path(tmp), config)
-            answers.append(_answers(running, order, settle))
-            _settle(running)  # nothing may write to the cache once it is gone
-    for off, on in zip(*answers, strict=True):
-        assert off == on
+    assert_same_answers(fork_upstream, order, settle)
