@@ -3,21 +3,27 @@
 A resolver discovers a lock level by level (page, metadata, the dependencies' pages, theirs …) and
 each meld starts only when it asks for that release, so upstream latency and resolver depth multiply.
 Once a client has a release's metadata, this service fetches, in the background, the pages of its
-requirements and warms the meld of the release each will most likely resolve to (``ahead_choice``),
+requirements and warms the melds of the releases each will most likely resolve to (``ahead_choice``),
 through the very ``PageService.lookup`` and ``MetadataService.serve`` a client request takes: what
 it leaves behind is exactly what that request would have put in the cache, so no answer changes.
 
 Bounded per trigger (the release a client asked for): ``depth`` levels below it, ``releases`` in
-all. Its jobs run ``concurrency`` at a time and fetch within as many upstream slots (``background``),
-below the route's own gates, so client traffic goes first; a job a client starts waiting for is
-promoted to a client's speed. A trigger's tree nobody asked anything of for ``window`` seconds is
-cancelled. Counted as ``wheelmeld_ahead_total{outcome}``: started, used (a client later asked for
-it), wasted (never asked before it was cancelled, evicted or the worker stopped), cancelled.
+all (the fork's extra version of ``likely_releases`` counts as one, and nothing runs ahead below
+it). Its jobs run ``concurrency`` at a time and fetch within as many upstream slots
+(``background``), below the route's own gates, so client traffic goes first; a job a client starts
+waiting for is promoted to a client's speed. Slots go breadth-first (``_turn``): a level's pages,
+then its melds, then the next level's, whatever trigger they came from; pins first in a level. A
+job skips a meld a client asked for itself, and waits for a page a client is fetching without
+holding a slot. A trigger's tree nobody asked anything of for ``window`` seconds is cancelled.
+Counted as ``wheelmeld_ahead_total{outcome}``: started, used (a client later asked for it), wasted
+(never asked before it was cancelled, evicted or the worker stopped), cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -33,11 +39,11 @@ from proxy.observe import AheadOutcome, Metrics, RequestFacts, start_request
 from proxy.service.ahead_choice import (
     Wanted,
     covered_pythons,
-    likely_release,
+    likely_releases,
     metadata_requirements,
     wanted_requirements,
 )
-from proxy.service.background import Budget, background_slot, running_ahead, spend
+from proxy.service.background import Budget, PriorityGate, Turn, background_slot, running_ahead, spend
 from proxy.service.pages import PageEntry, PageService
 from proxy.service.served_metadata import MetadataService
 
@@ -96,13 +102,16 @@ class AheadService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
-        self._jobs = asyncio.Semaphore(max(1, limits.concurrency))
-        self._gate = asyncio.Semaphore(max(1, limits.concurrency))
+        self._jobs = PriorityGate(max(1, limits.concurrency))
+        self._order = itertools.count()  # jobs of one level: first scheduled, first served
+        self._gate = PriorityGate(max(1, limits.concurrency))
         self._trees: set[_Tree] = set()  # those with work to do; a cancelled one is out
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_page: dict[PageKey, _Tree] = {}
         self._warm: OrderedDict[_WarmKey, _Warm] = OrderedDict()
         self._seen: set[_WarmKey] = set()  # scheduled once per worker (a set bounded like _warm)
+        self._asked: set[PageKey] = set()  # pages clients asked for (bounded like _seen)
+        self._asked_melds: set[tuple[PageKey, str]] = set()  # releases' metadata they asked for (idem)
         self._settled = asyncio.Event()
         self._settled.set()
 
@@ -113,6 +122,9 @@ class AheadService:
     def asked_page(self, key: PageKey) -> None:
         """A client asked for ``key``'s page: its tree runs on, and a page fetched ahead was used."""
         self._sweep()
+        if len(self._asked) >= 4 * _REMEMBERED:
+            self._asked.clear()
+        self._asked.add(key)
         tree = self._by_page.get(key)
         if tree is not None:
             tree.asked_at = self._clock()
@@ -123,6 +135,9 @@ class AheadService:
         if release is None:
             return
         self.asked_page(key)
+        if len(self._asked_melds) >= 4 * _REMEMBERED:
+            self._asked_melds.clear()
+        self._asked_melds.add((key, release.key))
         warm = self._warm.get(("meld", key, release.key))
         if warm is not None and warm.budget is not None:
             warm.budget.promoted = True
@@ -186,34 +201,71 @@ class AheadService:
         upstream: Upstream,
         depth: int,
     ) -> None:
-        """One job: ``wanted``'s page, then the meld of the release it most likely resolves to."""
-        async with self._jobs:
+        """One job: ``wanted``'s page, then the melds of the releases it most likely resolves to
+        (``likely_releases``), each step taking its turn (``_turn``)."""
+        sequence = next(self._order)
+        facts, _token = start_request()  # this task's own: counts only what it makes upstream
+        spend(Budget(self._gate, _turn(depth, wanted.pinned, sequence, meld=False)))
+        if key in self._asked:
+            # A client's request fetches this page: wait for it without holding a job's slot.
+            with contextlib.suppress(WheelmeldError):
+                await self._pages.lookup(key, upstream)
+        async with self._jobs.slot(_turn(depth, wanted.pinned, sequence, meld=False)):
             if not self._alive(tree):
                 return
-            facts, _token = start_request()  # this task's own: counts only what it makes upstream
-            budget = Budget(self._gate)
-            spend(budget)
             self._metrics.ahead[AheadOutcome.STARTED] += 1
             entry = await self._page(tree, key, upstream, facts)
             if entry.page is None:
                 return
             groups = await asyncio.to_thread(entry.release_groups)
-            release = await asyncio.to_thread(likely_release, entry.page.files, groups, wanted, pythons)
-            if release is None or not self._alive(tree):
-                return
-            # Known already (a client's, or another tree's): read back without upstream requests,
-            # only to go on below it.
-            known = self._metadata.knows(entry.key, release)
-            warm = None if known else self._warmed(("meld", entry.key, release.key), tree, budget)
-            before = facts.upstream_requests
-            try:
-                served = await self._metadata.serve(entry.key, release, release.wheels[0], upstream)
-            finally:
-                if warm is not None:
-                    warm.budget = None
-                    self._charge(warm, facts.upstream_requests - before)
-        if depth < self._limits.depth and self._alive(tree):
-            self._expand(tree, entry.key, release, served.body, wanted.extras, pythons, upstream, depth + 1)
+            likely = await asyncio.to_thread(likely_releases, entry.page.files, groups, wanted, pythons)
+        for index, release in enumerate(likely):
+            if index > 0:  # the extra version counts against the tree's bound as its own release
+                if tree.scheduled >= self._limits.releases:
+                    return
+                tree.scheduled += 1
+            turn = _turn(depth, wanted.pinned, sequence, meld=True)
+            async with self._jobs.slot(turn):
+                if not self._alive(tree):
+                    return
+                if self._under_way(entry.key, release):
+                    continue  # a client asked for it (and runs ahead from it), or another job melds it
+                body = await self._meld(tree, entry.key, release, upstream, facts, turn)
+            # Below the extra version nothing more: a resolver asks for it only where it forks.
+            if index == 0 and depth < self._limits.depth and self._alive(tree):
+                self._expand(tree, entry.key, release, body, wanted.extras, pythons, upstream, depth + 1)
+
+    def _under_way(self, key: PageKey, release: Release) -> bool:
+        if (key, release.key) in self._asked_melds:
+            return True
+        warm = self._warm.get(("meld", key, release.key))
+        return warm is not None and warm.budget is not None
+
+    async def _meld(
+        self,
+        tree: _Tree,
+        key: PageKey,
+        release: Release,
+        upstream: Upstream,
+        facts: RequestFacts,
+        order: Turn,
+    ) -> bytes:
+        """``release``'s served metadata, melded within a budget of its own (promoted when a
+        client starts waiting for it); what it cost upstream is charged to it."""
+        # Known already (a client's, or another tree's): read back without upstream requests,
+        # only to go on below it.
+        budget = Budget(self._gate, order)
+        spend(budget)
+        known = self._metadata.knows(key, release)
+        warm = None if known else self._warmed(("meld", key, release.key), tree, budget)
+        before = facts.upstream_requests
+        try:
+            served = await self._metadata.serve(key, release, release.wheels[0], upstream)
+        finally:
+            if warm is not None:
+                warm.budget = None
+                self._charge(warm, facts.upstream_requests - before)
+        return served.body
 
     async def _page(self, tree: _Tree, key: PageKey, upstream: Upstream, facts: RequestFacts) -> PageEntry:
         """``key``'s page, as a client's request would find it; what fetching it cost is charged to
@@ -331,3 +383,12 @@ class AheadService:
         await asyncio.gather(*tasks, return_exceptions=True)
         for warm_key in list(self._warm):
             self._settle(warm_key, AheadOutcome.WASTED)
+
+
+def _turn(depth: int, pinned: bool, sequence: int, *, meld: bool) -> Turn:
+    """A step's turn at the job and upstream gates, the lowest first: breadth-first over the graph
+    a resolver walks (the pages of a level, then their melds, then the next level's pages); in a
+    level, pinned requirements (``==`` one version) first, as uv decides those before the rest
+    (pydantic's ``pydantic-core==``), then the job scheduled first. A client's own requests never
+    wait at these gates."""
+    return (2 * depth + meld, not pinned, sequence)

@@ -2,10 +2,11 @@
 
 From a release's served metadata: the requirements a universal resolver follows (every marker that
 holds in some environment the release covers, extras only where asked). From a project page: the
-release it will most likely pick for one requirement (the newest that satisfies the specifier, not
-yanked, not a pre-release unless the specifier asks for one or nothing else satisfies it, whose
-``Requires-Python`` admits some Python the parent covers). A wrong guess costs upstream requests,
-never an answer: what is warmed is what a client's own request would have computed.
+releases it will most likely pick for one requirement (``likely_releases``: the newest that
+satisfies the specifier and admits some Python the parent covers, and, when that one does not admit
+the parent's ``Requires-Python`` floor, the newest that does, where a universal resolver forks).
+A wrong guess costs upstream requests, never an answer: what is warmed is what a client's own
+request would have computed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from proxy.index.model import DistFile
 from proxy.index.releases import Release, release_of
 from proxy.meld.environments import python_facts
 
-__all__ = ["Wanted", "covered_pythons", "likely_release", "metadata_requirements", "wanted_requirements"]
+__all__ = ["Wanted", "covered_pythons", "likely_releases", "metadata_requirements", "wanted_requirements"]
 
 # The Python minors a guess considers: the ones resolvers lock for today, and a few either side.
 _PYTHONS = tuple((3, minor) for minor in range(6, 16))
@@ -47,6 +48,11 @@ class Wanted:
     name: NormalizedName
     specifier: SpecifierSet
     extras: frozenset[str]
+
+    @property
+    def pinned(self) -> bool:
+        """Whether it admits one version only (``==1.2.3``, not ``==1.*``)."""
+        return any(s.operator in ("==", "===") and not s.version.endswith(".*") for s in self.specifier)
 
 
 def covered_pythons(
@@ -99,32 +105,56 @@ def wanted_requirements(
     return list(wanted.values())
 
 
-def likely_release(
+def likely_releases(
     files: Sequence[DistFile], groups: dict[str, Release], wanted: Wanted, pythons: frozenset[tuple[int, int]]
-) -> Release | None:
-    """The release of ``wanted`` a resolver most likely picks from a page of ``files`` (``groups``:
-    the page's ``release_groups``); None when that version has no wheel (nothing to meld) or no
-    version fits."""
-    versions: dict[Version, list[DistFile]] = {}
-    for dist in files:
-        if dist.yanked:
-            continue
-        parsed = parse_file_name(dist.filename)
-        if parsed.kind in (FileKind.WHEEL, FileKind.SDIST) and parsed.version is not None:
-            versions.setdefault(parsed.version, []).append(dist)
+) -> tuple[Release, ...]:
+    """The releases of ``wanted`` a universal resolver most likely asks for from a page of ``files``
+    (``groups``: the page's ``release_groups``), at most two:
+
+    - the newest version that satisfies the specifier, is not yanked, is not a pre-release unless
+      the specifier asks for one or nothing else satisfies it, and whose ``Requires-Python``
+      admits some Python in ``pythons`` (those the requiring release covers);
+    - when that version does not admit the lowest of ``pythons`` (the requiring release's own
+      ``Requires-Python`` floor), the newest such version that does: the resolver forks on
+      ``python_version`` there and asks for it too (numpy's newest wanting 3.12 under a project
+      that admits 3.11). Never more than one such extra version per requirement.
+
+    A version without a wheel on the page (nothing to meld) is left out."""
+    versions, releases = _versions(files, groups)
     asks_pre = bool(wanted.specifier.prereleases)  # a specifier naming a pre-release, as ">=3.0rc1"
     finals = [v for v in versions if wanted.specifier.contains(v, prereleases=asks_pre)]
     # No final release satisfies it: resolvers then take pre-releases (uv and pip alike).
     fitting = finals or [v for v in versions if wanted.specifier.contains(v, prereleases=True)]
     fitting = [v for v in fitting if any(_admits_any(d.requires_python, pythons) for d in versions[v])]
     if not fitting:
-        return None
-    chosen = max(fitting)
-    for dist in versions[chosen]:
-        group = groups.get(dist.filename)
-        if group is not None and release_of(dist.filename) is not None:
-            return group
-    return None
+        return ()
+    chosen = [max(fitting)]
+    floor = min(pythons)
+    if not any(_admits(d.requires_python, floor) for d in versions[chosen[0]]):
+        admitting = [v for v in fitting if any(_admits(d.requires_python, floor) for d in versions[v])]
+        chosen += [max(admitting)] if admitting else []
+    return tuple(releases[version] for version in chosen if version in releases)
+
+
+def _versions(
+    files: Sequence[DistFile], groups: dict[str, Release]
+) -> tuple[dict[Version, list[DistFile]], dict[Version, Release]]:
+    """Each version on the page -> its files not yanked; and -> its release of wheels. A release's
+    version is parsed from its first wheel only: a page may hold 15,000 wheels."""
+    versions: dict[Version, list[DistFile]] = {}
+    releases: dict[Version, Release] = {}
+    for release in {group.key: group for group in groups.values()}.values():
+        identity = release_of(release.wheels[0].filename)
+        wheels = [dist for dist in release.wheels if not dist.yanked]
+        if identity is not None and wheels:
+            versions.setdefault(identity[1], []).extend(wheels)
+            releases[identity[1]] = release
+    for dist in files:
+        if not dist.yanked and not dist.filename.endswith(".whl"):
+            parsed = parse_file_name(dist.filename)
+            if parsed.kind is FileKind.SDIST and parsed.version is not None:
+                versions.setdefault(parsed.version, []).append(dist)
+    return versions, releases
 
 
 def _admits(requires_python: str | None, python: tuple[int, int]) -> bool:

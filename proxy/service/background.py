@@ -4,22 +4,29 @@ Running ahead sets a ``Budget`` in its tasks' context; every metadata fetch made
 siblings included: tasks copy the context) waits for one of the budget's few slots, kept well below
 the route's own gates, so a client's fetches always find most of them free. A budget is promoted
 once a client asks for what it is computing: from then on it fetches as fast as a client would.
+Jobs wait for their turn at a ``PriorityGate``: the one nearest the client's frontier goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["Budget", "background_slot", "running_ahead", "spend"]
+__all__ = ["Budget", "PriorityGate", "Turn", "background_slot", "running_ahead", "spend"]
+
+# A place in the queue at a PriorityGate, compared as a tuple: the lowest goes first.
+Turn = tuple[int, ...]
 
 
 @dataclass(slots=True)
 class Budget:
-    gate: asyncio.Semaphore  # shared by every job of one run-ahead service
+    gate: PriorityGate  # shared by every job of one run-ahead service
+    order: Turn  # its job's turn at the gate, the lowest first
     promoted: bool = False  # a client now waits for this work
 
 
@@ -43,5 +50,42 @@ async def background_slot() -> AsyncIterator[None]:
     if budget is None or budget.promoted:
         yield
         return
-    async with budget.gate:
+    async with budget.gate.slot(budget.order):
         yield
+
+
+class PriorityGate:
+    """At most ``size`` holders at once; a waiter with a lower ``order`` enters first, not the one
+    that came first as at a semaphore (of equal orders, the first)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: list[tuple[Turn, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, order: Turn) -> AsyncIterator[None]:
+        # Handed out on the loop's next turn, not at once: jobs scheduled together (one release's
+        # requirements) all queue before the first free slot goes to the lowest of them.
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (order, next(self._arrivals), turn))
+        asyncio.get_running_loop().call_soon(self._hand_out)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed the slot, cancelled before taking it
+                self._free += 1
+                self._hand_out()
+            raise
+        try:
+            yield
+        finally:
+            self._free += 1
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        while self._free > 0 and self._waiting:
+            *_order, turn = heapq.heappop(self._waiting)
+            if not turn.done():  # a cancelled waiter's turn is done already
+                self._free -= 1
+                turn.set_result(None)

@@ -230,10 +230,16 @@ def _answers(stack: Stack, order: list[tuple[str, str | None]], settle: list[boo
 def test_running_ahead_never_changes_an_answer(
     chain_upstream: UpstreamServer, order: list[tuple[str, str | None]], settle: list[bool]
 ) -> None:
+    assert_same_answers(chain_upstream, order, settle)
+
+
+def assert_same_answers(up: UpstreamServer, order: list[tuple[str, str | None]], settle: list[bool]) -> None:
+    """The requests ``order`` (each followed by running ahead settling, where ``settle`` says) get
+    byte-identical answers from a fresh proxy running ahead and from one that does not."""
     answers = []
     for config in ({"meld_run_ahead_depth": 0}, ON):
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-            running = _stack_on(stack, chain_upstream, Path(tmp), config)
+            running = _stack_on(stack, up, Path(tmp), config)
             answers.append(_answers(running, order, settle))
             _settle(running)  # nothing may write to the cache once it is gone
     for off, on in zip(*answers, strict=True):

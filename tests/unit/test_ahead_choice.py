@@ -10,7 +10,7 @@ from proxy.index.releases import release_groups
 from proxy.service.ahead_choice import (
     Wanted,
     covered_pythons,
-    likely_release,
+    likely_releases,
     metadata_requirements,
     wanted_requirements,
 )
@@ -54,31 +54,64 @@ def test_requires_python_is_read() -> None:
     assert metadata_requirements(_metadata(requires_python=">=3.9"))[0] == ">=3.9"
 
 
+PY311_UP = frozenset({(3, 11), (3, 12), (3, 13)})  # a parent whose Requires-Python is >=3.11
+
+
 @pytest.mark.parametrize(
-    ("files", "specifier", "chosen"),
+    ("files", "specifier", "pythons", "chosen"),
     [
-        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl"], "", "2.0"),
-        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl"], "<2", "1.0"),
-        (["p-1.0-py3-none-any.whl", "p-3.0rc1-py3-none-any.whl"], "", "1.0"),  # no pre-release unasked
-        (["p-1.0-py3-none-any.whl", "p-3.0rc1-py3-none-any.whl"], ">=3.0rc1", "3.0rc1"),
-        (["p-3.0.dev1-py3-none-any.whl"], "", "3.0.dev1"),  # nothing else: pre-releases it is
-        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl!yanked"], "", "1.0"),
-        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl!py>=3.99"], "", "1.0"),
-        (["p-1.0-py3-none-any.whl", "p-2.0.tar.gz"], "", None),  # the newest has no wheel: no meld
-        (["p-1.0-py3-none-any.whl"], ">=2", None),
+        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl"], "", PY311_UP, ["2.0"]),
+        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl"], "<2", PY311_UP, ["1.0"]),
+        (["p-1.0-py3-none-any.whl", "p-3.0rc1-py3-none-any.whl"], "", PY311_UP, ["1.0"]),  # no pre unasked
+        (["p-1.0-py3-none-any.whl", "p-3.0rc1-py3-none-any.whl"], ">=3.0rc1", PY311_UP, ["3.0rc1"]),
+        (["p-3.0.dev1-py3-none-any.whl"], "", PY311_UP, ["3.0.dev1"]),  # nothing else: pre-releases it is
+        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl!yanked"], "", PY311_UP, ["1.0"]),
+        (["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl!>=3.99"], "", PY311_UP, ["1.0"]),
+        (["p-1.0-py3-none-any.whl", "p-2.0.tar.gz"], "", PY311_UP, []),  # the newest has no wheel: no meld
+        (["p-1.0-py3-none-any.whl"], ">=2", PY311_UP, []),
+        (["p-1.0-py3-none-any.whl", "p-1.1-py3-none-any.whl"], "==1.0", PY311_UP, ["1.0"]),  # pinned
+        # The newest wants 3.12, the parent admits 3.11: the resolver forks, and asks for the newest
+        # admitting 3.11 too; one such version, never more (not 1.0, nor the 3.13 fork's 1.5).
+        (
+            [
+                "p-1.0-py3-none-any.whl",
+                "p-2.0-py3-none-any.whl!>=3.11",
+                "p-2.1-py3-none-any.whl!>=3.11",
+                "p-1.5-py3-none-any.whl!>=3.13",
+                "p-3.0-py3-none-any.whl!>=3.12",
+            ],
+            "",
+            PY311_UP,
+            ["3.0", "2.1"],
+        ),
+        (
+            ["p-2.0-py3-none-any.whl!>=3.11", "p-3.0-py3-none-any.whl!>=3.12"],
+            "",
+            PY311_UP - {(3, 11)},
+            ["3.0"],
+        ),
+        (["p-2.0-py3-none-any.whl!>=3.11", "p-3.0-py3-none-any.whl!>=3.12"], ">=3", PY311_UP, ["3.0"]),
+        (
+            ["p-2.0-py3-none-any.whl!>=3.11", "p-2.0.tar.gz", "p-3.0-py3-none-any.whl!>=3.12"],
+            "",
+            PY311_UP,
+            ["3.0", "2.0"],
+        ),
+        (["p-2.0.tar.gz!>=3.11", "p-3.0-py3-none-any.whl!>=3.12"], "", PY311_UP, ["3.0"]),  # 2.0: no wheel
     ],
 )
-def test_likely_release(files: list[str], specifier: str, chosen: str | None) -> None:
+def test_likely_releases(
+    files: list[str], specifier: str, pythons: frozenset[tuple[int, int]], chosen: list[str]
+) -> None:
     dists = []
     for spec in files:
         name, _, flag = spec.partition("!")
         dists.append(
-            _dist(name, requires_python=">=3.99" if flag == "py>=3.99" else None, yanked=flag == "yanked")
+            _dist(name, requires_python=flag if flag.startswith(">=") else None, yanked=flag == "yanked")
         )
     wanted = Wanted("p", SpecifierSet(specifier), frozenset())  # type: ignore[arg-type]
-    release = likely_release(dists, release_groups(dists), wanted, frozenset({(3, 11)}))
-    version = None if release is None else release.wheels[0].filename.split("-")[1]
-    assert version == chosen
+    releases = likely_releases(dists, release_groups(dists), wanted, pythons)
+    assert [release.wheels[0].filename.split("-")[1] for release in releases] == chosen
 
 
 @pytest.mark.parametrize(
@@ -99,3 +132,18 @@ def test_covered_pythons(
     dists = [_dist(w) for w in wheels]
     release = release_groups(dists)[wheels[0]]
     assert covered_pythons(release, requires_python, within) == {(3, m) for m in pythons}
+
+
+@pytest.mark.parametrize(
+    ("specifier", "pinned"),
+    [
+        ("==1.2.3", True),
+        ("===1.2.3", True),
+        ("==1.*", False),
+        (">=1,<2", False),
+        ("", False),
+        ("~=1.2", False),
+    ],
+)
+def test_a_pin_admits_one_version(specifier: str, pinned: bool) -> None:
+    assert Wanted("p", SpecifierSet(specifier), frozenset()).pinned is pinned  # type: ignore[arg-type]
