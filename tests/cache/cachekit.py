@@ -32,12 +32,30 @@ __all__ = [
     "cache_files",
     "disagreeing_release",
     "free_port",
+    "holding_child",
     "metric",
     "serve_process",
     "tmp_leftovers",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def holding_child(code: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -c code args`` in another process, once it has printed ``held`` (it holds its locks
+    or leases then); killed with SIGKILL at the end of the block, so it never releases them itself."""
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=REPO, stdout=subprocess.PIPE, text=True
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            yield holder
+        finally:
+            holder.kill()
+            holder.wait(timeout=10)
+
+
 _START_TIMEOUT = 30.0
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -21,7 +19,7 @@ import pytest
 from proxy.cache.leases import LeaseOutcome
 from proxy.cache.redis_leases import KEY_PREFIX, RELEASED_CHANNEL, RETRY_AFTER, RedisLeases
 from proxy.cache.store import CacheStore, PageKey
-from tests.cache.cachekit import REPO
+from tests.cache.cachekit import holding_child
 from tests.support.fake_index import FakeIndex
 from tests.support.redis_server import TEST_PASSWORD as PASSWORD
 from tests.support.redis_server import RedisServer
@@ -140,17 +138,8 @@ _HOLDER = textwrap.dedent(
 
 def test_kill_9_of_the_holder_lets_another_take_over_within_its_ttl(redis_server: RedisServer) -> None:
     ttl = 1.0
-    with subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, redis_server.url, str(ttl)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        finally:
-            holder.kill()  # SIGKILL: it never releases, it only stops renewing
-            holder.wait(timeout=10)
+    with holding_child(_HOLDER, redis_server.url, str(ttl)):
+        pass  # killed (SIGKILL) on leaving: it never releases, it only stops renewing
     killed = time.monotonic()
     assert redis_server.client().exists(KEY_PREFIX + "file:x"), "the dead holder's lease is still there"
 

@@ -17,7 +17,7 @@ import pytest
 from proxy.cache.evict import choose_victims, evict
 from proxy.cache.inventory import Entry, Kind, classify, scan, summarize
 from proxy.cache.store import CacheStore, PageKey
-from tests.cache.cachekit import REPO
+from tests.cache.cachekit import REPO, holding_child
 
 
 def test_write_atomic_writes_whole_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -183,31 +183,21 @@ def test_waiting_for_locks_another_process_holds_parks_no_threads(tmp_path: Path
     store = CacheStore(tmp_path)
     store.prepare()
     keys = 20
-    with subprocess.Popen(
-        [sys.executable, "-c", _MANY_HOLDER, str(tmp_path), str(keys)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with holding_child(_MANY_HOLDER, str(tmp_path), str(keys)) as holder:
 
-            async def scenario() -> float:
-                async def wait_for(i: int) -> None:
-                    async with store.lock(f"file:{i}"):
-                        pass
+        async def scenario() -> float:
+            async def wait_for(i: int) -> None:
+                async with store.lock(f"file:{i}"):
+                    pass
 
-                waiters = [asyncio.create_task(wait_for(i)) for i in range(keys)]
-                await asyncio.sleep(0.1)
-                started = time.monotonic()
-                await asyncio.wait_for(asyncio.to_thread(time.sleep, 0), timeout=5)
-                elapsed = time.monotonic() - started
-                assert not any(w.done() for w in waiters), "the other process still holds every lock"
-                holder.kill()  # the holder dies: every waiter gets its lock
-                await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
-                return elapsed
+            waiters = [asyncio.create_task(wait_for(i)) for i in range(keys)]
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.to_thread(time.sleep, 0), timeout=5)
+            elapsed = time.monotonic() - started
+            assert not any(w.done() for w in waiters), "the other process still holds every lock"
+            holder.kill()  # the holder dies: every waiter gets its lock
+            await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
+            return elapsed
 
-            assert asyncio.run(scenario()) < 1.0
-        finally:
-            holder.kill()
-            holder.wait(timeout=10)
+        assert asyncio.run(scenario()) < 1.0
