@@ -140,7 +140,7 @@ class AheadService:
         self._asked_melds.add((key, release.key))
         warm = self._warm.get(("meld", key, release.key))
         if warm is not None and warm.budget is not None:
-            warm.budget.promoted = True
+            warm.budget.promote()
         self._use(("meld", key, release.key))
 
     def served_metadata(self, key: PageKey, release: Release | None, body: bytes, upstream: Upstream) -> None:

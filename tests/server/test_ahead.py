@@ -176,6 +176,24 @@ def test_a_client_is_served_while_running_ahead_is_stuck(make_stack: MakeStack) 
     assert _metrics(stack)["wheelmeld_ahead_running"] > 0
 
 
+def _p0_reads(stack: Stack) -> int:
+    return sum(
+        "/p0-" in r.path and r.path.endswith((".whl", ".metadata")) for r in stack.upstream.requests_for("")
+    )
+
+
+def test_a_meld_a_client_waits_for_reads_its_queued_siblings_at_once(make_stack: MakeStack) -> None:
+    # A budget of 1: running ahead reads p0's six siblings one at a time. Once two have been sent
+    # the others are queued at its gate; the client asking for p0 must not wait behind them.
+    stack = make_stack(_wide(1, 6), config={**ON, "meld_run_ahead_concurrency": 1}, latency_ms=300)
+    _ask_root(stack)
+    wait_until(lambda: _p0_reads(stack) >= 2, "running ahead reads p0's siblings", 10.0)
+    stack.upstream.log.reset()
+    asked = stack.file("p0", "p0-1.0-cp310-cp310-manylinux_2_28_x86_64.whl", ".metadata")
+    assert stack.client.get(asked).status_code == 200
+    assert stack.upstream.log.most_in_flight() >= 3, "the queued sibling reads went at a client's speed"
+
+
 def test_what_a_client_asks_later_counts_as_used(make_stack: MakeStack) -> None:
     stack = make_stack(_chain(), config=ON)
     _ask_root(stack)
