@@ -11,6 +11,7 @@ request would have computed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -121,18 +122,25 @@ def likely_releases(
 
     A version without a wheel on the page (nothing to meld) is left out."""
     versions, releases = _versions(files, groups)
+    newest_first = sorted(versions, reverse=True)
     asks_pre = bool(wanted.specifier.prereleases)  # a specifier naming a pre-release, as ">=3.0rc1"
-    finals = [v for v in versions if wanted.specifier.contains(v, prereleases=asks_pre)]
+    finals = [v for v in newest_first if wanted.specifier.contains(v, prereleases=asks_pre)]
     # No final release satisfies it: resolvers then take pre-releases (uv and pip alike).
-    fitting = finals or [v for v in versions if wanted.specifier.contains(v, prereleases=True)]
-    fitting = [v for v in fitting if any(_admits_any(d.requires_python, pythons) for d in versions[v])]
-    if not fitting:
+    fitting = finals or [v for v in newest_first if wanted.specifier.contains(v, prereleases=True)]
+    # Newest first, and only as far as needed: a page may hold hundreds of versions of 100 wheels.
+    newest = next(
+        (v for v in fitting if any(_admits_any(d.requires_python, pythons) for d in versions[v])), None
+    )
+    if newest is None:
         return ()
-    chosen = [max(fitting)]
+    chosen = [newest]
     floor = min(pythons)
-    if not any(_admits(d.requires_python, floor) for d in versions[chosen[0]]):
-        admitting = [v for v in fitting if any(_admits(d.requires_python, floor) for d in versions[v])]
-        chosen += [max(admitting)] if admitting else []
+    if not any(_admits(d.requires_python, floor) for d in versions[newest]):
+        # Admitting the floor admits some Python of ``pythons``: no need to check that again.
+        older = (
+            v for v in fitting if v < newest and any(_admits(d.requires_python, floor) for d in versions[v])
+        )
+        chosen += [v for v in itertools.islice(older, 1)]
     return tuple(releases[version] for version in chosen if version in releases)
 
 
@@ -157,6 +165,9 @@ def _versions(
     return versions, releases
 
 
+# Memoized: a pure function of two immutable values, asked for every wheel of every version a guess
+# looks at, and a page holds few distinct ``Requires-Python`` strings (parsing one costs ~10 us).
+@functools.lru_cache(maxsize=4096)
 def _admits(requires_python: str | None, python: tuple[int, int]) -> bool:
     if not requires_python:
         return True
