@@ -10,7 +10,7 @@ pip's configured index; no host name is written here).  Opt-in because it costs 
 traffic; bounded by ``--rounds`` and a per-lock timeout.
 
 Systems, interleaved in a rotating order every round: the index directly; wheelmeld
-``--workers 1`` running ahead of the resolver (issue 17) off, on, and on with 16 jobs at once
+``--workers 1`` running ahead of the resolver (issue 17) off, on with 4 jobs at once, and with 16 (the default)
 ("no ahead", "ahead", "ahead c16"), and ``--workers 2`` as configured by default (``python -m proxy
 serve``, a fresh cache per round); with ``--baseline
 DIR`` the same from another source tree (say, the parent commit); proxpi (its own venv, gunicorn,

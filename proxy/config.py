@@ -108,7 +108,7 @@ class Config:
     # Off by default: it paid on the seed workload but not on the live one (benchmarks/README.md).
     meld_run_ahead_depth: int = 2  # levels of requirements below a release a client asked for; 0: off
     meld_run_ahead_releases: int = 48  # releases warmed per release a client asked for
-    meld_run_ahead_concurrency: int = 4  # jobs, and upstream requests, run ahead at once per worker
+    meld_run_ahead_concurrency: int = 16  # jobs, and upstream requests, run ahead at once per worker
     meld_run_ahead_window: float = 30.0  # seconds running ahead goes on with no client asking any of it
     routes: tuple[RouteConfig, ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -59,7 +59,7 @@ _REMEMBERED = 4096
 class AheadLimits:
     depth: int = 2  # levels of requirements below the release a client asked for; 0: off
     releases: int = 48  # releases warmed per trigger
-    concurrency: int = 4  # jobs under way at once, and upstream requests they may have in flight
+    concurrency: int = 16  # jobs under way at once, and upstream requests they may have in flight
     window: float = 30.0  # seconds a trigger's tree runs on without a client asking any of it
 
 
