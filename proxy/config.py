@@ -105,7 +105,7 @@ class Config:
     redis_url: str | None = field(default=None, repr=False)  # may carry a password: never shown whole
     lease_ttl: float = 30.0  # seconds a lease outlives a holder that stopped renewing it
     # Running ahead of the resolver (proxy.service.ahead); a route's ``run_ahead = false`` turns it off there.
-    # Off by default: it paid on the seed workload but not on the live one (benchmarks/README.md).
+    # On by default: it pays on both benchmark workloads (benchmarks/README.md, issue 17).
     meld_run_ahead_depth: int = 2  # levels of requirements below a release a client asked for; 0: off
     meld_run_ahead_releases: int = 48  # releases warmed per release a client asked for
     meld_run_ahead_concurrency: int = 16  # jobs, and upstream requests, run ahead at once per worker

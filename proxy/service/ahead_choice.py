@@ -137,10 +137,15 @@ def likely_releases(
     floor = min(pythons)
     if not any(_admits(d.requires_python, floor) for d in versions[newest]):
         # Admitting the floor admits some Python of ``pythons``: no need to check that again.
-        older = (
-            v for v in fitting if v < newest and any(_admits(d.requires_python, floor) for d in versions[v])
+        older = next(
+            (
+                v
+                for v in fitting
+                if v < newest and any(_admits(d.requires_python, floor) for d in versions[v])
+            ),
+            None,
         )
-        chosen += [v for v in itertools.islice(older, 1)]
+        chosen += [older] if older is not None else []
     return tuple(releases[version] for version in chosen if version in releases)
 
 

@@ -38,7 +38,7 @@ def test_the_lowest_turn_enters_first_and_a_cancelled_waiter_takes_no_slot() -> 
 
 
 def test_a_promoted_budget_lets_its_queued_fetches_through_without_slots() -> None:
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, int]:
         gate = PriorityGate(1)
         release, held = asyncio.Event(), asyncio.Event()
         inside = 0
