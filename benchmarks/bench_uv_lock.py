@@ -10,10 +10,10 @@ pip's configured index; no host name is written here).  Opt-in because it costs 
 traffic; bounded by ``--rounds`` and a per-lock timeout.
 
 Systems, interleaved in a rotating order every round: the index directly; wheelmeld
-``--workers 1`` running ahead of the resolver (issue 17) off, on with 4 jobs at once, and with 16 (the default)
-("no ahead", "ahead", "ahead c16"), and ``--workers 2`` as configured by default (``python -m proxy
-serve``, a fresh cache per round); with ``--baseline
-DIR`` the same from another source tree (say, the parent commit); proxpi (its own venv, gunicorn,
+``--workers 1`` running ahead of the resolver (issue 17) off, on with 4 jobs at once, and with 16
+(the default) ("no ahead", "ahead", "ahead c16"), and ``--workers 2`` as configured by default
+(``python -m proxy serve``, a fresh cache per round); with ``--baseline DIR`` the same from another
+source tree (say, the parent commit); proxpi (its own venv, gunicorn,
 fresh cache per round) when available.  Per proxy and round: a *cold* lock (empty
 proxy cache) then a *warm* lock (same proxy, now filled); every lock gets a fresh ``UV_CACHE_DIR``,
 ``UV_PYTHON_DOWNLOADS=never`` and Python 3.11 (this interpreter).  The fake upstream also reports
