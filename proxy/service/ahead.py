@@ -144,8 +144,14 @@ class AheadService:
         self._use(("meld", key, release.key))
 
     def served_metadata(self, key: PageKey, release: Release | None, body: bytes, upstream: Upstream) -> None:
-        """A client got ``release``'s metadata ``body``: run ahead of it, a new tree rooted there."""
-        self._trigger("served", key, release, body, upstream)
+        """A client got ``release``'s metadata ``body``: run ahead of it, a new tree rooted there.
+
+        At the loop's next turn, not before the answer: reading a big release's requirements and
+        choosing what to start cost up to a few ms, and the client's next requests wait for this
+        answer (its handler writes a small response without yielding, so it goes out first).
+        """
+        if release is not None and self.enabled(upstream):
+            asyncio.get_running_loop().call_soon(self._trigger, "served", key, release, body, upstream)
 
     def first_metadata(self, key: PageKey, release: Release, body: bytes, upstream: Upstream) -> None:
         """A client's meld of ``release`` read its first sibling, ``body``: run ahead from it while
