@@ -8,7 +8,7 @@ and a PEP 503 HTML page of 20,000 files (200 releases x 100 wheels, root-relativ
 fresh process with a tree's ``proxy`` on ``sys.path``, times each stage a cold page goes through,
 on fresh objects (the render memo lives on them): parse (``parse_project_page``), groups
 (``PageEntry.release_groups``), the disk copy (``PageService._save``), the served page rendered as
-PEP 691 JSON (``PageViews._render``, the served page built on the way). Thread CPU time, median of
+PEP 691 JSON (``PageViews._render``: the served files' fragments, then their join). Thread CPU time, median of
 ``--runs`` processes per tree, the trees taking turns.
 
 Run: ``.venv/bin/python benchmarks/bench_page_cpu.py [--runs 7] [--baseline DIR]`` (``DIR``: e.g.

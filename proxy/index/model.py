@@ -25,8 +25,9 @@ __all__ = ["DistFile", "ProjectList", "ProjectPage", "versions_from_files", "whe
 class _RenderMemo:
     """Slots in which ``render`` memoizes a file's HTML and JSON fragments.
 
-    Why: a server renders one (already rewritten) page for every request; formatting 20,000 files
-    costs tens of milliseconds, joining memoized fragments a few. They are not dataclass fields, so
+    Why: a page rendered again (``render_project_*`` of the same files) costs a join of fragments,
+    a few milliseconds for 20,000 files, not tens. (The server's pages as served keep their own
+    fragments: ``service/page_views.py``.) They are not dataclass fields, so
     ``==``, ``repr``, ``asdict``, ``replace`` and pickling ignore them, and ``replace`` yields a fresh
     object with an empty memo: a fragment can never outlive the values it was built from.
     """
@@ -53,9 +54,10 @@ class DistFile(_RenderMemo):
     ) -> DistFile:
         """This file with another link, hashes and core-metadata advertisement, the rest kept.
 
-        Built positionally, in the field order above: ``replace`` or keywords cost a frozen
-        dataclass two to three times as much, on a path taken 15,000 times per big page.
-        ``tests/index`` checks that every other field is carried over, so a reorder cannot pass.
+        What a page serves, by definition: the server renders it without building the copy
+        (``render.file_html`` / ``file_json``, tested to give its bytes). Built positionally, in the
+        field order above (``replace`` or keywords cost a frozen dataclass two to three times as
+        much); ``tests/index`` checks that every other field is carried over.
         """
         return DistFile(
             self.filename,

@@ -5,9 +5,11 @@ metadata under the PEP 714 name *and* the legacy PEP 658 name (older installers 
 latter), keep ``+`` as ``%2B`` in URL paths, and are deterministic.
 
 Built for big pages: each file is formatted once into an HTML and a JSON fragment, memoized on the
-``DistFile`` (see ``model._RenderMemo``), and a page is one join of fragments. A 20,000-file page
-renders in a few milliseconds once its files have been rendered before, and in a few tens of
-milliseconds the first time.
+``DistFile`` (see ``model._RenderMemo``), and a page is one join of fragments. A page as served
+(our links, hashes and advertisements) is rendered from upstream's files by ``file_html`` /
+``file_json`` and ``join_project_*``; its caller keeps those fragments (``service/page_views.py``).
+A 20,000-file page renders in a few milliseconds once its files have been rendered before, and in
+a few tens of milliseconds the first time.
 
 The repository version is the lowest that covers what the page carries: 1.1 (PEP 700), 1.2 with
 PEP 708 ``tracks`` / ``alternate-locations``, 1.4 with a PEP 792 project status.
@@ -16,7 +18,7 @@ PEP 708 ``tracks`` / ``alternate-locations``, 1.4 with a PEP 792 project status.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from html import escape
 from json.encoder import encode_basestring_ascii as _js
 
@@ -25,7 +27,19 @@ from packaging.utils import canonicalize_name
 from ._values import plus_in_path
 from .model import DistFile, ProjectList, ProjectPage
 
-__all__ = ["render_list_html", "render_list_json", "render_project_html", "render_project_json"]
+__all__ = [
+    "file_html",
+    "file_json",
+    "join_project_html",
+    "join_project_json",
+    "render_list_html",
+    "render_list_json",
+    "render_project_html",
+    "render_project_json",
+]
+
+# A file's core-metadata advertisement: False, True, or its hashes.
+Advertised = bool | Mapping[str, str]
 
 # PEP 503 fragments carry one hash; sha256 is the one installers check, then the strongest others.
 _HASH_PREFERENCE = ("sha256", "sha512", "sha384", "sha224", "blake2b", "blake2s", "sha1", "md5")
@@ -81,9 +95,15 @@ def _metadata_attrs(core_metadata: bool | Mapping[str, str]) -> str:
     return f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
 
 
-def _html_fragment(f: DistFile) -> str:
-    href = plus_in_path(f.url)
-    best = _preferred_hash(f.hashes)
+def file_html(f: DistFile, url: str, hashes: Mapping[str, str], core_metadata: Advertised) -> str:
+    """``f``'s anchor with this link, hashes and advertisement in place of its own.
+
+    The same text as ``f.served_as(url, hashes, core_metadata)`` renders, without building that
+    ``DistFile`` (a frozen dataclass: 1-3 us each, 15,000 times for a big page); the caller keeps
+    the fragment (``service/page_views.py``).
+    """
+    href = plus_in_path(url)
+    best = _preferred_hash(hashes)
     if best:
         href = f"{href}#{best[0]}={best[1]}"
     attrs = ""
@@ -91,7 +111,7 @@ def _html_fragment(f: DistFile) -> str:
         attrs += f' data-requires-python="{_esc(f.requires_python)}"'
     if f.yanked is not False:
         attrs += f' data-yanked="{_esc(f.yanked) if isinstance(f.yanked, str) else ""}"'
-    attrs += _metadata_attrs(f.core_metadata)
+    attrs += _metadata_attrs(core_metadata)
     if f.gpg_sig is not None:
         attrs += ' data-gpg-sig="true"' if f.gpg_sig else ' data-gpg-sig="false"'
     if f.upload_time:
@@ -111,6 +131,10 @@ def _memo(f: DistFile, slot: str, build: Callable[[DistFile], str]) -> str:
     return fragment
 
 
+def _html_fragment(f: DistFile) -> str:
+    return file_html(f, f.url, f.hashes, f.core_metadata)
+
+
 def _html_of(f: DistFile) -> str:
     return _memo(f, "_html_fragment", _html_fragment)
 
@@ -128,10 +152,15 @@ def _project_meta_html(page: ProjectPage) -> str:
 
 def render_project_html(page: ProjectPage) -> bytes:
     """A PEP 503 project page (repository version 1.1+) with every PEP 592/658/714 attribute."""
+    return join_project_html(page, map(_html_of, page.files))
+
+
+def join_project_html(page: ProjectPage, fragments: Iterable[str]) -> bytes:
+    """``page`` as ``render_project_html`` writes it, with ``fragments`` (``file_html``'s) as its files."""
     head = _HTML_HEAD.format(
         version=_api_version(page), meta=_project_meta_html(page), title=f"Links for {escape(page.name)}"
     )
-    return "".join([head, *map(_html_of, page.files), _HTML_TAIL]).encode("utf-8")
+    return "".join([head, *fragments, _HTML_TAIL]).encode("utf-8")
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -145,8 +174,9 @@ def _json_hashes(hashes: Mapping[str, str]) -> str:
     return "{" + ",".join(f"{_js(k)}:{_js(v)}" for k, v in sorted(hashes.items())) + "}"
 
 
-def _json_fragment(f: DistFile) -> str:
-    core = f.core_metadata
+def file_json(f: DistFile, url: str, hashes: Mapping[str, str], core_metadata: Advertised) -> str:
+    """``f``'s PEP 691 object with this link, hashes and advertisement: see ``file_html``."""
+    core = core_metadata
     metadata = "true" if core is True else "false" if core is False else _json_hashes(core)
     if isinstance(f.yanked, str) and f.yanked:
         yanked = _js(f.yanked)
@@ -158,11 +188,15 @@ def _json_fragment(f: DistFile) -> str:
     gpg = "" if f.gpg_sig is None else ',"gpg-sig":true' if f.gpg_sig else ',"gpg-sig":false'
     # One f-string for the whole object: a list of parts and a join cost a third more.
     return (
-        f'{{"filename":{_js(f.filename)},"url":{_js(plus_in_path(f.url))},'
-        f'"hashes":{_json_hashes(f.hashes) if f.hashes else "{}"},"requires-python":{requires_python},'
+        f'{{"filename":{_js(f.filename)},"url":{_js(plus_in_path(url))},'
+        f'"hashes":{_json_hashes(hashes) if hashes else "{}"},"requires-python":{requires_python},'
         f'"yanked":{yanked},"core-metadata":{metadata},"dist-info-metadata":{metadata}'
         f"{size}{upload_time}{gpg}}}"
     )
+
+
+def _json_fragment(f: DistFile) -> str:
+    return file_json(f, f.url, f.hashes, f.core_metadata)
 
 
 def _json_of(f: DistFile) -> str:
@@ -176,6 +210,11 @@ def _dumps(data: object) -> str:
 
 def render_project_json(page: ProjectPage) -> bytes:
     """A PEP 691 project page (API version 1.1+) with PEP 700 ``versions``, sizes and upload times."""
+    return join_project_json(page, map(_json_of, page.files))
+
+
+def join_project_json(page: ProjectPage, fragments: Iterable[str]) -> bytes:
+    """``page`` as ``render_project_json`` writes it, with ``fragments`` (``file_json``'s) as its files."""
     tail: dict[str, object] = {"versions": list(page.versions)}
     if page.status is not None:
         status = {"status": page.status}
@@ -187,7 +226,7 @@ def render_project_json(page: ProjectPage) -> bytes:
     if page.alternate_locations:
         tail["alternate-locations"] = list(page.alternate_locations)
     head = f'{{"meta":{{"api-version":"{_api_version(page)}"}},"name":{_js(page.name)},"files":['
-    return "".join([head, ",".join(map(_json_of, page.files)), "],", _dumps(tail)[1:]]).encode("ascii")
+    return "".join([head, ",".join(fragments), "],", _dumps(tail)[1:]]).encode("ascii")
 
 
 # --- project list -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from proxy.index import (
     render_project_json,
     versions_from_files,
 )
+from proxy.index.render import file_html, file_json, join_project_html, join_project_json
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pytorch-nightly-cu126.json"
 
@@ -194,3 +195,23 @@ def test_served_as_replaces_the_link_hashes_and_advertisement_and_keeps_every_ot
     served = DistFile(**values).served_as("demo-1.0-py3-none-any.whl", {"sha256": "ef" * 32}, True)  # type: ignore[arg-type]
     changed = {"url": "demo-1.0-py3-none-any.whl", "hashes": {"sha256": "ef" * 32}, "core_metadata": True}
     assert dataclasses.asdict(served) == {**values, **changed}
+
+
+_SERVED_HASHES = st.one_of(st.just({}), st.builds(lambda h: {"sha256": h}, _HEX))
+_SERVED_CORE = st.one_of(st.booleans(), st.builds(lambda h: {"sha256": h}, _HEX))
+
+
+@settings(max_examples=150, deadline=None)
+@given(project_pages(json_only=True), st.data())
+def test_file_fragments_render_as_the_served_copy(page: ProjectPage, data: st.DataObject) -> None:
+    # How page_views serves a page (fragments of upstream's files with our link, hashes and
+    # advertisement) against how it did (a served_as copy of each, rendered): the same bytes.
+    files = page.files
+    served = [
+        (quote(f.filename), data.draw(st.one_of(st.just(f.hashes), _SERVED_HASHES)), data.draw(_SERVED_CORE))
+        for f in files
+    ]
+    pairs = list(zip(files, served, strict=True))
+    copy = dataclasses.replace(page, files=tuple(f.served_as(*s) for f, s in pairs))
+    assert join_project_json(page, [file_json(f, *s) for f, s in pairs]) == render_project_json(copy)
+    assert join_project_html(page, [file_html(f, *s) for f, s in pairs]) == render_project_html(copy)
