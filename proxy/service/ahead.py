@@ -112,6 +112,8 @@ class AheadService:
         self._seen: set[_WarmKey] = set()  # scheduled once per worker (a set bounded like _warm)
         self._asked: set[PageKey] = set()  # pages clients asked for (bounded like _seen)
         self._asked_melds: set[tuple[PageKey, str]] = set()  # releases' metadata they asked for (idem)
+        self._deferred = 0  # served answers whose run-ahead is still to be chosen (served_metadata)
+        self._closed = False
         self._settled = asyncio.Event()
         self._settled.set()
 
@@ -150,8 +152,17 @@ class AheadService:
         choosing what to start cost up to a few ms, and the client's next requests wait for this
         answer (its handler writes a small response without yielding, so it goes out first).
         """
-        if release is not None and self.enabled(upstream):
-            asyncio.get_running_loop().call_soon(self._trigger, "served", key, release, body, upstream)
+        if release is None or not self.enabled(upstream) or self._closed:
+            return
+        self._deferred += 1
+        self._settled.clear()
+        asyncio.get_running_loop().call_soon(self._served_later, key, release, body, upstream)
+
+    def _served_later(self, key: PageKey, release: Release, body: bytes, upstream: Upstream) -> None:
+        self._deferred -= 1
+        if not self._closed:
+            self._trigger("served", key, release, body, upstream)
+        self._settle_if_idle()
 
     def first_metadata(self, key: PageKey, release: Release, body: bytes, upstream: Upstream) -> None:
         """A client's meld of ``release`` read its first sibling, ``body``: run ahead from it while
@@ -308,10 +319,13 @@ class AheadService:
                     log.error("running ahead failed", exc_info=exc)
             if not tree.tasks:
                 self._retire(tree)
-            if not self._tasks:
-                self._settled.set()
+            self._settle_if_idle()
 
         task.add_done_callback(done)
+
+    def _settle_if_idle(self) -> None:
+        if not self._tasks and not self._deferred:
+            self._settled.set()
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _alive(self, tree: _Tree) -> bool:
@@ -383,6 +397,7 @@ class AheadService:
 
     async def close(self) -> None:
         """The worker stops: cancel everything, and what was never asked for is wasted."""
+        self._closed = True  # run-ahead still to be chosen is not chosen any more
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -128,3 +128,30 @@ def test_what_nobody_asked_for_is_wasted_with_its_requests(tmp_path: Path) -> No
         assert metrics.ahead_requests[AheadOutcome.WASTED] == ahead_requests  # as the upstream counts
         assert metrics.ahead_unused_requests == 0
         assert metrics.ahead[AheadOutcome.USED] == 0
+
+
+def test_an_answer_served_as_the_worker_stops_starts_nothing(tmp_path: Path) -> None:
+    # What a served answer runs ahead is chosen at the loop's next turn (after the answer is
+    # written); a worker stopping in between must not start it on clients it has already closed.
+    clock = _Clock()
+    with UpstreamServer(_index(3), UpstreamOptions(prefix="/simple")) as up:
+
+        async def run() -> tuple[Metrics, bool]:
+            state = _state(up, tmp_path / "cache", clock)
+            upstream = state.upstreams["/simple"]
+            key = PageKey("simple", ("root",))
+            entry = await state.pages.lookup(key, upstream)
+            release = entry.release_groups()["root-1.0-py3-none-any.whl"]
+            served = await state.metadata.serve(key, release, release.wheels[0], upstream)
+            state.ahead.served_metadata(key, release, served.body, upstream)
+            settled_before = state.ahead._settled.is_set()
+            await state.ahead.close()
+            await asyncio.sleep(0)  # one loop turn: the deferred choice runs now, if ever
+            await state.ahead.settled()
+            await upstream.aclose()
+            return state.metrics, settled_before
+
+        metrics, settled_before = asyncio.run(run())
+        assert not settled_before, "a choice still to be made is work under way"
+        assert metrics.ahead[AheadOutcome.STARTED] == 0
+        assert not [r for r in up.log.records() if "/p" in r.path]
