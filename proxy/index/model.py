@@ -49,28 +49,6 @@ class DistFile(_RenderMemo):
     upload_time: str | None = None  # PEP 700: "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
     gpg_sig: bool | None = None
 
-    def served_as(
-        self, url: str, hashes: Mapping[str, str], core_metadata: bool | Mapping[str, str]
-    ) -> DistFile:
-        """This file with another link, hashes and core-metadata advertisement, the rest kept.
-
-        What a page serves, by definition: the server renders it without building the copy
-        (``render.file_html`` / ``file_json``, tested to give its bytes). Built positionally, in the
-        field order above (``replace`` or keywords cost a frozen dataclass two to three times as
-        much); ``tests/index`` checks that every other field is carried over.
-        """
-        return DistFile(
-            self.filename,
-            url,
-            hashes,
-            self.requires_python,
-            self.yanked,
-            core_metadata,
-            self.size,
-            self.upload_time,
-            self.gpg_sig,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class ProjectPage:

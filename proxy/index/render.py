@@ -98,9 +98,9 @@ def _metadata_attrs(core_metadata: bool | Mapping[str, str]) -> str:
 def file_html(f: DistFile, url: str, hashes: Mapping[str, str], core_metadata: Advertised) -> str:
     """``f``'s anchor with this link, hashes and advertisement in place of its own.
 
-    The same text as ``f.served_as(url, hashes, core_metadata)`` renders, without building that
-    ``DistFile`` (a frozen dataclass: 1-3 us each, 15,000 times for a big page); the caller keeps
-    the fragment (``service/page_views.py``).
+    The text a copy of ``f`` with that link, hashes and advertisement renders to, without building
+    the copy (a frozen dataclass, per file of pages 15,000 files long); the caller keeps the
+    fragment (``service/page_views.py``).
     """
     href = plus_in_path(url)
     best = _preferred_hash(hashes)

@@ -49,9 +49,10 @@ _URL_SAFE_BUT_PLUS = re.compile(r"[A-Za-z0-9_.~+-]+")
 class ServedFile:
     """What one file of a page is served with, and its rendered fragments once made.
 
-    A plain slotted object, not a served copy of the ``DistFile``: building 15,000 frozen dataclasses
-    was half the CPU of serving a cold big page. The fragments depend on the upstream ``DistFile``
-    too, which is why these are kept only from view to view of the same entry (``PageView``).
+    A plain slotted object, not a served copy of the ``DistFile``: building those (and a page around
+    them) was a third of the CPU of serving a cold big page (benchmarks/README.md). The fragments
+    depend on the upstream ``DistFile`` too, which is why these are kept only from view to view of
+    the same entry (``PageView``).
     """
 
     __slots__ = ("core_metadata", "hashes", "html", "json")

@@ -62,7 +62,9 @@ def served(tmp_path: Path) -> tuple[PageViews, MetadataService, PageEntry]:
 
 def _served_copy(core: Callable[[DistFile], bool | dict[str, str]]) -> ProjectPage:
     # What the views built before: one served DistFile per file, rendered by the page renderers.
-    files = tuple(f.served_as(served_url(f.filename), f.hashes, core(f)) for f in PAGE.files)
+    files = tuple(
+        dataclasses.replace(f, url=served_url(f.filename), core_metadata=core(f)) for f in PAGE.files
+    )
     return dataclasses.replace(PAGE, files=files)
 
 
