@@ -26,6 +26,8 @@ $PY benchmarks/bench_stream.py --rounds 2 $baseline
 $PY benchmarks/bench_request_cpu.py $baseline
 # shellcheck disable=SC2086
 $PY benchmarks/bench_page_cpu.py $baseline
+# shellcheck disable=SC2086
+$PY benchmarks/bench_cold_lock_cpu.py --rounds 3 $baseline
 $PY benchmarks/profile_hot.py --top 15
 if [ -n "$live" ]; then
     # shellcheck disable=SC2086
