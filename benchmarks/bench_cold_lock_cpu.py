@@ -9,7 +9,8 @@ Per lock, one fresh one-worker proxy (``python -m proxy serve``, fresh cache) an
 * ``loop``: CPU seconds of the proxy's main thread (the event loop: ``/proc/<pid>/task/<pid>/stat``);
 * ``process``: CPU seconds of the whole proxy process (its worker threads: big pages parsed and
   rendered in ``asyncio.to_thread``, the cache's writes, whose kernel time counts here too);
-* ``children``: CPU seconds of processes the proxy started (none unless a variant starts some);
+* ``children``: CPU seconds of processes the proxy started, over their whole life (none unless a
+  variant starts some);
 * ``files``: files the lock left in the cache; ``range``: range requests the proxy sent upstream.
 
 Workloads as ``bench_uv_lock.py``: (b) by default, the seed's PyTorch-shaped fake upstream (50 ms per
