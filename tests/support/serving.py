@@ -19,6 +19,11 @@ from starlette.types import ASGIApp
 __all__ = ["ServerStartError", "ThreadedServer"]
 
 
+# Only a broken server waits this long (one that works is up in milliseconds); 10 s once ran out
+# for the fake upstream's own process (tests/support_tests/test_upstream.py) on a loaded machine.
+_START_TIMEOUT = 30.0
+
+
 class ServerStartError(RuntimeError):
     """The server could not bind, or did not become ready in time."""
 
@@ -96,7 +101,7 @@ class ThreadedServer:
             target=self._server.run, kwargs={"sockets": [sock]}, name=f"{self._name}:{self.port}", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + _START_TIMEOUT
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
