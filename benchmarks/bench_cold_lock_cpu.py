@@ -54,13 +54,12 @@ from benchmarks._harness import (
     upstream,
     wheelmeld,
 )
-from benchmarks.bench_uv_lock import LIVE_REQUIREMENTS, live_pyproject, uv_lock
+from benchmarks.bench_uv_lock import _SEED_PREFIX, LIVE_REQUIREMENTS, live_pyproject, uv_lock
 from proxy.default_index import discover_default_index
 from tests.e2e.e2ekit import seed_pyproject
 
 __all__ = ["main"]
 
-_SEED_PREFIX = "/whl/nightly/cu126"
 _COLUMNS = ("wall", "loop", "process", "children", "files", "range")
 
 

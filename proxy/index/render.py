@@ -28,6 +28,7 @@ from ._values import plus_in_path
 from .model import DistFile, ProjectList, ProjectPage
 
 __all__ = [
+    "Advertised",
     "file_html",
     "file_json",
     "join_project_html",
@@ -87,7 +88,7 @@ def _esc(value: str) -> str:
     return value
 
 
-def _metadata_attrs(core_metadata: bool | Mapping[str, str]) -> str:
+def _metadata_attrs(core_metadata: Advertised) -> str:
     if core_metadata is False:
         return ""
     best = None if core_metadata is True else _preferred_hash(core_metadata)

@@ -57,10 +57,12 @@ _REMEMBERED = 4096
 
 @dataclass(frozen=True, slots=True)
 class AheadLimits:
-    depth: int = 2  # levels of requirements below the release a client asked for; 0: off
-    releases: int = 48  # releases warmed per trigger
-    concurrency: int = 16  # jobs under way at once, and upstream requests they may have in flight
-    window: float = 30.0  # seconds a trigger's tree runs on without a client asking any of it
+    """Running ahead's bounds, from ``Config.meld_run_ahead_*`` (the one place their defaults live)."""
+
+    depth: int  # levels of requirements below the release a client asked for; 0: off
+    releases: int  # releases warmed per trigger
+    concurrency: int  # jobs under way at once, and upstream requests they may have in flight
+    window: float  # seconds a trigger's tree runs on without a client asking any of it
 
 
 @dataclass(slots=True, eq=False)  # by identity: trees live in sets

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from proxy.cache.store import CacheStore, PageKey
 from proxy.index.negotiate import JSON_V1
 from proxy.index.render import (
+    Advertised,
     file_html,
     file_json,
     join_project_html,
@@ -57,7 +58,7 @@ class ServedFile:
 
     __slots__ = ("core_metadata", "hashes", "html", "json")
 
-    def __init__(self, hashes: Mapping[str, str], core_metadata: bool | Mapping[str, str]) -> None:
+    def __init__(self, hashes: Mapping[str, str], core_metadata: Advertised) -> None:
         self.hashes = hashes
         self.core_metadata = core_metadata
         self.html: str | None = None
@@ -187,7 +188,7 @@ class PageViews:
                 if name in known:
                     hashes = {**hashes, "sha256": known[name]}
             release = groups.get(name)  # only wheels are in a release
-            core: bool | Mapping[str, str]
+            core: Advertised
             if release is not None:
                 digest = advertised_hash(key, release, dist, meld)
                 upstream = dist.core_metadata
